@@ -1,0 +1,382 @@
+#include "models/gaussian_mixture.hpp"
+
+#include <cmath>
+#include <cstdint>
+#include <fstream>
+#include <nlohmann/json.hpp>
+#include <random>
+#include <sstream>
+#include <stdexcept>
+
+namespace sdekit {
+
+namespace {
+constexpr double kLog2Pi = 1.8378770664093454836;
+
+std::string shape_str(const at::Tensor& t) {
+  std::ostringstream os;
+  os << t.sizes();
+  return os.str();
+}
+}  // namespace
+
+GaussianMixture::GaussianMixture(at::Tensor weights, at::Tensor means, at::Tensor covariances,
+                                 std::string name)
+    : name_(std::move(name)) {
+  const std::string who = name_;
+  auto host = [](const at::Tensor& t) { return t.detach().to(at::kCPU, at::kDouble).contiguous(); };
+  if (!weights.defined() || weights.dim() != 1 || weights.size(0) < 1)
+    throw std::invalid_argument(who + ": field 'weights': expected shape [K] with K >= 1, got " +
+                                (weights.defined() ? shape_str(weights) : "undefined"));
+  const int64_t K = weights.size(0);
+  if (!means.defined() || means.dim() != 2 || means.size(0) != K || means.size(1) < 1)
+    throw std::invalid_argument(who + ": field 'means': expected shape [" + std::to_string(K) + ", D], got " +
+                                (means.defined() ? shape_str(means) : "undefined"));
+  const int64_t D = means.size(1);
+  if (!covariances.defined() || covariances.dim() != 3 || covariances.size(0) != K ||
+      covariances.size(1) != D || covariances.size(2) != D)
+    throw std::invalid_argument(who + ": field 'covariances': expected shape [" + std::to_string(K) + ", " +
+                                std::to_string(D) + ", " + std::to_string(D) + "], got " +
+                                (covariances.defined() ? shape_str(covariances) : "undefined"));
+  weights_ = host(weights);
+  means_ = host(means);
+  covs_ = host(covariances);
+  if (!at::isfinite(weights_).all().item<bool>() || (weights_ < 0).any().item<bool>())
+    throw std::invalid_argument(who + ": field 'weights': must be finite and >= 0");
+  const double wsum = weights_.sum().item<double>();
+  if (std::abs(wsum - 1.0) > 1e-9) {
+    std::ostringstream os;
+    os.precision(17);
+    os << who << ": field 'weights': must sum to 1 (within 1e-9), got sum " << wsum;
+    throw std::invalid_argument(os.str());
+  }
+  if (!at::isfinite(means_).all().item<bool>()) throw std::invalid_argument(who + ": field 'means': must be finite");
+  if (!at::isfinite(covs_).all().item<bool>())
+    throw std::invalid_argument(who + ": field 'covariances': must be finite");
+  for (int64_t k = 0; k < K; ++k) {
+    const at::Tensor C = covs_[k];
+    const double scale = std::max(1.0, C.abs().max().item<double>());
+    const double asym = (C - C.transpose(0, 1)).abs().max().item<double>();
+    if (asym > 1e-12 * scale) {
+      std::ostringstream os;
+      os << who << ": field 'covariances[" << k << "]': must be symmetric, got max |C - C^T| = " << asym;
+      throw std::invalid_argument(os.str());
+    }
+  }
+  covs_ = 0.5 * (covs_ + covs_.transpose(1, 2));
+  auto eig = at::linalg_eigh(covs_);
+  evals_ = std::get<0>(eig).contiguous();
+  U_ = std::get<1>(eig).contiguous();
+  for (int64_t k = 0; k < K; ++k) {
+    const double lo = evals_[k].min().item<double>();
+    if (!(lo > 0.0)) {
+      std::ostringstream os;
+      os << who << ": field 'covariances[" << k << "]': must be positive definite, got smallest eigenvalue " << lo;
+      throw std::invalid_argument(os.str());
+    }
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// JSON input
+
+namespace {
+using nlohmann::json;
+
+[[noreturn]] void json_error(const std::string& source, const std::string& field, const std::string& msg) {
+  throw std::invalid_argument(source + ": field '" + field + "': " + msg);
+}
+
+std::string kind_of(const json& j) {
+  if (j.is_array()) return "an array of " + std::to_string(j.size());
+  if (j.is_number()) return "a number";
+  if (j.is_string()) return "a string";
+  if (j.is_object()) return "an object";
+  if (j.is_boolean()) return "a boolean";
+  return "null";
+}
+
+std::vector<double> numbers(const json& j, const std::string& source, const std::string& field,
+                            int64_t expected_len) {
+  if (!j.is_array()) json_error(source, field, "expected an array of numbers, got " + kind_of(j));
+  if (expected_len >= 0 && static_cast<int64_t>(j.size()) != expected_len)
+    json_error(source, field,
+               "expected " + std::to_string(expected_len) + " numbers, got " + std::to_string(j.size()));
+  std::vector<double> v;
+  v.reserve(j.size());
+  for (size_t i = 0; i < j.size(); ++i) {
+    if (!j[i].is_number())
+      json_error(source, field + "[" + std::to_string(i) + "]", "expected a number, got " + kind_of(j[i]));
+    const double x = j[i].get<double>();
+    if (!std::isfinite(x)) json_error(source, field + "[" + std::to_string(i) + "]", "not finite");
+    v.push_back(x);
+  }
+  return v;
+}
+
+at::Tensor to_tensor(const std::vector<double>& v, at::IntArrayRef shape) {
+  return at::tensor(v, at::kDouble).reshape(shape).clone();
+}
+}  // namespace
+
+GaussianMixture GaussianMixture::from_json_text(const std::string& text, const std::string& source) {
+  json j;
+  try {
+    j = json::parse(text);
+  } catch (const json::parse_error& e) {
+    throw std::invalid_argument(source + ": malformed JSON: " + e.what());
+  }
+  if (!j.is_object()) throw std::invalid_argument(source + ": expected a JSON object, got " + kind_of(j));
+  for (const auto& item : j.items()) {
+    const std::string& k = item.key();
+    if (k != "weights" && k != "means" && k != "covariances" && k != "stds")
+      json_error(source, k, "unknown field; valid: weights, means, covariances, stds");
+  }
+  if (!j.contains("weights")) json_error(source, "weights", "missing");
+  if (!j.contains("means")) json_error(source, "means", "missing");
+  const bool has_cov = j.contains("covariances"), has_std = j.contains("stds");
+  if (has_cov == has_std)
+    json_error(source, "covariances", has_cov ? "give either 'covariances' or 'stds', not both"
+                                              : "missing (or give 'stds' for isotropic components)");
+  const std::vector<double> w = numbers(j["weights"], source, "weights", -1);
+  const int64_t K = static_cast<int64_t>(w.size());
+  if (K < 1) json_error(source, "weights", "expected at least one component");
+  for (int64_t k = 0; k < K; ++k)
+    if (w[k] < 0) json_error(source, "weights[" + std::to_string(k) + "]", "must be >= 0");
+  double wsum = 0;
+  for (double x : w) wsum += x;
+  if (std::abs(wsum - 1.0) > 1e-9) {
+    std::ostringstream os;
+    os.precision(17);
+    os << "must sum to 1 (within 1e-9), got sum " << wsum;
+    json_error(source, "weights", os.str());
+  }
+  const json& jm = j["means"];
+  if (!jm.is_array() || static_cast<int64_t>(jm.size()) != K)
+    json_error(source, "means", "expected an array of " + std::to_string(K) + " mean vectors (one per weight), got " + kind_of(jm));
+  std::vector<double> mu;
+  int64_t D = -1;
+  for (int64_t k = 0; k < K; ++k) {
+    const std::string f = "means[" + std::to_string(k) + "]";
+    auto v = numbers(jm[k], source, f, D);
+    if (D < 0) D = static_cast<int64_t>(v.size());
+    if (D < 1) json_error(source, f, "expected at least one coordinate");
+    mu.insert(mu.end(), v.begin(), v.end());
+  }
+  std::vector<double> cov;
+  cov.reserve(static_cast<size_t>(K * D * D));
+  if (has_cov) {
+    const json& jc = j["covariances"];
+    if (!jc.is_array() || static_cast<int64_t>(jc.size()) != K)
+      json_error(source, "covariances", "expected an array of " + std::to_string(K) + " matrices, got " + kind_of(jc));
+    for (int64_t k = 0; k < K; ++k) {
+      const std::string f = "covariances[" + std::to_string(k) + "]";
+      if (!jc[k].is_array() || static_cast<int64_t>(jc[k].size()) != D)
+        json_error(source, f, "expected a " + std::to_string(D) + "x" + std::to_string(D) + " matrix, got " + kind_of(jc[k]));
+      for (int64_t r = 0; r < D; ++r) {
+        auto row = numbers(jc[k][r], source, f + "[" + std::to_string(r) + "]", D);
+        cov.insert(cov.end(), row.begin(), row.end());
+      }
+    }
+  } else {
+    const std::vector<double> sd = numbers(j["stds"], source, "stds", K);
+    for (int64_t k = 0; k < K; ++k) {
+      if (!(sd[k] > 0)) json_error(source, "stds[" + std::to_string(k) + "]", "must be > 0");
+      for (int64_t r = 0; r < D; ++r)
+        for (int64_t c = 0; c < D; ++c) cov.push_back(r == c ? sd[k] * sd[k] : 0.0);
+    }
+  }
+  // The constructor checks symmetry and definiteness, naming the source and the field.
+  return GaussianMixture(to_tensor(w, {K}), to_tensor(mu, {K, D}), to_tensor(cov, {K, D, D}), source);
+}
+
+GaussianMixture GaussianMixture::from_json_file(const std::string& path) {
+  std::ifstream in(path);
+  if (!in) throw std::invalid_argument("cannot open mixture file '" + path + "'");
+  std::stringstream ss;
+  ss << in.rdbuf();
+  return from_json_text(ss.str(), path);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Built-ins
+
+GaussianMixture GaussianMixture::ring2d() {
+  const int K = 8;
+  at::Tensor w = at::full({K}, 1.0 / K, at::kDouble);
+  at::Tensor mu = at::empty({K, 2}, at::kDouble);
+  for (int k = 0; k < K; ++k) {
+    const double a = 2.0 * M_PI * k / K;
+    mu[k][0] = 2.0 * std::cos(a);
+    mu[k][1] = 2.0 * std::sin(a);
+  }
+  at::Tensor cov = (0.01 * at::eye(2, at::kDouble)).expand({K, 2, 2}).clone();
+  return GaussianMixture(w, mu, cov, "ring2d");
+}
+
+namespace {
+// Portable normal draws (the bits of std::normal_distribution differ between libraries):
+// mt19937_64 is fully specified; Box-Muller on 53-bit uniforms.
+struct PortableNormal {
+  std::mt19937_64 eng;
+  explicit PortableNormal(uint64_t seed) : eng(seed) {}
+  double uniform() { return (static_cast<double>(eng() >> 11) + 0.5) * 0x1.0p-53; }
+  double operator()() {
+    const double u1 = uniform(), u2 = uniform();
+    return std::sqrt(-2.0 * std::log(u1)) * std::cos(2.0 * M_PI * u2);
+  }
+};
+}  // namespace
+
+GaussianMixture GaussianMixture::gmm64() {
+  const int64_t K = 5, D = 64;
+  PortableNormal rng(2024);
+  std::vector<double> w(K), mu(K * D), cov(K * D * D);
+  double wsum = 0;
+  for (auto& x : w) wsum += (x = 1.0 + rng.uniform());
+  for (auto& x : w) x /= wsum;
+  for (auto& x : mu) x = rng();
+  for (int64_t k = 0; k < K; ++k) {
+    at::Tensor G = at::empty({D, D}, at::kDouble);
+    auto* g = G.data_ptr<double>();
+    for (int64_t i = 0; i < D * D; ++i) g[i] = rng();
+    at::Tensor Q = std::get<0>(at::linalg_qr(G));
+    at::Tensor s = at::empty({D}, at::kDouble);
+    for (int64_t i = 0; i < D; ++i)  // variances log-uniform in [0.1^2, 0.6^2]
+      s[i] = std::exp(std::log(0.01) + rng.uniform() * (std::log(0.36) - std::log(0.01)));
+    at::Tensor C = at::matmul(Q * s.unsqueeze(0), Q.transpose(0, 1));
+    C = (0.5 * (C + C.transpose(0, 1))).contiguous();
+    std::copy(C.data_ptr<double>(), C.data_ptr<double>() + D * D, cov.begin() + k * D * D);
+  }
+  return GaussianMixture(to_tensor(w, {K}), to_tensor(mu, {K, D}), to_tensor(cov, {K, D, D}), "gmm64");
+}
+
+// ---------------------------------------------------------------------------------------------
+// Evaluation
+
+void GaussianMixture::check_x(const at::Tensor& x) const {
+  if (!x.defined() || x.dim() != 2 || x.size(1) != dim())
+    throw std::invalid_argument("mixture '" + name_ + "': x must have shape [n, " + std::to_string(dim()) +
+                                "], got " + (x.defined() ? shape_str(x) : "undefined"));
+  if (!at::isFloatingType(x.scalar_type()))
+    throw std::invalid_argument("mixture '" + name_ + "': x must be floating point");
+}
+
+const GaussianMixture::Cache& GaussianMixture::params_like(const at::Tensor& x) const {
+  const at::TensorOptions o = x.options().requires_grad(false);
+  if (!cache_.valid || cache_.options.dtype() != o.dtype() || cache_.options.device() != o.device()) {
+    cache_.options = o;
+    cache_.log_w = weights_.log().to(o);
+    cache_.mu = means_.to(o);
+    cache_.U = U_.to(o);
+    cache_.s = evals_.to(o);
+    cache_.valid = true;
+  }
+  return cache_;
+}
+
+void GaussianMixture::component_terms(const at::Tensor& x, const at::Tensor& a, const at::Tensor& s,
+                                      at::Tensor& log_joint, at::Tensor& z) const {
+  const Cache& c = params_like(x);
+  const auto D = static_cast<double>(dim());
+  at::Tensor diff = x.unsqueeze(1) - a * c.mu.unsqueeze(0);              // [n,K,D]
+  at::Tensor y = at::einsum("nkd,kde->nke", {diff, c.U});                // eigenbasis coordinates
+  at::Tensor var = (a * a) * c.s.unsqueeze(0) + s * s;                   // [n|1,K,D]
+  z = y / var;
+  log_joint = -0.5 * (y * z).sum(-1) - 0.5 * var.log().sum(-1) - 0.5 * D * kLog2Pi + c.log_w.unsqueeze(0);
+}
+
+at::Tensor GaussianMixture::log_prob(const at::Tensor& x, double alpha, double sigma) const {
+  check_x(x);
+  at::Tensor lj, z;
+  component_terms(x, at::scalar_tensor(alpha, x.options()), at::scalar_tensor(sigma, x.options()), lj, z);
+  return at::logsumexp(lj, {1});
+}
+
+at::Tensor GaussianMixture::log_prob(const at::Tensor& x, const at::Tensor& alpha,
+                                     const at::Tensor& sigma) const {
+  check_x(x);
+  at::Tensor lj, z;
+  component_terms(x, alpha.to(x.options()).reshape({-1, 1, 1}), sigma.to(x.options()).reshape({-1, 1, 1}), lj, z);
+  return at::logsumexp(lj, {1});
+}
+
+namespace {
+at::Tensor score_from_terms(const at::Tensor& lj, const at::Tensor& z, const at::Tensor& U) {
+  at::Tensor r = at::softmax(lj, 1);  // responsibilities [n,K]
+  return -at::einsum("nke,kde->nd", {r.unsqueeze(-1) * z, U});
+}
+}  // namespace
+
+at::Tensor GaussianMixture::score(const at::Tensor& x, double alpha, double sigma) const {
+  check_x(x);
+  at::Tensor lj, z;
+  component_terms(x, at::scalar_tensor(alpha, x.options()), at::scalar_tensor(sigma, x.options()), lj, z);
+  return score_from_terms(lj, z, params_like(x).U);
+}
+
+at::Tensor GaussianMixture::score(const at::Tensor& x, const at::Tensor& alpha, const at::Tensor& sigma) const {
+  check_x(x);
+  at::Tensor lj, z;
+  component_terms(x, alpha.to(x.options()).reshape({-1, 1, 1}), sigma.to(x.options()).reshape({-1, 1, 1}), lj, z);
+  return score_from_terms(lj, z, params_like(x).U);
+}
+
+at::Tensor GaussianMixture::sample(int64_t n, double alpha, double sigma, at::Generator gen,
+                                   at::TensorOptions options) const {
+  if (n < 1) throw std::invalid_argument("mixture '" + name_ + "': sample count must be >= 1, got " + std::to_string(n));
+  const int64_t D = dim();
+  at::Tensor k = at::multinomial(weights_, n, /*replacement=*/true, gen);          // [n]
+  at::Tensor z = at::randn({n, D}, gen, at::kDouble);
+  at::Tensor L = U_ * evals_.sqrt().unsqueeze(1);                                   // U diag(sqrt s)
+  at::Tensor x0 = means_.index_select(0, k) +
+                  at::einsum("nde,ne->nd", {L.index_select(0, k), z});
+  at::Tensor x = alpha * x0;
+  if (sigma != 0.0) x = x + sigma * at::randn({n, D}, gen, at::kDouble);
+  return x.to(options);
+}
+
+at::Tensor GaussianMixture::mean(double alpha) const { return alpha * (weights_.unsqueeze(1) * means_).sum(0); }
+
+at::Tensor GaussianMixture::covariance(double alpha, double sigma) const {
+  const at::Tensor m = (weights_.unsqueeze(1) * means_).sum(0);
+  at::Tensor second = (weights_.view({-1, 1, 1}) * (covs_ + means_.unsqueeze(2) * means_.unsqueeze(1))).sum(0);
+  at::Tensor c0 = second - at::outer(m, m);
+  return alpha * alpha * c0 + sigma * sigma * at::eye(dim(), at::kDouble);
+}
+
+// ---------------------------------------------------------------------------------------------
+
+GaussianMixtureModel::GaussianMixtureModel(GaussianMixture mixture, SchedulePtr kernel, Param output)
+    : mixture_(std::move(mixture)), kernel_(std::move(kernel)), output_(output) {
+  if (!kernel_) throw std::invalid_argument("GaussianMixtureModel: the SDE has no Gaussian kernel (alpha, sigma)");
+}
+
+at::Tensor GaussianMixtureModel::predict(const at::Tensor& x, const at::Tensor& t) {
+  if (!t.defined() || t.dim() != 1 || t.size(0) != x.size(0))
+    throw std::invalid_argument("mixture model: t must have shape [" + std::to_string(x.size(0)) + "], got " +
+                                (t.defined() ? shape_str(t) : "undefined"));
+  at::Tensor th = t.detach().to(at::kCPU, at::kDouble).contiguous();
+  const int64_t n = th.size(0);
+  at::Tensor a = at::empty({n}, at::kDouble), s = at::empty({n}, at::kDouble);
+  const double* tp = th.data_ptr<double>();
+  double* ap = a.data_ptr<double>();
+  double* sp = s.data_ptr<double>();
+  for (int64_t i = 0; i < n; ++i) {
+    ap[i] = kernel_->alpha(tp[i]);
+    sp[i] = kernel_->sigma(tp[i]);
+  }
+  at::Tensor score = mixture_.score(x, a, s);
+  if (output_ == Param::Score) return score;
+  const at::Tensor ad = a.to(x.options()).unsqueeze(1), sd = s.to(x.options()).unsqueeze(1);
+  return convert(score, Param::Score, output_, x, ad, sd);
+}
+
+at::Tensor GaussianMixtureModel::predict_at(const at::Tensor& x, double t) {
+  const double a = kernel_->alpha(t), s = kernel_->sigma(t);
+  at::Tensor score = mixture_.score(x, a, s);
+  if (output_ == Param::Score) return score;
+  return convert(score, Param::Score, output_, x, a, s);
+}
+
+}  // namespace sdekit

@@ -1,0 +1,143 @@
+#include "schedules/time_grid.hpp"
+
+#include <cmath>
+#include <sstream>
+#include <stdexcept>
+
+#include "schedules/edm.hpp"
+#include "schedules/vp_discrete.hpp"
+
+namespace sdekit {
+
+const std::vector<GridInfo>& grid_registry() {
+  static const std::vector<GridInfo> grids = {
+      {GridKind::UniformT, "uniform-t", "uniform in t"},
+      {GridKind::UniformLambda, "uniform-lambda", "uniform in lambda = log(alpha/sigma) (logSNR)"},
+      {GridKind::Quadratic, "quadratic", "uniform in sqrt(t) (DPM-Solver time_quadratic)"},
+      {GridKind::Karras, "karras", "EDM rho-spacing (rho = 7) in sigma/alpha"},
+      {GridKind::DdpmUniform, "ddpm-uniform", "evenly spaced integer steps of a vp-discrete table"},
+      {GridKind::DdpmQuadratic, "ddpm-quad", "quadratically spaced integer steps of a vp-discrete table"},
+  };
+  return grids;
+}
+
+GridKind parse_grid(std::string_view name) {
+  std::string valid;
+  for (const auto& g : grid_registry()) {
+    if (g.name == name) return g.kind;
+    valid += (valid.empty() ? "" : ", ") + g.name;
+  }
+  throw std::invalid_argument("unknown time grid '" + std::string(name) + "'; valid: " + valid);
+}
+
+std::string grid_name(GridKind kind) {
+  for (const auto& g : grid_registry())
+    if (g.kind == kind) return g.name;
+  return "?";
+}
+
+GridKind default_grid(const NoiseSchedule& schedule) {
+  return dynamic_cast<const EDM*>(&schedule) ? GridKind::Karras : GridKind::UniformT;
+}
+
+namespace {
+std::vector<double> ddpm_grid(GridKind kind, const VPDiscrete& sched, int steps, double t_start,
+                              double t_end) {
+  const int N = sched.steps();
+  const int n_hi = static_cast<int>(std::lround(t_start * N));
+  const int n_lo = static_cast<int>(std::lround(t_end * N));
+  if (std::abs(n_hi - t_start * N) > 1e-9 || std::abs(n_lo - t_end * N) > 1e-9) {
+    std::ostringstream os;
+    os << "time grid " << grid_name(kind) << ": t_start = " << t_start << " and t_end = " << t_end
+       << " must be knots n/" << N << " of the vp-discrete table";
+    throw std::invalid_argument(os.str());
+  }
+  if (steps > n_hi - n_lo) {
+    std::ostringstream os;
+    os << "time grid " << grid_name(kind) << ": steps must be <= " << n_hi - n_lo
+       << " (integer knots between t_end and t_start), got " << steps;
+    throw std::invalid_argument(os.str());
+  }
+  std::vector<int> n(static_cast<size_t>(steps) + 1);
+  const double span = n_hi - n_lo;
+  for (int i = 0; i <= steps; ++i) {
+    const double u = 1.0 - static_cast<double>(i) / steps;  // 1 at t_start, 0 at t_end
+    const double q = kind == GridKind::DdpmUniform ? u : u * u;
+    n[static_cast<size_t>(i)] = n_lo + static_cast<int>(std::lround(q * span));
+  }
+  // Rounding can merge neighbouring knots near t_end: push them apart (strictly decreasing).
+  for (int i = steps - 1; i >= 0; --i)
+    n[static_cast<size_t>(i)] = std::max(n[static_cast<size_t>(i)], n[static_cast<size_t>(i) + 1] + 1);
+  if (n[0] != n_hi) throw std::logic_error("ddpm grid: could not place distinct knots");
+  std::vector<double> grid(n.size());
+  for (size_t i = 0; i < n.size(); ++i) grid[i] = static_cast<double>(n[i]) / N;
+  grid.front() = t_start;
+  grid.back() = t_end;
+  return grid;
+}
+}  // namespace
+
+std::vector<double> make_time_grid(GridKind kind, const NoiseSchedule& schedule, int steps,
+                                   double t_start, double t_end, const GridOptions& opt) {
+  const Interval d = schedule.domain();
+  const std::string who = "time grid " + grid_name(kind) + " on " + schedule.name();
+  if (steps < 1) throw std::invalid_argument(who + ": steps must be >= 1, got " + std::to_string(steps));
+  if (!(t_start > d.lo && t_start <= d.hi)) {
+    std::ostringstream os;
+    os << who << ": t_start must lie in (" << d.lo << ", " << d.hi << "], got " << t_start;
+    throw std::invalid_argument(os.str());
+  }
+  if (!(t_end > d.lo && t_end < t_start)) {
+    std::ostringstream os;
+    os << who << ": t_end must lie in (" << d.lo << ", " << t_start << "), got " << t_end;
+    throw std::invalid_argument(os.str());
+  }
+  if (!(opt.rho > 0.0)) throw std::invalid_argument(who + ": rho must be > 0");
+
+  std::vector<double> g(static_cast<size_t>(steps) + 1);
+  const double N = steps;
+  switch (kind) {
+    case GridKind::UniformT:
+      for (int i = 0; i <= steps; ++i) g[i] = t_start + (i / N) * (t_end - t_start);
+      break;
+    case GridKind::UniformLambda: {
+      const double l0 = schedule.lambda(t_start), l1 = schedule.lambda(t_end);
+      for (int i = 0; i <= steps; ++i) g[i] = schedule.t_of_lambda(l0 + (i / N) * (l1 - l0));
+      break;
+    }
+    case GridKind::Quadratic: {
+      const double a = std::sqrt(t_start), b = std::sqrt(t_end);
+      for (int i = 0; i <= steps; ++i) {
+        const double r = a + (i / N) * (b - a);
+        g[i] = r * r;
+      }
+      break;
+    }
+    case GridKind::Karras: {
+      const double smax = std::exp(-schedule.lambda(t_start)), smin = std::exp(-schedule.lambda(t_end));
+      const double a = std::pow(smax, 1.0 / opt.rho), b = std::pow(smin, 1.0 / opt.rho);
+      for (int i = 0; i <= steps; ++i)
+        g[i] = schedule.t_of_lambda(-opt.rho * std::log(a + (i / N) * (b - a)));
+      break;
+    }
+    case GridKind::DdpmUniform:
+    case GridKind::DdpmQuadratic: {
+      const auto* disc = dynamic_cast<const VPDiscrete*>(&schedule);
+      if (!disc) throw std::invalid_argument(who + ": DDPM integer grids need the vp-discrete schedule");
+      return ddpm_grid(kind, *disc, steps, t_start, t_end);
+    }
+  }
+  g.front() = t_start;
+  g.back() = t_end;
+  for (size_t i = 1; i < g.size(); ++i) {
+    if (!(g[i] < g[i - 1])) {
+      std::ostringstream os;
+      os << who << ": " << steps << " steps do not give strictly decreasing times (t[" << i - 1
+         << "] = " << g[i - 1] << ", t[" << i << "] = " << g[i] << "); use fewer steps";
+      throw std::invalid_argument(os.str());
+    }
+  }
+  return g;
+}
+
+}  // namespace sdekit

@@ -1,0 +1,45 @@
+#pragma once
+// Time grids for sampling: steps + 1 strictly decreasing times from t_start (noise side,
+// usually T) to t_end (data side). grid[0] == t_start and grid[steps] == t_end exactly.
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "schedules/noise_schedule.hpp"
+
+namespace sdekit {
+
+enum class GridKind {
+  UniformT,       // t_i = t_start + (i/N)(t_end - t_start)
+  UniformLambda,  // lambda uniform between lambda(t_start) and lambda(t_end) (logSNR)
+  Quadratic,      // sqrt(t) uniform (DPM-Solver's "time_quadratic")
+  Karras,         // (s_max^(1/rho) + (i/N)(s_min^(1/rho) - s_max^(1/rho)))^rho in s = sigma/alpha
+  DdpmUniform,    // integer knots n of a vp-discrete table, evenly spaced (rounded)
+  DdpmQuadratic,  // integer knots n, quadratic in n (DDIM's "quad" skip)
+};
+
+struct GridInfo {
+  GridKind kind;
+  std::string name;
+  std::string summary;
+};
+
+/// Every grid kind with its name and one-line meaning.
+const std::vector<GridInfo>& grid_registry();
+/// Parses a grid name; unknown names throw std::invalid_argument listing the valid ones.
+GridKind parse_grid(std::string_view name);
+std::string grid_name(GridKind kind);
+/// The grid a schedule samples best with by default: Karras for EDM, uniform-t otherwise.
+GridKind default_grid(const NoiseSchedule& schedule);
+
+struct GridOptions {
+  double rho = 7.0;  // Karras exponent
+};
+
+/// Builds the grid. Throws std::invalid_argument for steps < 1, t_end not in (lo, t_start),
+/// t_start outside the domain, rho <= 0, DDPM grids on a schedule that is not vp-discrete or with
+/// more steps than integer knots between t_end and t_start.
+std::vector<double> make_time_grid(GridKind kind, const NoiseSchedule& schedule, int steps,
+                                   double t_start, double t_end, const GridOptions& opt = {});
+
+}  // namespace sdekit

@@ -1,0 +1,50 @@
+// Ancestral sampling (DDPM, Ho et al. 2020) on any grid of an affine schedule. From s down to
+// t < s, with alpha_ts = alpha_t/alpha_s and the forward transition variance
+//   v_ts = sigma_s^2 - (alpha_s/alpha_t)^2 sigma_t^2     (x_s | x_t has variance v_ts)
+// the step draws from q(x_t | x_s, x0_hat):
+//   mean = (alpha_s/alpha_t) sigma_t^2 / sigma_s^2 x_s + alpha_t v_ts / sigma_s^2 x0_hat
+//   var  = v_ts sigma_t^2 / sigma_s^2   (posterior: DDPM's beta-tilde_n on consecutive steps)
+//       or v_ts                        (transition: DDPM's beta_n on consecutive steps).
+// On consecutive steps of vp-discrete this is THEORY.md's DDPM update. No noise on the last step.
+// 1 NFE per step; weak order 1.
+#include <cmath>
+
+#include "solvers/noise.hpp"
+#include "solvers/samplers.hpp"
+
+namespace sdekit {
+namespace {
+class Ancestral final : public Sampler {
+ public:
+  explicit Ancestral(AncestralVariance v) : variance_(v) {}
+  std::string_view name() const override { return "ancestral"; }
+  double order() const override { return 1.0; }
+  bool stochastic() const override { return true; }
+  int nfe_per_step() const override { return 1; }
+  bool needs_kernel() const override { return true; }
+
+ protected:
+  at::Tensor step(const StepContext& ctx, const at::Tensor& x, double s, double t) const override {
+    const NoiseSchedule& k = *ctx.kernel;
+    const double la_s = k.log_alpha(s), la_t = k.log_alpha(t);
+    const double sig_s = k.sigma(s), sig_t = k.sigma(t);
+    const double a_st = std::exp(la_s - la_t);  // alpha_s / alpha_t
+    const double v_ts = std::max(0.0, sig_s * sig_s - a_st * a_st * sig_t * sig_t);
+    const at::Tensor x0 = ctx.predictor.x0(x, s);
+    const double cx = a_st * sig_t * sig_t / (sig_s * sig_s);
+    const double c0 = std::exp(la_t) * v_ts / (sig_s * sig_s);
+    at::Tensor out = cx * x + c0 * x0;
+    if (ctx.last()) return out;
+    const double var = variance_ == AncestralVariance::Posterior ? v_ts * sig_t * sig_t / (sig_s * sig_s)
+                                                                 : v_ts;
+    return out.add_(normal_like(x, *ctx.generator), std::sqrt(var));
+  }
+
+ private:
+  AncestralVariance variance_;
+};
+}  // namespace
+
+std::unique_ptr<Sampler> make_ancestral(const SamplerOptions& o) { return std::make_unique<Ancestral>(o.variance); }
+
+}  // namespace sdekit

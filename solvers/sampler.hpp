@@ -1,0 +1,85 @@
+#pragma once
+// One interface for every integrator. A sampler integrates the reverse-time SDE or the
+// probability-flow ODE of `sde` from times.front() (noise side) down to times.back() (data
+// side) along the given grid, starting from x_init, and returns x at times.back() with the number
+// of model calls (NFE) it really made, counted at the model.
+#include <ATen/ATen.h>
+
+#include <cstdint>
+#include <functional>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "models/predictor.hpp"
+#include "models/score_model.hpp"
+#include "schedules/sde.hpp"
+
+namespace sdekit {
+
+/// How often a run checks x for NaN / inf: after every step (reports the step and t; costs one
+/// reduction and, on CUDA, one device sync per step) or only at the end.
+enum class FiniteCheck { EveryStep, Final };
+
+struct SampleRequest {
+  ScoreModel* model = nullptr;        // required
+  const SDE* sde = nullptr;           // required
+  std::vector<double> times;          // strictly decreasing, inside sde->domain(), >= 2 entries
+  at::Tensor x_init;                  // [n, ...] at times.front(), floating point
+  std::optional<at::Generator> generator;  // required by stochastic samplers
+  FiniteCheck finite_check = FiniteCheck::EveryStep;
+};
+
+struct StepInfo {
+  int index;      // 0-based step
+  int steps;      // total steps
+  double t_from;  // time at the start of the step
+  double t_to;    // time at its end
+  const at::Tensor& x;  // state at t_to
+  int64_t nfe;    // model calls so far
+};
+using StepObserver = std::function<void(const StepInfo&)>;
+
+struct SampleResult {
+  at::Tensor x;
+  int64_t nfe = 0;
+};
+
+/// What a step of a fixed-grid sampler sees.
+struct StepContext {
+  const SDE& sde;
+  const NoiseSchedule* kernel;  // the SDE's Gaussian kernel, or null
+  const Predictor& predictor;   // counted model
+  at::Generator* generator;     // null for deterministic samplers
+  int index;
+  int steps;
+  bool last() const { return index + 1 == steps; }
+};
+
+class Sampler {
+ public:
+  virtual ~Sampler() = default;
+  virtual std::string_view name() const = 0;
+  /// Declared order of convergence (deterministic: global order; stochastic: weak order for
+  /// the distribution, strong order where the noise is additive). Tests measure it.
+  virtual double order() const = 0;
+  virtual bool stochastic() const = 0;
+  /// Model calls per step.
+  virtual int nfe_per_step() const = 0;
+  /// Whether the sampler needs the SDE's Gaussian kernel (alpha, sigma): DDIM, ancestral.
+  virtual bool needs_kernel() const { return false; }
+
+  /// Validates the request (std::invalid_argument naming the field), runs, checks finiteness
+  /// (std::runtime_error naming the step and t), counts NFE.
+  SampleResult run(const SampleRequest& request, const StepObserver& observer = {}) const;
+
+ protected:
+  /// One step from t_from to t_to < t_from.
+  virtual at::Tensor step(const StepContext& ctx, const at::Tensor& x, double t_from, double t_to) const = 0;
+};
+
+/// Throws std::invalid_argument unless the request is well formed for `sampler`.
+void validate_request(const Sampler& sampler, const SampleRequest& request);
+
+}  // namespace sdekit
