@@ -3,7 +3,8 @@
 //   c = eta (sigma_t / sigma_s) sqrt(sigma_s^2 - (alpha_s/alpha_t)^2 sigma_t^2)
 // (THEORY.md section 4 with abar = alpha^2, written for any affine kernel). eta = 0 is
 // deterministic and equals DPM-Solver-1; eta = 1 with the posterior variance is ancestral
-// sampling. 1 NFE per step; order 1. No noise on the last step.
+// sampling. 1 NFE per step; order 1. The last step keeps the eta-dependent coefficient of eps
+// but draws no noise (for eta = 1 that is the posterior mean, as in DDPM).
 #include <cmath>
 #include <stdexcept>
 
@@ -32,11 +33,11 @@ class DDIM final : public Sampler {
     const at::Tensor eps = ctx.predictor.eps(x, s);
     const at::Tensor x0 = (x - sig_s * eps) / k.alpha(s);
     double c = 0.0;
-    if (eta_ > 0.0 && !ctx.last())
+    if (eta_ > 0.0)
       c = eta_ * (sig_t / sig_s) * std::sqrt(std::max(0.0, sig_s * sig_s - a_st * a_st * sig_t * sig_t));
     const double ce = std::sqrt(std::max(0.0, sig_t * sig_t - c * c));
     at::Tensor out = alpha_t * x0 + ce * eps;
-    if (c > 0.0) out.add_(normal_like(x, *ctx.generator), c);
+    if (c > 0.0 && !ctx.last()) out.add_(normal_like(x, *ctx.generator), c);
     return out;
   }
 

@@ -1,0 +1,16 @@
+#pragma once
+// .npy files in and out (numpy's format, through xtensor's reader and writer).
+#include <ATen/ATen.h>
+
+#include <string>
+
+namespace sdekit {
+
+/// Reads a little-endian float32 or float64 C-order .npy file into a CPU tensor of that dtype.
+/// Errors (std::invalid_argument) name the file and what was expected vs found: missing file,
+/// not a .npy file, other dtypes, Fortran order, truncated data.
+at::Tensor read_npy(const std::string& path);
+/// Writes a float32 or float64 tensor (any device, any shape) as a C-order .npy file.
+void write_npy(const std::string& path, const at::Tensor& x);
+
+}  // namespace sdekit

@@ -1,0 +1,311 @@
+// Sampler tests: measured convergence orders against the closed-form PF-ODE flow of Gaussian
+// data, moments of stochastic samplers, determinism, NFE accounting, user SDEs, bad input.
+#include <catch2/catch.hpp>
+#include <cmath>
+#include <vector>
+
+#include "models/gaussian_mixture.hpp"
+#include "schedules/registry.hpp"
+#include "schedules/time_grid.hpp"
+#include "schedules/vp_discrete.hpp"
+#include "schedules/vp_linear.hpp"
+#include "solvers/noise.hpp"
+#include "solvers/registry.hpp"
+
+using namespace sdekit;
+
+namespace {
+
+// A single anisotropic Gaussian N(mu, C) in D = 4 with known eigenbasis.
+struct GaussianCase {
+  at::Tensor mu, U, s;  // C = U diag(s) U^T
+  GaussianMixture mixture() const {
+    const at::Tensor C = at::matmul(U * s.unsqueeze(0), U.transpose(0, 1));
+    return GaussianMixture(at::ones({1}, at::kDouble), mu.unsqueeze(0), C.unsqueeze(0), "gauss4");
+  }
+  // Exact PF-ODE flow map from time T to t: in the eigenbasis each coordinate of x - alpha mu
+  // scales by sqrt(v_t / v_T), v = alpha^2 s + sigma^2 (derivation in THEORY.md section 2:
+  // d/dt log sqrt(v) = f + g2 / (2 v), the PF-ODE's rate for x - alpha mu).
+  at::Tensor flow(const at::Tensor& xT, const NoiseSchedule& k, double T, double t) const {
+    const double aT = k.alpha(T), sT = k.sigma(T), at_ = k.alpha(t), st = k.sigma(t);
+    const at::Tensor vT = aT * aT * s + sT * sT, vt = at_ * at_ * s + st * st;
+    const at::Tensor y = at::matmul(xT - aT * mu, U);
+    return at_ * mu + at::matmul(y * (vt / vT).sqrt(), U.transpose(0, 1));
+  }
+};
+
+GaussianCase make_gaussian() {
+  at::Generator g = at::make_generator<at::CPUGeneratorImpl>(7);
+  const at::Tensor Q = std::get<0>(at::linalg_qr(at::randn({4, 4}, g, at::kDouble)));
+  return {at::tensor({0.5, -1.0, 0.25, 1.5}, at::kDouble), Q, at::tensor({0.2, 0.5, 1.0, 1.5}, at::kDouble)};
+}
+
+// Least-squares slope of log(err) against log(nfe).
+double fitted_order(const std::vector<double>& nfe, const std::vector<double>& err) {
+  double mx = 0, my = 0;
+  const double n = static_cast<double>(nfe.size());
+  for (size_t i = 0; i < nfe.size(); ++i) {
+    mx += std::log(nfe[i]) / n;
+    my += std::log(err[i]) / n;
+  }
+  double sxy = 0, sxx = 0;
+  for (size_t i = 0; i < nfe.size(); ++i) {
+    const double dx = std::log(nfe[i]) - mx;
+    sxy += dx * (std::log(err[i]) - my);
+    sxx += dx * dx;
+  }
+  return -sxy / sxx;
+}
+
+double rms(const at::Tensor& a) { return a.pow(2).mean().sqrt().item<double>(); }
+
+SampleResult run(const Sampler& s, ScoreModel& m, const SDE& sde, const std::vector<double>& times,
+                 const at::Tensor& x, uint64_t seed = 1, const StepObserver& obs = {}) {
+  SampleRequest r;
+  r.model = &m;
+  r.sde = &sde;
+  r.times = times;
+  r.x_init = x;
+  r.generator = at::make_generator<at::CPUGeneratorImpl>(seed);
+  return s.run(r, obs);
+}
+
+}  // namespace
+
+TEST_CASE("deterministic samplers reach their declared order on the Gaussian PF-ODE flow", "[samplers][order]") {
+  const GaussianCase gc = make_gaussian();
+  at::Generator g = at::make_generator<at::CPUGeneratorImpl>(3);
+  const at::Tensor xT = at::randn({64, 4}, g, at::kDouble);
+  for (const char* sde_name : {"vp-linear", "vp-cosine", "sub-vp", "ve", "edm"}) {
+    const SDEPtr sde = make_sde(sde_name);
+    const SchedulePtr k = sde->schedule();
+    const double T = sde->domain().hi, t_end = sde->default_t_end();
+    GaussianMixtureModel model(gc.mixture(), k);
+    const at::Tensor exact = gc.flow(xT, *k, T, t_end);
+    // Grids where the problem is smooth in the step variable: uniform-lambda for VE/EDM (whose
+    // sigma spans four decades), uniform-t elsewhere.
+    const GridKind grid = (std::string(sde_name) == "ve" || std::string(sde_name) == "edm") ? GridKind::UniformLambda
+                                                                                             : GridKind::UniformT;
+    for (const auto& info : sampler_registry()) {
+      const auto sampler = info.make(SamplerOptions{});
+      if (sampler->stochastic()) continue;
+      std::vector<double> nfe, err;
+      for (int steps : {32, 48, 64, 96, 128}) {
+        const auto times = make_time_grid(grid, *k, steps, T, t_end);
+        const SampleResult res = run(*sampler, model, *sde, times, xT);
+        nfe.push_back(static_cast<double>(res.nfe));
+        err.push_back(rms(res.x - exact));
+      }
+      const double p = fitted_order(nfe, err);
+      INFO(sde_name << " " << info.name << ": fitted order " << p << ", errors " << err.front() << " .. "
+                    << err.back());
+      CHECK(std::abs(p - sampler->order()) < 0.15);
+    }
+  }
+}
+
+namespace {
+// Sample mean/covariance checks with standard errors estimated from the samples themselves:
+// SE(mean_i) = sd(x_i)/sqrt(n); SE(C_ij) = sd((x_i - m_i)(x_j - m_j))/sqrt(n). Each entry must
+// lie within z standard errors (+ an absolute allowance for the discretisation bias).
+void check_moments(const at::Tensor& x, const at::Tensor& m, const at::Tensor& C, double z, double bias) {
+  const int64_t n = x.size(0), D = x.size(1);
+  const at::Tensor xd = x.to(at::kDouble);
+  const at::Tensor mh = xd.mean(0);
+  const at::Tensor xc = xd - mh;
+  const at::Tensor se_m = xd.std(0) / std::sqrt(static_cast<double>(n));
+  for (int64_t i = 0; i < D; ++i) {
+    INFO("mean[" << i << "] = " << mh[i].item<double>() << " vs exact " << m[i].item<double>() << ", SE "
+                 << se_m[i].item<double>());
+    CHECK(std::abs((mh[i] - m[i]).item<double>()) < z * se_m[i].item<double>() + bias);
+  }
+  for (int64_t i = 0; i < D; ++i) {
+    for (int64_t j = 0; j <= i; ++j) {
+      const at::Tensor prod = xc.select(1, i) * xc.select(1, j);
+      const double c = prod.sum().item<double>() / static_cast<double>(n - 1);
+      const double se = prod.std().item<double>() / std::sqrt(static_cast<double>(n));
+      INFO("cov[" << i << "," << j << "] = " << c << " vs exact " << C[i][j].item<double>() << ", SE " << se);
+      CHECK(std::abs(c - C[i][j].item<double>()) < z * se + bias);
+    }
+  }
+}
+}  // namespace
+
+TEST_CASE("stochastic samplers reproduce the mixture's marginal moments", "[samplers][moments]") {
+  // ring2d, n = 10000 from one prior draw, 200 steps: the discretisation bias (O(h) = O(5e-3)
+  // weak error) is below the sampling error (SE of a mean coordinate ~ 0.014). Tolerance: 4.5 SE
+  // per entry (a chance of about 1 in 150000 for one Gaussian entry; 5 entries per sampler) plus
+  // 0.01 for the bias.
+  const GaussianMixture mix = GaussianMixture::ring2d();
+  for (const char* sde_name : {"vp-linear", "ve"}) {
+    const SDEPtr sde = make_sde(sde_name);
+    const SchedulePtr k = sde->schedule();
+    GaussianMixtureModel model(mix, k);
+    const double T = sde->domain().hi, t_end = sde->default_t_end();
+    const auto times = make_time_grid(GridKind::UniformT, *k, 200, T, t_end);
+    at::Generator g = at::make_generator<at::CPUGeneratorImpl>(11);
+    const at::Tensor xT = draw_prior(*sde, {10000, 2}, g, at::kDouble);
+    const at::Tensor m = mix.mean(k->alpha(t_end)), C = mix.covariance(k->alpha(t_end), k->sigma(t_end));
+    for (const auto& info : sampler_registry()) {
+      SamplerOptions opt;
+      opt.eta = 1.0;  // DDIM with noise
+      const auto sampler = info.make(opt);
+      if (!sampler->stochastic()) continue;
+      INFO(sde_name << " " << info.name);
+      const SampleResult res = run(*sampler, model, *sde, times, xT, 5);
+      check_moments(res.x, m, C, 4.5, 0.01);
+    }
+  }
+}
+
+TEST_CASE("transition-variance ancestral sampling also reproduces the moments", "[samplers][moments]") {
+  const GaussianMixture mix = GaussianMixture::ring2d();
+  const SDEPtr sde = make_sde("vp-discrete");
+  const SchedulePtr k = sde->schedule();
+  GaussianMixtureModel model(mix, k);
+  const double t_end = sde->default_t_end();
+  const auto times = make_time_grid(GridKind::DdpmUniform, *k, 200, 1.0, t_end);
+  at::Generator g = at::make_generator<at::CPUGeneratorImpl>(12);
+  const at::Tensor xT = draw_prior(*sde, {10000, 2}, g, at::kDouble);
+  SamplerOptions opt;
+  opt.variance = AncestralVariance::Transition;
+  const SampleResult res = run(*make_sampler("ancestral", opt), model, *sde, times, xT, 6);
+  check_moments(res.x, mix.mean(k->alpha(t_end)), mix.covariance(k->alpha(t_end), k->sigma(t_end)), 4.5, 0.01);
+}
+
+TEST_CASE("ancestral sampling on consecutive vp-discrete steps is THEORY.md's DDPM update", "[samplers]") {
+  // x_{n-1} = (x_n - beta_n / sqrt(1 - abar_n) eps) / sqrt(1 - beta_n) + sigma_n z with
+  // sigma_n^2 = beta-tilde_n = (1 - abar_{n-1}) / (1 - abar_n) beta_n, written out here.
+  const auto disc = std::make_shared<VPDiscrete>(VPDiscrete::linear());
+  const AffineSDE sde(disc);
+  const GaussianMixture mix = GaussianMixture::ring2d();
+  GaussianMixtureModel model(mix, disc, Param::Eps);
+  at::Generator g = at::make_generator<at::CPUGeneratorImpl>(1);
+  const at::Tensor x = at::randn({8, 2}, g, at::kDouble);
+  for (int n : {1000, 500, 20, 2}) {
+    const double s = n / 1000.0, t = (n - 1) / 1000.0;
+    const SampleResult res = run(*make_sampler("ancestral"), model, sde, {s, t, t / 2.0}, x, 9, {});
+    // Recompute the first step by hand with the same noise: the run's first draw from seed 9.
+    at::Generator g2 = at::make_generator<at::CPUGeneratorImpl>(9);
+    const at::Tensor z = at::randn({8, 2}, g2, at::kDouble);
+    const double b = disc->beta(n), ab = disc->alpha_bar(n), ab1 = disc->alpha_bar(n - 1);
+    const at::Tensor eps = model.predict_at(x, s);
+    const at::Tensor expected =
+        (x - b / std::sqrt(1 - ab) * eps) / std::sqrt(1 - b) + std::sqrt((1 - ab1) / (1 - ab) * b) * z;
+    // Only the first step is compared: observe it.
+    at::Tensor first;
+    run(*make_sampler("ancestral"), model, sde, {s, t, t / 2.0}, x, 9,
+        [&](const StepInfo& info) {
+          if (info.index == 0) first = info.x.clone();
+        });
+    INFO("n = " << n);
+    CHECK(at::allclose(first, expected, 1e-12, 1e-12));
+    CHECK(res.nfe == 2);
+  }
+}
+
+TEST_CASE("DDIM with eta = 1 equals posterior ancestral sampling on the same noise", "[samplers]") {
+  const SDEPtr sde = make_sde("vp-discrete");
+  const SchedulePtr k = sde->schedule();
+  GaussianMixtureModel model(GaussianMixture::ring2d(), k);
+  const auto times = make_time_grid(GridKind::DdpmQuadratic, *k, 25, 1.0, sde->default_t_end());
+  at::Generator g = at::make_generator<at::CPUGeneratorImpl>(2);
+  const at::Tensor xT = at::randn({256, 2}, g, at::kDouble);
+  SamplerOptions o;
+  o.eta = 1.0;
+  const SampleResult a = run(*make_sampler("ddim", o), model, *sde, times, xT, 4);
+  const SampleResult b = run(*make_sampler("ancestral"), model, *sde, times, xT, 4);
+  INFO("max diff " << (a.x - b.x).abs().max().item<double>());
+  CHECK(at::allclose(a.x, b.x, 1e-10, 1e-10));
+}
+
+TEST_CASE("same seed, same bits; another seed, other samples", "[samplers][determinism]") {
+  const SDEPtr sde = make_sde("vp-linear");
+  GaussianMixtureModel model(GaussianMixture::ring2d(), sde->schedule());
+  const auto times = make_time_grid(GridKind::UniformT, *sde->schedule(), 20, 1.0, 1e-3);
+  at::Generator g = at::make_generator<at::CPUGeneratorImpl>(0);
+  const at::Tensor xT = at::randn({100, 2}, g, at::kFloat);
+  for (const char* name : {"euler-maruyama", "ancestral"}) {
+    const auto s = make_sampler(name);
+    const SampleResult a = run(*s, model, *sde, times, xT, 42), b = run(*s, model, *sde, times, xT, 42);
+    const SampleResult c = run(*s, model, *sde, times, xT, 43);
+    INFO(name);
+    CHECK(at::equal(a.x, b.x));
+    CHECK_FALSE(at::allclose(a.x, c.x));
+  }
+}
+
+TEST_CASE("NFE is counted at the model and the observer sees every step", "[samplers]") {
+  const SDEPtr sde = make_sde("vp-linear");
+  GaussianMixtureModel model(GaussianMixture::ring2d(), sde->schedule());
+  const auto times = make_time_grid(GridKind::UniformT, *sde->schedule(), 7, 1.0, 1e-3);
+  const at::Tensor xT = at::zeros({3, 2}, at::kDouble) + 0.3;
+  const std::vector<std::pair<const char*, int>> expect = {
+      {"euler", 7}, {"heun", 14}, {"rk4", 28}, {"ddim", 7}, {"ancestral", 7}, {"euler-maruyama", 7}};
+  for (const auto& [name, nfe] : expect) {
+    const auto s = make_sampler(name);
+    std::vector<int> idx;
+    std::vector<int64_t> seen;
+    const SampleResult r = run(*s, model, *sde, times, xT, 1, [&](const StepInfo& info) {
+      idx.push_back(info.index);
+      seen.push_back(info.nfe);
+      CHECK(info.t_from == times[static_cast<size_t>(info.index)]);
+      CHECK(info.t_to == times[static_cast<size_t>(info.index) + 1]);
+    });
+    INFO(name);
+    CHECK(r.nfe == nfe);
+    CHECK(r.nfe == s->nfe_per_step() * 7);
+    REQUIRE(idx.size() == 7);
+    for (int i = 0; i < 7; ++i) CHECK(idx[static_cast<size_t>(i)] == i);
+    CHECK(seen.back() == nfe);
+  }
+}
+
+TEST_CASE("a user SDE from callbacks samples exactly like the built-in VP-linear", "[samplers][user-sde]") {
+  const auto vp = std::make_shared<VPLinear>();
+  const AffineSDE builtin(vp);
+  CallbackSDE::Spec spec;
+  spec.name = "my-vp";
+  auto beta = [](double t) { return 0.1 + t * (20.0 - 0.1); };
+  auto log_alpha = [](double t) { return -0.25 * t * t * (20.0 - 0.1) - 0.5 * t * 0.1; };
+  spec.drift = [beta](const at::Tensor& x, double t) { return -0.5 * beta(t) * x; };
+  spec.diffusion = [beta](double t) { return std::sqrt(beta(t)); };
+  spec.alpha = [log_alpha](double t) { return std::exp(log_alpha(t)); };
+  spec.sigma = [log_alpha](double t) { return std::sqrt(-std::expm1(2.0 * log_alpha(t))); };
+  const CallbackSDE user(spec);
+  const GaussianMixture mix = GaussianMixture::ring2d();
+  GaussianMixtureModel m_builtin(mix, vp), m_user(mix, user.schedule());
+  const auto times = make_time_grid(GridKind::UniformT, *vp, 30, 1.0, 1e-3);
+  at::Generator g = at::make_generator<at::CPUGeneratorImpl>(5);
+  const at::Tensor xT = at::randn({50, 2}, g, at::kDouble);
+  for (const char* name : {"euler", "heun", "euler-maruyama", "ddim", "ancestral"}) {
+    const auto s = make_sampler(name);
+    const SampleResult a = run(*s, m_builtin, builtin, times, xT, 8), b = run(*s, m_user, user, times, xT, 8);
+    INFO(name << ": max diff " << (a.x - b.x).abs().max().item<double>());
+    CHECK(at::allclose(a.x, b.x, 1e-12, 1e-12));
+  }
+}
+
+TEST_CASE("a score-only user SDE without a Gaussian kernel still samples with ODE and EM samplers", "[samplers][user-sde]") {
+  // Ornstein-Uhlenbeck-free pure diffusion dx = g dw with g = 1 and data N(0, 1): p_t = N(0, 1 + t).
+  struct ExactScore final : ScoreModel {
+    Param param() const override { return Param::Score; }
+    at::Tensor predict(const at::Tensor& x, const at::Tensor& t) override { return -x / (1.0 + t.unsqueeze(1)); }
+    at::Tensor predict_at(const at::Tensor& x, double t) override { return -x / (1.0 + t); }
+  } model;
+  CallbackSDE::Spec spec;
+  spec.drift = [](const at::Tensor& x, double) { return at::zeros_like(x); };
+  spec.diffusion = [](double) { return 1.0; };
+  spec.prior_std = std::sqrt(2.0);
+  const CallbackSDE sde(spec);
+  CHECK(sde.schedule() == nullptr);
+  std::vector<double> times;
+  for (int i = 0; i <= 20; ++i) times.push_back(1.0 - i * (1.0 - 1e-3) / 20);
+  const at::Tensor xT = at::full({4, 1}, 1.4, at::kDouble);
+  // PF-ODE: x_t = x_T sqrt((1 + t) / (1 + T)).
+  const SampleResult r = run(*make_sampler("rk4"), model, sde, times, xT);
+  INFO("max diff " << (r.x - xT * std::sqrt((1.0 + 1e-3) / 2.0)).abs().max().item<double>());
+  CHECK(at::allclose(r.x, xT * std::sqrt((1.0 + 1e-3) / 2.0), 1e-7, 1e-7));  // RK4, 20 steps
+  CHECK_NOTHROW(run(*make_sampler("euler-maruyama"), model, sde, times, xT));
+  CHECK_THROWS_WITH(run(*make_sampler("ddim"), model, sde, times, xT), Catch::Contains("Gaussian kernel"));
+}
