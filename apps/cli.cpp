@@ -44,21 +44,26 @@ std::string fmt(double v, int prec = 4) {
 
 void cmd_list(std::ostream& out) {
   out << "SDEs / schedules (--sde):\n";
-  for (const auto& s : schedule_registry()) out << "  " << std::left << std::setw(16) << s.name << s.summary << "\n";
+  for (const auto& s : schedule_registry())
+    out << "  " << std::left << std::setw(16) << s.name << s.summary << "\n";
   out << "\nTime grids (--grid):\n";
-  for (const auto& g : grid_registry()) out << "  " << std::left << std::setw(16) << g.name << g.summary << "\n";
+  for (const auto& g : grid_registry())
+    out << "  " << std::left << std::setw(16) << g.name << g.summary << "\n";
   out << "\nSamplers (--sampler):            order  NFE/step  kind\n";
   for (const auto& s : sampler_registry()) {
     const auto sm = s.make(SamplerOptions{});
-    out << "  " << std::left << std::setw(16) << s.name << std::right << std::setw(6) << sm->order() << std::setw(10)
-        << sm->nfe_per_step() << "  " << (sm->stochastic() ? "stochastic" : "deterministic") << "  " << s.summary
-        << "\n";
+    out << "  " << std::left << std::setw(16) << s.name << std::right << std::setw(6) << sm->order()
+        << std::setw(10) << sm->nfe_per_step() << "  "
+        << (sm->stochastic() ? "stochastic" : "deterministic") << "  " << s.summary << "\n";
   }
-  out << "  (order: global order of the deterministic samplers; weak order, and strong order for additive noise, of "
+  out << "  (order: global order of the deterministic samplers; weak order, and strong order for "
+         "additive noise, of "
          "the stochastic ones)\n";
   out << "\nModels (--model):\n";
-  for (const auto& m : model_registry()) out << "  " << std::left << std::setw(16) << m.name << m.summary << "\n";
-  out << "\nParameterizations: eps, x0, v, score, denoiser (converted exactly; THEORY.md section 3)\n";
+  for (const auto& m : model_registry())
+    out << "  " << std::left << std::setw(16) << m.name << m.summary << "\n";
+  out << "\nParameterizations: eps, x0, v, score, denoiser (converted exactly; THEORY.md section "
+         "3)\n";
 }
 
 // ------------------------------------------------------------------------------------------
@@ -94,7 +99,8 @@ int cmd_sample(const SampleArgs& a, bool n_given, std::ostream& out) {
   const double t_end = a.t_end < 0 ? sde->default_t_end() : a.t_end;
   if (!(t_end > d.lo && t_end < d.hi)) {
     std::ostringstream os;
-    os << "--t-end must lie in (" << d.lo << ", " << d.hi << ") for --sde " << a.sde << ", got " << t_end;
+    os << "--t-end must lie in (" << d.lo << ", " << d.hi << ") for --sde " << a.sde << ", got "
+       << t_end;
     throw std::invalid_argument(os.str());
   }
   const GaussianMixture mixture = load_mixture(a.model);
@@ -105,12 +111,14 @@ int cmd_sample(const SampleArgs& a, bool n_given, std::ostream& out) {
   if (!a.x_init.empty()) {
     x_T = read_npy(a.x_init);
     if (x_T.dim() != 2 || x_T.size(1) != mixture.dim())
-      throw std::invalid_argument("--x-init '" + a.x_init + "': expected shape [n, " + std::to_string(mixture.dim()) +
-                                  "] for model " + a.model + ", got " + fmt_shape(x_T));
+      throw std::invalid_argument("--x-init '" + a.x_init + "': expected shape [n, " +
+                                  std::to_string(mixture.dim()) + "] for model " + a.model +
+                                  ", got " + fmt_shape(x_T));
     if (x_T.size(0) < 1) throw std::invalid_argument("--x-init '" + a.x_init + "': holds no rows");
     if (n_given && x_T.size(0) != a.n)
-      throw std::invalid_argument("--n " + std::to_string(a.n) + " disagrees with the " + std::to_string(x_T.size(0)) +
-                                  " rows of --x-init '" + a.x_init + "'");
+      throw std::invalid_argument("--n " + std::to_string(a.n) + " disagrees with the " +
+                                  std::to_string(x_T.size(0)) + " rows of --x-init '" + a.x_init +
+                                  "'");
     x_T = x_T.to(dtype);
   } else {
     x_T = draw_prior(*sde, {a.n, mixture.dim()}, gen, at::TensorOptions().dtype(dtype));
@@ -135,9 +143,10 @@ int cmd_sample(const SampleArgs& a, bool n_given, std::ostream& out) {
   const at::Tensor xd = res.x.to(at::kDouble);
   const at::Tensor m = xd.mean(0);
   const at::Tensor m_exact = mixture.mean(kernel->alpha(t_end));
-  out << "sampled " << res.x.size(0) << " x " << res.x.size(1) << " (" << a.dtype << ") from " << a.model << " with "
-      << sampler->name() << " on " << a.sde << ", " << a.steps << " steps (" << grid_name(grid_kind)
-      << "), t: " << d.hi << " -> " << t_end << ", NFE " << res.nfe << ", " << fmt(secs, 3) << " s\n";
+  out << "sampled " << res.x.size(0) << " x " << res.x.size(1) << " (" << a.dtype << ") from "
+      << a.model << " with " << sampler->name() << " on " << a.sde << ", " << a.steps << " steps ("
+      << grid_name(grid_kind) << "), t: " << d.hi << " -> " << t_end << ", NFE " << res.nfe << ", "
+      << fmt(secs, 3) << " s\n";
   out << "mean error ||m - m_exact|| = " << fmt((m - m_exact).norm().item<double>()) << "\n";
   if (!a.out.empty()) out << "wrote " << a.out << "\n";
   return 0;
@@ -169,21 +178,23 @@ int cmd_moments(const MomentsArgs& a, std::ostream& out) {
   spec.grid = a.grid.empty() ? default_grid(*sde->schedule()) : parse_grid(a.grid);
   const GaussianMixture mixture = load_mixture(a.model);
   const MomentsReport rep = compare_moments(mixture, *sde, spec);
-  out << "Model " << a.model << " (D = " << mixture.dim() << "), SDE " << a.sde << ", " << a.steps << " steps ("
-      << grid_name(spec.grid) << "), n = " << a.n << ", seed " << a.seed << ", " << a.dtype << "; t_end = "
-      << rep.t_end << "\n";
+  out << "Model " << a.model << " (D = " << mixture.dim() << "), SDE " << a.sde << ", " << a.steps
+      << " steps (" << grid_name(spec.grid) << "), n = " << a.n << ", seed " << a.seed << ", "
+      << a.dtype << "; t_end = " << rep.t_end << "\n";
   out << "Errors of the sample moments against the exact marginal p(t_end):\n\n";
   out << "| sampler          |  NFE | mean err | rel cov err | seconds |\n";
   out << "|------------------|-----:|---------:|------------:|--------:|\n";
   auto row = [&](const MomentsRow& r, bool timed) {
-    out << "| " << std::left << std::setw(16) << r.sampler << " | " << std::right << std::setw(4) << r.nfe << " | "
-        << std::setw(8) << fmt(r.mean_err, 3) << " | " << std::setw(11) << fmt(r.cov_err, 3) << " | " << std::setw(7)
+    out << "| " << std::left << std::setw(16) << r.sampler << " | " << std::right << std::setw(4)
+        << r.nfe << " | " << std::setw(8) << fmt(r.mean_err, 3) << " | " << std::setw(11)
+        << fmt(r.cov_err, 3) << " | " << std::setw(7)
         << (timed ? fmt(r.seconds, 3) : std::string("-")) << " |\n";
   };
   for (const auto& r : rep.rows) row(r, true);
   row(rep.floor, false);
   out << "\n'exact samples' is the floor: the same statistics for " << a.n
-      << " exact draws of p(t_end); a sampler at that level is indistinguishable from exact at this n.\n";
+      << " exact draws of p(t_end); a sampler at that level is indistinguishable from exact at "
+         "this n.\n";
   return 0;
 }
 
@@ -197,27 +208,35 @@ int run_cli(int argc, const char* const* argv, std::ostream& out, std::ostream& 
   app.add_subcommand("list", "List SDEs, time grids, samplers (order, NFE per step), models");
 
   SampleArgs sa;
-  auto* sample = app.add_subcommand("sample", "Sample a model with one sampler; write the samples as .npy");
+  auto* sample =
+      app.add_subcommand("sample", "Sample a model with one sampler; write the samples as .npy");
   sample->add_option("--model", sa.model, "ring2d | gmm64 | gmm:FILE.json")->capture_default_str();
   sample->add_option("--sde", sa.sde, "SDE / schedule (see `sdekit list`)")->capture_default_str();
   sample->add_option("--sampler", sa.sampler, "Sampler (see `sdekit list`)")->capture_default_str();
   sample->add_option("--steps", sa.steps, "Number of steps")->capture_default_str();
   sample->add_option("--grid", sa.grid, "Time grid (default: karras for edm, uniform-t otherwise)");
-  auto* n_opt = sample->add_option("--n", sa.n, "Number of samples (ignored with --x-init)")->capture_default_str();
-  sample->add_option("--seed", sa.seed, "Seed of the prior draw and the sampler noise")->capture_default_str();
-  sample->add_option("--x-init", sa.x_init, "Initial points x_T, a .npy array [n, D] (float32/float64)");
+  auto* n_opt = sample->add_option("--n", sa.n, "Number of samples (ignored with --x-init)")
+                    ->capture_default_str();
+  sample->add_option("--seed", sa.seed, "Seed of the prior draw and the sampler noise")
+      ->capture_default_str();
+  sample->add_option("--x-init", sa.x_init,
+                     "Initial points x_T, a .npy array [n, D] (float32/float64)");
   sample->add_option("--t-end", sa.t_end, "End time in (0, T) (default: the SDE's)");
   sample->add_option("--dtype", sa.dtype, "float32 | float64")->capture_default_str();
   sample->add_option("--eta", sa.eta, "DDIM eta (0: deterministic)")->capture_default_str();
-  sample->add_option("--variance", sa.variance, "Ancestral variance: posterior | transition")->capture_default_str();
+  sample->add_option("--variance", sa.variance, "Ancestral variance: posterior | transition")
+      ->capture_default_str();
   sample->add_option("--out", sa.out, "Output .npy file for the samples [n, D]");
 
   MomentsArgs ma;
-  auto* moments = app.add_subcommand("moments", "Sample a mixture with several samplers; compare moments with exact ones");
+  auto* moments = app.add_subcommand(
+      "moments", "Sample a mixture with several samplers; compare moments with exact ones");
   moments->add_option("--model", ma.model, "ring2d | gmm64 | gmm:FILE.json")->capture_default_str();
   moments->add_option("--sde", ma.sde, "SDE / schedule")->capture_default_str();
-  moments->add_option("--samplers", ma.samplers, "Samplers, comma separated (default: all)")->delimiter(',');
-  moments->add_option("--grid", ma.grid, "Time grid (default: karras for edm, uniform-t otherwise)");
+  moments->add_option("--samplers", ma.samplers, "Samplers, comma separated (default: all)")
+      ->delimiter(',');
+  moments->add_option("--grid", ma.grid,
+                      "Time grid (default: karras for edm, uniform-t otherwise)");
   moments->add_option("--steps", ma.steps, "Number of steps")->capture_default_str();
   moments->add_option("--n", ma.n, "Number of samples")->capture_default_str();
   moments->add_option("--seed", ma.seed, "Seed")->capture_default_str();
@@ -234,12 +253,14 @@ int run_cli(int argc, const char* const* argv, std::ostream& out, std::ostream& 
       return 0;
     }
     if (app.got_subcommand("sample")) {
-      if (sa.steps < 1) throw std::invalid_argument("--steps must be >= 1, got " + std::to_string(sa.steps));
+      if (sa.steps < 1)
+        throw std::invalid_argument("--steps must be >= 1, got " + std::to_string(sa.steps));
       if (sa.n < 1) throw std::invalid_argument("--n must be >= 1, got " + std::to_string(sa.n));
       return cmd_sample(sa, n_opt->count() > 0, out);
     }
     if (app.got_subcommand("moments")) {
-      if (ma.steps < 1) throw std::invalid_argument("--steps must be >= 1, got " + std::to_string(ma.steps));
+      if (ma.steps < 1)
+        throw std::invalid_argument("--steps must be >= 1, got " + std::to_string(ma.steps));
       if (ma.n < 2) throw std::invalid_argument("--n must be >= 2, got " + std::to_string(ma.n));
       return cmd_moments(ma, out);
     }

@@ -28,11 +28,13 @@ at::Tensor read_npy(const std::string& path) {
   } else if (file.m_typestring == "<f4") {
     dtype = at::kFloat;
   } else {
-    throw std::invalid_argument("'" + path + "': expected dtype float32 or float64 ('<f4' or '<f8'), got '" +
+    throw std::invalid_argument("'" + path +
+                                "': expected dtype float32 or float64 ('<f4' or '<f8'), got '" +
                                 file.m_typestring + "'");
   }
   if (file.m_fortran_order)
-    throw std::invalid_argument("'" + path + "': Fortran-ordered arrays are not supported; save with "
+    throw std::invalid_argument("'" + path +
+                                "': Fortran-ordered arrays are not supported; save with "
                                 "numpy.ascontiguousarray");
   std::vector<int64_t> shape(file.m_shape.begin(), file.m_shape.end());
   return at::from_blob(file.ptr(), shape, dtype).clone();
@@ -43,9 +45,11 @@ void write_npy(const std::string& path, const at::Tensor& x) {
   std::vector<size_t> shape(c.sizes().begin(), c.sizes().end());
   try {
     if (c.scalar_type() == at::kDouble) {
-      xt::dump_npy(path, xt::adapt(c.data_ptr<double>(), static_cast<size_t>(c.numel()), xt::no_ownership(), shape));
+      xt::dump_npy(path, xt::adapt(c.data_ptr<double>(), static_cast<size_t>(c.numel()),
+                                   xt::no_ownership(), shape));
     } else if (c.scalar_type() == at::kFloat) {
-      xt::dump_npy(path, xt::adapt(c.data_ptr<float>(), static_cast<size_t>(c.numel()), xt::no_ownership(), shape));
+      xt::dump_npy(path, xt::adapt(c.data_ptr<float>(), static_cast<size_t>(c.numel()),
+                                   xt::no_ownership(), shape));
     } else {
       throw std::invalid_argument("write_npy: only float32 and float64 tensors are written");
     }

@@ -19,10 +19,13 @@ void fill_errors(MomentsRow& row, const at::Tensor& x, const at::Tensor& m, cons
 }
 }  // namespace
 
-MomentsReport compare_moments(const GaussianMixture& mixture, const SDE& sde, const MomentsSpec& spec) {
+MomentsReport compare_moments(const GaussianMixture& mixture, const SDE& sde,
+                              const MomentsSpec& spec) {
   const SchedulePtr kernel = sde.schedule();
-  if (!kernel) throw std::invalid_argument("moments: SDE '" + sde.name() + "' has no Gaussian kernel");
-  if (spec.n < 2) throw std::invalid_argument("moments: n must be >= 2, got " + std::to_string(spec.n));
+  if (!kernel)
+    throw std::invalid_argument("moments: SDE '" + sde.name() + "' has no Gaussian kernel");
+  if (spec.n < 2)
+    throw std::invalid_argument("moments: n must be >= 2, got " + std::to_string(spec.n));
   if (spec.samplers.empty()) throw std::invalid_argument("moments: no samplers given");
   MomentsReport rep;
   rep.t_end = spec.t_end < 0 ? sde.default_t_end() : spec.t_end;
@@ -30,7 +33,8 @@ MomentsReport compare_moments(const GaussianMixture& mixture, const SDE& sde, co
   const std::vector<double> grid = make_time_grid(spec.grid, *kernel, spec.steps, T, rep.t_end);
   const double a = kernel->alpha(rep.t_end), s = kernel->sigma(rep.t_end);
   const at::Tensor m = mixture.mean(a), C = mixture.covariance(a, s);
-  for (int64_t i = 0; i < std::min<int64_t>(8, m.size(0)); ++i) rep.exact_mean.push_back(m[i].item<double>());
+  for (int64_t i = 0; i < std::min<int64_t>(8, m.size(0)); ++i)
+    rep.exact_mean.push_back(m[i].item<double>());
 
   at::Generator gen = at::make_generator<at::CPUGeneratorImpl>(spec.seed);
   const auto opts = at::TensorOptions().dtype(spec.dtype);

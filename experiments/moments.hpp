@@ -14,7 +14,8 @@
 namespace sdekit {
 
 struct MomentsSpec {
-  std::vector<std::string> samplers = {"euler", "heun", "rk4", "ddim", "ancestral", "euler-maruyama"};
+  std::vector<std::string> samplers = {"euler", "heun",      "rk4",
+                                       "ddim",  "ancestral", "euler-maruyama"};
   int steps = 50;
   int64_t n = 4000;
   uint64_t seed = 0;
@@ -26,9 +27,9 @@ struct MomentsSpec {
 struct MomentsRow {
   std::string sampler;
   int64_t nfe = 0;
-  double mean_err = 0;   // ||m_hat - m||_2
-  double cov_err = 0;    // ||C_hat - C||_F / ||C||_F
-  double seconds = 0;    // wall time of the run
+  double mean_err = 0;  // ||m_hat - m||_2
+  double cov_err = 0;   // ||C_hat - C||_F / ||C||_F
+  double seconds = 0;   // wall time of the run
 };
 
 struct MomentsReport {
@@ -40,6 +41,7 @@ struct MomentsReport {
 };
 
 /// Runs every sampler in spec from one shared x_T. Throws std::invalid_argument on bad input.
-MomentsReport compare_moments(const GaussianMixture& mixture, const SDE& sde, const MomentsSpec& spec);
+MomentsReport compare_moments(const GaussianMixture& mixture, const SDE& sde,
+                              const MomentsSpec& spec);
 
 }  // namespace sdekit

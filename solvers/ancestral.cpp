@@ -35,8 +35,8 @@ class Ancestral final : public Sampler {
     const double c0 = std::exp(la_t) * v_ts / (sig_s * sig_s);
     at::Tensor out = cx * x + c0 * x0;
     if (ctx.last()) return out;
-    const double var = variance_ == AncestralVariance::Posterior ? v_ts * sig_t * sig_t / (sig_s * sig_s)
-                                                                 : v_ts;
+    const double var =
+        variance_ == AncestralVariance::Posterior ? v_ts * sig_t * sig_t / (sig_s * sig_s) : v_ts;
     return out.add_(normal_like(x, *ctx.generator), std::sqrt(var));
   }
 
@@ -45,6 +45,8 @@ class Ancestral final : public Sampler {
 };
 }  // namespace
 
-std::unique_ptr<Sampler> make_ancestral(const SamplerOptions& o) { return std::make_unique<Ancestral>(o.variance); }
+std::unique_ptr<Sampler> make_ancestral(const SamplerOptions& o) {
+  return std::make_unique<Ancestral>(o.variance);
+}
 
 }  // namespace sdekit

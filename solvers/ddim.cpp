@@ -16,7 +16,8 @@ namespace {
 class DDIM final : public Sampler {
  public:
   explicit DDIM(double eta) : eta_(eta) {
-    if (!(eta >= 0.0)) throw std::invalid_argument("sampler ddim: eta must be >= 0, got " + std::to_string(eta));
+    if (!(eta >= 0.0))
+      throw std::invalid_argument("sampler ddim: eta must be >= 0, got " + std::to_string(eta));
   }
   std::string_view name() const override { return "ddim"; }
   double order() const override { return 1.0; }
@@ -34,7 +35,8 @@ class DDIM final : public Sampler {
     const at::Tensor x0 = (x - sig_s * eps) / k.alpha(s);
     double c = 0.0;
     if (eta_ > 0.0)
-      c = eta_ * (sig_t / sig_s) * std::sqrt(std::max(0.0, sig_s * sig_s - a_st * a_st * sig_t * sig_t));
+      c = eta_ * (sig_t / sig_s) *
+          std::sqrt(std::max(0.0, sig_s * sig_s - a_st * a_st * sig_t * sig_t));
     const double ce = std::sqrt(std::max(0.0, sig_t * sig_t - c * c));
     at::Tensor out = alpha_t * x0 + ce * eps;
     if (c > 0.0 && !ctx.last()) out.add_(normal_like(x, *ctx.generator), c);
@@ -46,6 +48,8 @@ class DDIM final : public Sampler {
 };
 }  // namespace
 
-std::unique_ptr<Sampler> make_ddim(const SamplerOptions& o) { return std::make_unique<DDIM>(o.eta); }
+std::unique_ptr<Sampler> make_ddim(const SamplerOptions& o) {
+  return std::make_unique<DDIM>(o.eta);
+}
 
 }  // namespace sdekit

@@ -19,6 +19,8 @@ class EulerOde final : public detail::OdeintFixedStep<Stepper, EulerOde> {
 };
 }  // namespace
 
-std::unique_ptr<Sampler> make_euler(const SamplerOptions&) { return std::make_unique<EulerOde>(); }
+std::unique_ptr<Sampler> make_euler(const SamplerOptions&) {
+  return std::make_unique<EulerOde>();
+}
 
 }  // namespace sdekit

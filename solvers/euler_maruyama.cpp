@@ -26,6 +26,8 @@ class EulerMaruyama final : public Sampler {
 };
 }  // namespace
 
-std::unique_ptr<Sampler> make_euler_maruyama(const SamplerOptions&) { return std::make_unique<EulerMaruyama>(); }
+std::unique_ptr<Sampler> make_euler_maruyama(const SamplerOptions&) {
+  return std::make_unique<EulerMaruyama>();
+}
 
 }  // namespace sdekit

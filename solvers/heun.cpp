@@ -9,7 +9,8 @@
 namespace sdekit {
 namespace {
 namespace odeint = boost::numeric::odeint;
-using Stepper = odeint::explicit_generic_rk<2, 2, at::Tensor, double, at::Tensor, double, odeint::vector_space_algebra,
+using Stepper = odeint::explicit_generic_rk<2, 2, at::Tensor, double, at::Tensor, double,
+                                            odeint::vector_space_algebra,
                                             odeint::default_operations, odeint::initially_resizer>;
 
 class HeunOde final : public detail::OdeintFixedStep<Stepper, HeunOde> {
@@ -27,6 +28,8 @@ class HeunOde final : public detail::OdeintFixedStep<Stepper, HeunOde> {
 };
 }  // namespace
 
-std::unique_ptr<Sampler> make_heun(const SamplerOptions&) { return std::make_unique<HeunOde>(); }
+std::unique_ptr<Sampler> make_heun(const SamplerOptions&) {
+  return std::make_unique<HeunOde>();
+}
 
 }  // namespace sdekit

@@ -11,7 +11,8 @@ at::Tensor normal_like(const at::Tensor& x, at::Generator& gen) {
 
 namespace sdekit {
 
-at::Tensor draw_prior(const SDE& sde, at::IntArrayRef shape, at::Generator& gen, at::TensorOptions options) {
+at::Tensor draw_prior(const SDE& sde, at::IntArrayRef shape, at::Generator& gen,
+                      at::TensorOptions options) {
   at::Tensor z = at::randn(shape, gen, options.device(gen.device()));
   return (sde.prior_std() * z).to(options.device_opt().value_or(at::kCPU));
 }

@@ -15,6 +15,7 @@ at::Tensor normal_like(const at::Tensor& x, at::Generator& gen);
 namespace sdekit {
 
 /// x_T ~ N(0, sde.prior_std()^2 I) of the given shape, drawn from gen (see normal_like).
-at::Tensor draw_prior(const SDE& sde, at::IntArrayRef shape, at::Generator& gen, at::TensorOptions options);
+at::Tensor draw_prior(const SDE& sde, at::IntArrayRef shape, at::Generator& gen,
+                      at::TensorOptions options);
 
 }  // namespace sdekit

@@ -28,7 +28,8 @@ std::unique_ptr<Sampler> make_sampler(std::string_view name, const SamplerOption
 AncestralVariance parse_ancestral_variance(std::string_view name) {
   if (name == "posterior") return AncestralVariance::Posterior;
   if (name == "transition") return AncestralVariance::Transition;
-  throw std::invalid_argument("unknown ancestral variance '" + std::string(name) + "'; valid: posterior, transition");
+  throw std::invalid_argument("unknown ancestral variance '" + std::string(name) +
+                              "'; valid: posterior, transition");
 }
 
 std::string ancestral_variance_name(AncestralVariance v) {

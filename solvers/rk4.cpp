@@ -7,7 +7,8 @@
 namespace sdekit {
 namespace {
 namespace odeint = boost::numeric::odeint;
-using Stepper = odeint::runge_kutta4_classic<at::Tensor, double, at::Tensor, double, odeint::vector_space_algebra>;
+using Stepper = odeint::runge_kutta4_classic<at::Tensor, double, at::Tensor, double,
+                                             odeint::vector_space_algebra>;
 
 class RK4Ode final : public detail::OdeintFixedStep<Stepper, RK4Ode> {
  public:
@@ -18,6 +19,8 @@ class RK4Ode final : public detail::OdeintFixedStep<Stepper, RK4Ode> {
 };
 }  // namespace
 
-std::unique_ptr<Sampler> make_rk4(const SamplerOptions&) { return std::make_unique<RK4Ode>(); }
+std::unique_ptr<Sampler> make_rk4(const SamplerOptions&) {
+  return std::make_unique<RK4Ode>();
+}
 
 }  // namespace sdekit

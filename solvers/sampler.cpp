@@ -11,19 +11,21 @@ void validate_request(const Sampler& sampler, const SampleRequest& r) {
   if (!r.model) throw std::invalid_argument(who + ": request.model is null");
   if (!r.sde) throw std::invalid_argument(who + ": request.sde is null");
   if (r.times.size() < 2)
-    throw std::invalid_argument(who + ": request.times needs at least 2 entries, got " + std::to_string(r.times.size()));
+    throw std::invalid_argument(who + ": request.times needs at least 2 entries, got " +
+                                std::to_string(r.times.size()));
   const Interval d = r.sde->domain();
   for (size_t i = 0; i < r.times.size(); ++i) {
     const double t = r.times[i];
     if (!(t > d.lo && t <= d.hi)) {
       std::ostringstream os;
-      os << who << ": request.times[" << i << "] = " << t << " lies outside (" << d.lo << ", " << d.hi << "]";
+      os << who << ": request.times[" << i << "] = " << t << " lies outside (" << d.lo << ", "
+         << d.hi << "]";
       throw std::invalid_argument(os.str());
     }
     if (i > 0 && !(t < r.times[i - 1])) {
       std::ostringstream os;
-      os << who << ": request.times must be strictly decreasing, got times[" << i - 1 << "] = " << r.times[i - 1]
-         << ", times[" << i << "] = " << t;
+      os << who << ": request.times must be strictly decreasing, got times[" << i - 1
+         << "] = " << r.times[i - 1] << ", times[" << i << "] = " << t;
       throw std::invalid_argument(os.str());
     }
   }
@@ -34,8 +36,8 @@ void validate_request(const Sampler& sampler, const SampleRequest& r) {
   if (sampler.stochastic() && !r.generator)
     throw std::invalid_argument(who + ": stochastic sampler needs request.generator");
   if (sampler.needs_kernel() && !r.sde->schedule())
-    throw std::invalid_argument(who + ": needs an SDE with a Gaussian kernel (alpha, sigma); '" + r.sde->name() +
-                                "' has none");
+    throw std::invalid_argument(who + ": needs an SDE with a Gaussian kernel (alpha, sigma); '" +
+                                r.sde->name() + "' has none");
 }
 
 namespace {
@@ -43,8 +45,8 @@ void check_finite(const at::Tensor& x, const Sampler& s, int index, double t_fro
   // sum() is finite iff every entry is finite (barring overflow of the sum, itself a blow-up).
   if (std::isfinite(x.sum().item<double>())) return;
   std::ostringstream os;
-  os << "sampler " << s.name() << ": non-finite values (NaN or inf) after step " << index << " from t = " << t_from
-     << " to t = " << t_to;
+  os << "sampler " << s.name() << ": non-finite values (NaN or inf) after step " << index
+     << " from t = " << t_from << " to t = " << t_to;
   throw std::runtime_error(os.str());
 }
 }  // namespace
@@ -65,7 +67,8 @@ SampleResult Sampler::run(const SampleRequest& r, const StepObserver& observer) 
   for (int i = 0; i < steps; ++i) {
     const StepContext ctx{*r.sde, kernel.get(), predictor, gen, i, steps};
     x = step(ctx, x, r.times[i], r.times[i + 1]);
-    if (r.finite_check == FiniteCheck::EveryStep || i + 1 == steps) check_finite(x, *this, i, r.times[i], r.times[i + 1]);
+    if (r.finite_check == FiniteCheck::EveryStep || i + 1 == steps)
+      check_finite(x, *this, i, r.times[i], r.times[i + 1]);
     if (observer) observer(StepInfo{i, steps, r.times[i], r.times[i + 1], x, counted.count()});
   }
   return {x, counted.count()};

@@ -23,21 +23,21 @@ namespace sdekit {
 enum class FiniteCheck { EveryStep, Final };
 
 struct SampleRequest {
-  ScoreModel* model = nullptr;        // required
-  const SDE* sde = nullptr;           // required
-  std::vector<double> times;          // strictly decreasing, inside sde->domain(), >= 2 entries
-  at::Tensor x_init;                  // [n, ...] at times.front(), floating point
+  ScoreModel* model = nullptr;  // required
+  const SDE* sde = nullptr;     // required
+  std::vector<double> times;    // strictly decreasing, inside sde->domain(), >= 2 entries
+  at::Tensor x_init;            // [n, ...] at times.front(), floating point
   std::optional<at::Generator> generator;  // required by stochastic samplers
   FiniteCheck finite_check = FiniteCheck::EveryStep;
 };
 
 struct StepInfo {
-  int index;      // 0-based step
-  int steps;      // total steps
-  double t_from;  // time at the start of the step
-  double t_to;    // time at its end
+  int index;            // 0-based step
+  int steps;            // total steps
+  double t_from;        // time at the start of the step
+  double t_to;          // time at its end
   const at::Tensor& x;  // state at t_to
-  int64_t nfe;    // model calls so far
+  int64_t nfe;          // model calls so far
 };
 using StepObserver = std::function<void(const StepInfo&)>;
 
@@ -76,7 +76,8 @@ class Sampler {
 
  protected:
   /// One step from t_from to t_to < t_from.
-  virtual at::Tensor step(const StepContext& ctx, const at::Tensor& x, double t_from, double t_to) const = 0;
+  virtual at::Tensor step(const StepContext& ctx, const at::Tensor& x, double t_from,
+                          double t_to) const = 0;
 };
 
 /// Throws std::invalid_argument unless the request is well formed for `sampler`.

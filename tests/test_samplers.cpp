@@ -37,7 +37,8 @@ struct GaussianCase {
 GaussianCase make_gaussian() {
   at::Generator g = at::make_generator<at::CPUGeneratorImpl>(7);
   const at::Tensor Q = std::get<0>(at::linalg_qr(at::randn({4, 4}, g, at::kDouble)));
-  return {at::tensor({0.5, -1.0, 0.25, 1.5}, at::kDouble), Q, at::tensor({0.2, 0.5, 1.0, 1.5}, at::kDouble)};
+  return {at::tensor({0.5, -1.0, 0.25, 1.5}, at::kDouble), Q,
+          at::tensor({0.2, 0.5, 1.0, 1.5}, at::kDouble)};
 }
 
 // Least-squares slope of log(err) against log(nfe).
@@ -57,7 +58,9 @@ double fitted_order(const std::vector<double>& nfe, const std::vector<double>& e
   return -sxy / sxx;
 }
 
-double rms(const at::Tensor& a) { return a.pow(2).mean().sqrt().item<double>(); }
+double rms(const at::Tensor& a) {
+  return a.pow(2).mean().sqrt().item<double>();
+}
 
 SampleResult run(const Sampler& s, ScoreModel& m, const SDE& sde, const std::vector<double>& times,
                  const at::Tensor& x, uint64_t seed = 1, const StepObserver& obs = {}) {
@@ -72,7 +75,8 @@ SampleResult run(const Sampler& s, ScoreModel& m, const SDE& sde, const std::vec
 
 }  // namespace
 
-TEST_CASE("deterministic samplers reach their declared order on the Gaussian PF-ODE flow", "[samplers][order]") {
+TEST_CASE("deterministic samplers reach their declared order on the Gaussian PF-ODE flow",
+          "[samplers][order]") {
   const GaussianCase gc = make_gaussian();
   at::Generator g = at::make_generator<at::CPUGeneratorImpl>(3);
   const at::Tensor xT = at::randn({64, 4}, g, at::kDouble);
@@ -84,8 +88,9 @@ TEST_CASE("deterministic samplers reach their declared order on the Gaussian PF-
     const at::Tensor exact = gc.flow(xT, *k, T, t_end);
     // Grids where the problem is smooth in the step variable: uniform-lambda for VE/EDM (whose
     // sigma spans four decades), uniform-t elsewhere.
-    const GridKind grid = (std::string(sde_name) == "ve" || std::string(sde_name) == "edm") ? GridKind::UniformLambda
-                                                                                             : GridKind::UniformT;
+    const GridKind grid = (std::string(sde_name) == "ve" || std::string(sde_name) == "edm")
+                              ? GridKind::UniformLambda
+                              : GridKind::UniformT;
     for (const auto& info : sampler_registry()) {
       const auto sampler = info.make(SamplerOptions{});
       if (sampler->stochastic()) continue;
@@ -97,8 +102,8 @@ TEST_CASE("deterministic samplers reach their declared order on the Gaussian PF-
         err.push_back(rms(res.x - exact));
       }
       const double p = fitted_order(nfe, err);
-      INFO(sde_name << " " << info.name << ": fitted order " << p << ", errors " << err.front() << " .. "
-                    << err.back());
+      INFO(sde_name << " " << info.name << ": fitted order " << p << ", errors " << err.front()
+                    << " .. " << err.back());
       CHECK(std::abs(p - sampler->order()) < 0.15);
     }
   }
@@ -108,15 +113,16 @@ namespace {
 // Sample mean/covariance checks with standard errors estimated from the samples themselves:
 // SE(mean_i) = sd(x_i)/sqrt(n); SE(C_ij) = sd((x_i - m_i)(x_j - m_j))/sqrt(n). Each entry must
 // lie within z standard errors (+ an absolute allowance for the discretisation bias).
-void check_moments(const at::Tensor& x, const at::Tensor& m, const at::Tensor& C, double z, double bias) {
+void check_moments(const at::Tensor& x, const at::Tensor& m, const at::Tensor& C, double z,
+                   double bias) {
   const int64_t n = x.size(0), D = x.size(1);
   const at::Tensor xd = x.to(at::kDouble);
   const at::Tensor mh = xd.mean(0);
   const at::Tensor xc = xd - mh;
   const at::Tensor se_m = xd.std(0) / std::sqrt(static_cast<double>(n));
   for (int64_t i = 0; i < D; ++i) {
-    INFO("mean[" << i << "] = " << mh[i].item<double>() << " vs exact " << m[i].item<double>() << ", SE "
-                 << se_m[i].item<double>());
+    INFO("mean[" << i << "] = " << mh[i].item<double>() << " vs exact " << m[i].item<double>()
+                 << ", SE " << se_m[i].item<double>());
     CHECK(std::abs((mh[i] - m[i]).item<double>()) < z * se_m[i].item<double>() + bias);
   }
   for (int64_t i = 0; i < D; ++i) {
@@ -124,7 +130,8 @@ void check_moments(const at::Tensor& x, const at::Tensor& m, const at::Tensor& C
       const at::Tensor prod = xc.select(1, i) * xc.select(1, j);
       const double c = prod.sum().item<double>() / static_cast<double>(n - 1);
       const double se = prod.std().item<double>() / std::sqrt(static_cast<double>(n));
-      INFO("cov[" << i << "," << j << "] = " << c << " vs exact " << C[i][j].item<double>() << ", SE " << se);
+      INFO("cov[" << i << "," << j << "] = " << c << " vs exact " << C[i][j].item<double>()
+                  << ", SE " << se);
       CHECK(std::abs(c - C[i][j].item<double>()) < z * se + bias);
     }
   }
@@ -145,7 +152,8 @@ TEST_CASE("stochastic samplers reproduce the mixture's marginal moments", "[samp
     const auto times = make_time_grid(GridKind::UniformT, *k, 200, T, t_end);
     at::Generator g = at::make_generator<at::CPUGeneratorImpl>(11);
     const at::Tensor xT = draw_prior(*sde, {10000, 2}, g, at::kDouble);
-    const at::Tensor m = mix.mean(k->alpha(t_end)), C = mix.covariance(k->alpha(t_end), k->sigma(t_end));
+    const at::Tensor m = mix.mean(k->alpha(t_end)),
+                     C = mix.covariance(k->alpha(t_end), k->sigma(t_end));
     for (const auto& info : sampler_registry()) {
       SamplerOptions opt;
       opt.eta = 1.0;  // DDIM with noise
@@ -158,7 +166,8 @@ TEST_CASE("stochastic samplers reproduce the mixture's marginal moments", "[samp
   }
 }
 
-TEST_CASE("transition-variance ancestral sampling also reproduces the moments", "[samplers][moments]") {
+TEST_CASE("transition-variance ancestral sampling also reproduces the moments",
+          "[samplers][moments]") {
   const GaussianMixture mix = GaussianMixture::ring2d();
   const SDEPtr sde = make_sde("vp-discrete");
   const SchedulePtr k = sde->schedule();
@@ -170,10 +179,12 @@ TEST_CASE("transition-variance ancestral sampling also reproduces the moments", 
   SamplerOptions opt;
   opt.variance = AncestralVariance::Transition;
   const SampleResult res = run(*make_sampler("ancestral", opt), model, *sde, times, xT, 6);
-  check_moments(res.x, mix.mean(k->alpha(t_end)), mix.covariance(k->alpha(t_end), k->sigma(t_end)), 4.5, 0.01);
+  check_moments(res.x, mix.mean(k->alpha(t_end)), mix.covariance(k->alpha(t_end), k->sigma(t_end)),
+                4.5, 0.01);
 }
 
-TEST_CASE("ancestral sampling on consecutive vp-discrete steps is THEORY.md's DDPM update", "[samplers]") {
+TEST_CASE("ancestral sampling on consecutive vp-discrete steps is THEORY.md's DDPM update",
+          "[samplers]") {
   // x_{n-1} = (x_n - beta_n / sqrt(1 - abar_n) eps) / sqrt(1 - beta_n) + sigma_n z with
   // sigma_n^2 = beta-tilde_n = (1 - abar_{n-1}) / (1 - abar_n) beta_n, written out here.
   const auto disc = std::make_shared<VPDiscrete>(VPDiscrete::linear());
@@ -190,14 +201,13 @@ TEST_CASE("ancestral sampling on consecutive vp-discrete steps is THEORY.md's DD
     const at::Tensor z = at::randn({8, 2}, g2, at::kDouble);
     const double b = disc->beta(n), ab = disc->alpha_bar(n), ab1 = disc->alpha_bar(n - 1);
     const at::Tensor eps = model.predict_at(x, s);
-    const at::Tensor expected =
-        (x - b / std::sqrt(1 - ab) * eps) / std::sqrt(1 - b) + std::sqrt((1 - ab1) / (1 - ab) * b) * z;
+    const at::Tensor expected = (x - b / std::sqrt(1 - ab) * eps) / std::sqrt(1 - b) +
+                                std::sqrt((1 - ab1) / (1 - ab) * b) * z;
     // Only the first step is compared: observe it.
     at::Tensor first;
-    run(*make_sampler("ancestral"), model, sde, {s, t, t / 2.0}, x, 9,
-        [&](const StepInfo& info) {
-          if (info.index == 0) first = info.x.clone();
-        });
+    run(*make_sampler("ancestral"), model, sde, {s, t, t / 2.0}, x, 9, [&](const StepInfo& info) {
+      if (info.index == 0) first = info.x.clone();
+    });
     INFO("n = " << n);
     CHECK(at::allclose(first, expected, 1e-12, 1e-12));
     CHECK(res.nfe == 2);
@@ -227,7 +237,8 @@ TEST_CASE("same seed, same bits; another seed, other samples", "[samplers][deter
   const at::Tensor xT = at::randn({100, 2}, g, at::kFloat);
   for (const char* name : {"euler-maruyama", "ancestral"}) {
     const auto s = make_sampler(name);
-    const SampleResult a = run(*s, model, *sde, times, xT, 42), b = run(*s, model, *sde, times, xT, 42);
+    const SampleResult a = run(*s, model, *sde, times, xT, 42),
+                       b = run(*s, model, *sde, times, xT, 42);
     const SampleResult c = run(*s, model, *sde, times, xT, 43);
     INFO(name);
     CHECK(at::equal(a.x, b.x));
@@ -240,8 +251,9 @@ TEST_CASE("NFE is counted at the model and the observer sees every step", "[samp
   GaussianMixtureModel model(GaussianMixture::ring2d(), sde->schedule());
   const auto times = make_time_grid(GridKind::UniformT, *sde->schedule(), 7, 1.0, 1e-3);
   const at::Tensor xT = at::zeros({3, 2}, at::kDouble) + 0.3;
-  const std::vector<std::pair<const char*, int>> expect = {
-      {"euler", 7}, {"heun", 14}, {"rk4", 28}, {"ddim", 7}, {"ancestral", 7}, {"euler-maruyama", 7}};
+  const std::vector<std::pair<const char*, int>> expect = {{"euler", 7},     {"heun", 14},
+                                                           {"rk4", 28},      {"ddim", 7},
+                                                           {"ancestral", 7}, {"euler-maruyama", 7}};
   for (const auto& [name, nfe] : expect) {
     const auto s = make_sampler(name);
     std::vector<int> idx;
@@ -261,7 +273,8 @@ TEST_CASE("NFE is counted at the model and the observer sees every step", "[samp
   }
 }
 
-TEST_CASE("a user SDE from callbacks samples exactly like the built-in VP-linear", "[samplers][user-sde]") {
+TEST_CASE("a user SDE from callbacks samples exactly like the built-in VP-linear",
+          "[samplers][user-sde]") {
   const auto vp = std::make_shared<VPLinear>();
   const AffineSDE builtin(vp);
   CallbackSDE::Spec spec;
@@ -280,17 +293,22 @@ TEST_CASE("a user SDE from callbacks samples exactly like the built-in VP-linear
   const at::Tensor xT = at::randn({50, 2}, g, at::kDouble);
   for (const char* name : {"euler", "heun", "euler-maruyama", "ddim", "ancestral"}) {
     const auto s = make_sampler(name);
-    const SampleResult a = run(*s, m_builtin, builtin, times, xT, 8), b = run(*s, m_user, user, times, xT, 8);
+    const SampleResult a = run(*s, m_builtin, builtin, times, xT, 8),
+                       b = run(*s, m_user, user, times, xT, 8);
     INFO(name << ": max diff " << (a.x - b.x).abs().max().item<double>());
     CHECK(at::allclose(a.x, b.x, 1e-12, 1e-12));
   }
 }
 
-TEST_CASE("a score-only user SDE without a Gaussian kernel still samples with ODE and EM samplers", "[samplers][user-sde]") {
-  // Ornstein-Uhlenbeck-free pure diffusion dx = g dw with g = 1 and data N(0, 1): p_t = N(0, 1 + t).
+TEST_CASE("a score-only user SDE without a Gaussian kernel still samples with ODE and EM samplers",
+          "[samplers][user-sde]") {
+  // Ornstein-Uhlenbeck-free pure diffusion dx = g dw with g = 1 and data N(0, 1): p_t = N(0, 1 +
+  // t).
   struct ExactScore final : ScoreModel {
     Param param() const override { return Param::Score; }
-    at::Tensor predict(const at::Tensor& x, const at::Tensor& t) override { return -x / (1.0 + t.unsqueeze(1)); }
+    at::Tensor predict(const at::Tensor& x, const at::Tensor& t) override {
+      return -x / (1.0 + t.unsqueeze(1));
+    }
     at::Tensor predict_at(const at::Tensor& x, double t) override { return -x / (1.0 + t); }
   } model;
   CallbackSDE::Spec spec;
@@ -307,5 +325,6 @@ TEST_CASE("a score-only user SDE without a Gaussian kernel still samples with OD
   INFO("max diff " << (r.x - xT * std::sqrt((1.0 + 1e-3) / 2.0)).abs().max().item<double>());
   CHECK(at::allclose(r.x, xT * std::sqrt((1.0 + 1e-3) / 2.0), 1e-7, 1e-7));  // RK4, 20 steps
   CHECK_NOTHROW(run(*make_sampler("euler-maruyama"), model, sde, times, xT));
-  CHECK_THROWS_WITH(run(*make_sampler("ddim"), model, sde, times, xT), Catch::Contains("Gaussian kernel"));
+  CHECK_THROWS_WITH(run(*make_sampler("ddim"), model, sde, times, xT),
+                    Catch::Contains("Gaussian kernel"));
 }

@@ -59,7 +59,8 @@ class OdeintFixedStep : public Sampler {
   bool stochastic() const override { return false; }
 
  protected:
-  at::Tensor step(const StepContext& ctx, const at::Tensor& x, double t_from, double t_to) const override {
+  at::Tensor step(const StepContext& ctx, const at::Tensor& x, double t_from,
+                  double t_to) const override {
     Stepper stepper = static_cast<const Derived*>(this)->make_stepper();
     at::Tensor y = x;  // rebinding, not aliasing: odeint assigns new tensors
     stepper.do_step(PFOdeSystem{&ctx}, y, t_from, t_to - t_from);

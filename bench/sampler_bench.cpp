@@ -1,0 +1,93 @@
+// Per-step cost of every registered sampler:
+//  - "free" model: returns a preallocated tensor, so the time is the sampler's own overhead
+//    (schedule scalars, tensor ops, finiteness checks, observer plumbing);
+//  - the exact mixture model (ring2d in 2-D, gmm64 in 64-D): what a step costs in practice.
+// Run: build/bench/sampler_bench --benchmark_repetitions=5 --benchmark_report_aggregates_only=true
+// The counter "per_step" is CPU time per step (compare medians across repetitions).
+#include <ATen/ATen.h>
+#include <ATen/Parallel.h>
+#include <benchmark/benchmark.h>
+
+#include <string>
+
+#include "models/gaussian_mixture.hpp"
+#include "schedules/registry.hpp"
+#include "schedules/time_grid.hpp"
+#include "solvers/registry.hpp"
+
+using namespace sdekit;
+
+namespace {
+
+class FreeModel final : public ScoreModel {
+ public:
+  explicit FreeModel(at::Tensor out) : out_(std::move(out)) {}
+  Param param() const override { return Param::Eps; }
+  at::Tensor predict(const at::Tensor&, const at::Tensor&) override { return out_; }
+  at::Tensor predict_at(const at::Tensor&, double) override { return out_; }
+
+ private:
+  at::Tensor out_;
+};
+
+void run_sampler(benchmark::State& state, const std::string& sampler_name, ScoreModel& model,
+                 const SDE& sde, const at::Tensor& xT, FiniteCheck check) {
+  constexpr int kSteps = 50;
+  const auto sampler = make_sampler(sampler_name);
+  SampleRequest req;
+  req.model = &model;
+  req.sde = &sde;
+  req.times = make_time_grid(GridKind::UniformT, *sde.schedule(), kSteps, sde.domain().hi,
+                             sde.default_t_end());
+  req.x_init = xT;
+  req.generator = at::make_generator<at::CPUGeneratorImpl>(0);
+  req.finite_check = check;
+  int64_t nfe = 0;
+  for (auto _ : state) {
+    SampleResult r = sampler->run(req);
+    benchmark::DoNotOptimize(r.x.data_ptr());
+    nfe = r.nfe;
+  }
+  // Seconds per step (printed with an SI prefix, e.g. 4.2u = 4.2 microseconds).
+  state.counters["per_step"] =
+      benchmark::Counter(static_cast<double>(state.iterations()) * kSteps,
+                         benchmark::Counter::kIsRate | benchmark::Counter::kInvert);
+  state.counters["nfe"] = static_cast<double>(nfe);
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  at::set_num_threads(1);
+  const SDEPtr sde = make_sde("vp-linear");
+  static FreeModel free_model(at::zeros({1, 2}, at::kFloat));
+  static GaussianMixtureModel ring(GaussianMixture::ring2d(), sde->schedule());
+  static GaussianMixtureModel gmm64(GaussianMixture::gmm64(), sde->schedule());
+  static const at::Tensor x1 = at::randn({1, 2}, at::kFloat);
+  static const at::Tensor x1024 = at::randn({1024, 2}, at::kFloat);
+  static const at::Tensor x64 = at::randn({256, 64}, at::kFloat);
+  for (const auto& info : sampler_registry()) {
+    const std::string name = info.name;
+    benchmark::RegisterBenchmark(
+        ("overhead/free_model/[1,2]/" + name).c_str(), [=](benchmark::State& s) {
+          run_sampler(s, name, free_model, *sde, x1, FiniteCheck::EveryStep);
+        });
+    benchmark::RegisterBenchmark(("overhead/free_model/[1,2]/final_check/" + name).c_str(),
+                                 [=](benchmark::State& s) {
+                                   run_sampler(s, name, free_model, *sde, x1, FiniteCheck::Final);
+                                 });
+    benchmark::RegisterBenchmark(("mixture/ring2d/[1024,2]/" + name).c_str(),
+                                 [=](benchmark::State& s) {
+                                   run_sampler(s, name, ring, *sde, x1024, FiniteCheck::EveryStep);
+                                 });
+    benchmark::RegisterBenchmark(("mixture/gmm64/[256,64]/" + name).c_str(),
+                                 [=](benchmark::State& s) {
+                                   run_sampler(s, name, gmm64, *sde, x64, FiniteCheck::EveryStep);
+                                 });
+  }
+  benchmark::Initialize(&argc, argv);
+  if (benchmark::ReportUnrecognizedArguments(argc, argv)) return 1;
+  benchmark::RunSpecifiedBenchmarks();
+  benchmark::Shutdown();
+  return 0;
+}

@@ -1,0 +1,261 @@
+// The sdekit command driven in-process: outputs, .npy files, and one test per kind of bad input.
+#include <catch2/catch.hpp>
+#include <filesystem>
+#include <fstream>
+#include <sstream>
+#include <string>
+#include <vector>
+
+#include "apps/cli.hpp"
+#include "apps/npy_io.hpp"
+#include "models/gaussian_mixture.hpp"
+#include "schedules/registry.hpp"
+#include "schedules/time_grid.hpp"
+#include "solvers/registry.hpp"
+
+namespace fs = std::filesystem;
+using namespace sdekit;
+
+namespace {
+struct CliRun {
+  int rc;
+  std::string out, err;
+};
+
+CliRun cli(std::vector<std::string> args) {
+  args.insert(args.begin(), "sdekit");
+  std::vector<const char*> argv;
+  for (const auto& a : args) argv.push_back(a.c_str());
+  std::ostringstream out, err;
+  const int rc = run_cli(static_cast<int>(argv.size()), argv.data(), out, err);
+  return {rc, out.str(), err.str()};
+}
+
+fs::path scratch(const std::string& name) {
+  const fs::path dir = fs::temp_directory_path() / "sdekit_test_cli";
+  fs::create_directories(dir);
+  return dir / name;
+}
+
+void write_text(const fs::path& p, const std::string& text) {
+  std::ofstream f(p, std::ios::binary);
+  f << text;
+}
+
+// A hand-made .npy v1.0 file with the given header dict and raw payload (numpy's layout: magic,
+// version, little-endian header length, header padded with spaces to a multiple of 64 bytes).
+void write_raw_npy(const fs::path& p, const std::string& dict, const std::string& payload) {
+  std::string header = dict;
+  const size_t total = 10 + header.size() + 1;
+  header += std::string((64 - total % 64) % 64, ' ') + "\n";
+  std::string out = "\x93NUMPY";
+  out += '\x01';
+  out += '\x00';
+  out += static_cast<char>(header.size() & 0xff);
+  out += static_cast<char>(header.size() >> 8);
+  write_text(p, out + header + payload);
+}
+}  // namespace
+
+TEST_CASE("sdekit list names every schedule, grid, sampler and model", "[cli]") {
+  const CliRun r = cli({"list"});
+  REQUIRE(r.rc == 0);
+  for (const auto& s : schedule_registry()) CHECK_THAT(r.out, Catch::Contains(s.name));
+  for (const auto& g : grid_registry()) CHECK_THAT(r.out, Catch::Contains(g.name));
+  for (const auto& s : sampler_registry()) CHECK_THAT(r.out, Catch::Contains(s.name));
+  CHECK_THAT(r.out, Catch::Contains("ring2d"));
+  CHECK_THAT(r.out, Catch::Contains("gmm:FILE.json"));
+}
+
+TEST_CASE("--help works on every subcommand", "[cli]") {
+  for (const char* sub : {"list", "sample", "moments"}) {
+    const CliRun r = cli({sub, "--help"});
+    INFO(sub);
+    CHECK(r.rc == 0);
+    CHECK_THAT(r.out, Catch::Contains("--help"));
+  }
+  CHECK_THAT(cli({"sample", "--help"}).out, Catch::Contains("--x-init"));
+}
+
+TEST_CASE("sdekit sample writes a .npy batch that reads back as written", "[cli][npy]") {
+  const fs::path out = scratch("x0.npy");
+  const CliRun r = cli({"sample", "--model", "ring2d", "--sde", "vp-linear", "--sampler", "heun",
+                        "--steps", "10", "--n", "50", "--seed", "3", "--out", out.string()});
+  REQUIRE(r.rc == 0);
+  CHECK_THAT(r.out, Catch::Contains("NFE 20"));
+  const at::Tensor x = read_npy(out.string());
+  CHECK(x.sizes() == at::IntArrayRef({50, 2}));
+  CHECK(x.scalar_type() == at::kFloat);
+  CHECK(at::isfinite(x).all().item<bool>());
+
+  // float64 and the same seed twice: identical files.
+  const fs::path a = scratch("a.npy"), b = scratch("b.npy");
+  for (const auto& p : {a, b})
+    REQUIRE(cli({"sample", "--sampler", "euler-maruyama", "--n", "20", "--steps", "5", "--dtype",
+                 "float64", "--seed", "9", "--out", p.string()})
+                .rc == 0);
+  const at::Tensor xa = read_npy(a.string()), xb = read_npy(b.string());
+  CHECK(xa.scalar_type() == at::kDouble);
+  CHECK(at::equal(xa, xb));
+}
+
+TEST_CASE("--x-init starts the sampler from the given points", "[cli][npy]") {
+  const fs::path init = scratch("xT.npy"), out = scratch("from_init.npy");
+  at::Generator g = at::make_generator<at::CPUGeneratorImpl>(1);
+  const at::Tensor xT = at::randn({7, 2}, g, at::kDouble);
+  write_npy(init.string(), xT);
+  REQUIRE(cli({"sample", "--sampler", "rk4", "--steps", "8", "--dtype", "float64", "--x-init",
+               init.string(), "--out", out.string()})
+              .rc == 0);
+  // The same run through the library.
+  const SDEPtr sde = make_sde("vp-linear");
+  GaussianMixtureModel model(GaussianMixture::ring2d(), sde->schedule());
+  SampleRequest req;
+  req.model = &model;
+  req.sde = sde.get();
+  req.times = make_time_grid(GridKind::UniformT, *sde->schedule(), 8, 1.0, 1e-3);
+  req.x_init = xT;
+  const at::Tensor expected = make_sampler("rk4")->run(req).x;
+  CHECK(at::allclose(read_npy(out.string()), expected, 1e-12, 1e-12));
+}
+
+TEST_CASE("sdekit moments prints one row per sampler and the exact-sample floor", "[cli]") {
+  const CliRun r = cli({"moments", "--n", "200", "--steps", "5", "--samplers", "euler,ddim"});
+  REQUIRE(r.rc == 0);
+  CHECK_THAT(r.out, Catch::Contains("| euler "));
+  CHECK_THAT(r.out, Catch::Contains("| ddim "));
+  CHECK_THAT(r.out, Catch::Contains("exact samples"));
+}
+
+// ---- bad input: exit code 2 and a message naming the problem -------------------------------
+
+TEST_CASE("bad input: unknown names list the valid ones", "[cli][errors]") {
+  CliRun r = cli({"sample", "--sampler", "nope"});
+  CHECK(r.rc == 2);
+  CHECK_THAT(r.err, Catch::Contains("unknown sampler 'nope'") && Catch::Contains("heun"));
+  r = cli({"sample", "--sde", "vpp"});
+  CHECK(r.rc == 2);
+  CHECK_THAT(r.err, Catch::Contains("unknown SDE/schedule 'vpp'") && Catch::Contains("vp-linear"));
+  r = cli({"sample", "--model", "moons"});
+  CHECK(r.rc == 2);
+  CHECK_THAT(r.err, Catch::Contains("unknown model 'moons'") && Catch::Contains("gmm64"));
+  r = cli({"sample", "--grid", "log"});
+  CHECK(r.rc == 2);
+  CHECK_THAT(r.err, Catch::Contains("unknown time grid 'log'") && Catch::Contains("karras"));
+  r = cli({"sample", "--dtype", "int8"});
+  CHECK(r.rc == 2);
+  CHECK_THAT(r.err, Catch::Contains("dtype 'int8'") && Catch::Contains("float64"));
+  r = cli({"moments", "--samplers", "euler,bogus"});
+  CHECK(r.rc == 2);
+  CHECK_THAT(r.err, Catch::Contains("unknown sampler 'bogus'"));
+}
+
+TEST_CASE("bad input: steps <= 0 and t-end outside (0, T)", "[cli][errors]") {
+  CliRun r = cli({"sample", "--steps", "0"});
+  CHECK(r.rc == 2);
+  CHECK_THAT(r.err, Catch::Contains("--steps must be >= 1, got 0"));
+  r = cli({"sample", "--steps", "-3"});
+  CHECK(r.rc == 2);
+  r = cli({"sample", "--t-end", "1.5"});
+  CHECK(r.rc == 2);
+  CHECK_THAT(r.err, Catch::Contains("--t-end must lie in (0, 1)"));
+  r = cli({"sample", "--t-end", "0"});
+  CHECK(r.rc == 2);
+  CHECK_THAT(r.err, Catch::Contains("--t-end"));
+  r = cli({"sample", "--n", "0"});
+  CHECK(r.rc == 2);
+  CHECK_THAT(r.err, Catch::Contains("--n must be >= 1"));
+}
+
+TEST_CASE("bad input: malformed or inconsistent mixture JSON names the file and field",
+          "[cli][errors]") {
+  const fs::path bad = scratch("bad.json"), uneven = scratch("uneven.json");
+  write_text(bad, "{\"weights\": [0.5, 0.5], \"means\": [[0, 0], [1, 1]");
+  CliRun r = cli({"sample", "--model", "gmm:" + bad.string()});
+  CHECK(r.rc == 2);
+  CHECK_THAT(r.err, Catch::Contains(bad.string()) && Catch::Contains("malformed JSON"));
+  write_text(uneven, R"({"weights": [0.5, 0.4], "means": [[0, 0], [1, 1]], "stds": [1, 1]})");
+  r = cli({"sample", "--model", "gmm:" + uneven.string()});
+  CHECK(r.rc == 2);
+  CHECK_THAT(r.err, Catch::Contains(uneven.string()) && Catch::Contains("'weights'") &&
+                        Catch::Contains("sum to 1"));
+  r = cli({"sample", "--model", "gmm:" + scratch("missing.json").string()});
+  CHECK(r.rc == 2);
+  CHECK_THAT(r.err, Catch::Contains("missing.json"));
+}
+
+TEST_CASE("bad input: .npy of the wrong shape, dtype, layout or length", "[cli][errors][npy]") {
+  const fs::path wide = scratch("wide.npy");
+  write_npy(wide.string(), at::zeros({4, 3}, at::kFloat));
+  CliRun r = cli({"sample", "--x-init", wide.string()});
+  CHECK(r.rc == 2);
+  CHECK_THAT(r.err, Catch::Contains("expected shape [n, 2]") && Catch::Contains("[4, 3]"));
+
+  const fs::path ints = scratch("ints.npy");
+  write_raw_npy(ints, "{'descr': '<i8', 'fortran_order': False, 'shape': (2, 2), }",
+                std::string(32, '\0'));
+  r = cli({"sample", "--x-init", ints.string()});
+  CHECK(r.rc == 2);
+  CHECK_THAT(r.err, Catch::Contains("expected dtype float32 or float64") && Catch::Contains("<i8"));
+
+  const fs::path fortran = scratch("fortran.npy");
+  write_raw_npy(fortran, "{'descr': '<f8', 'fortran_order': True, 'shape': (2, 2), }",
+                std::string(32, '\0'));
+  r = cli({"sample", "--x-init", fortran.string()});
+  CHECK(r.rc == 2);
+  CHECK_THAT(r.err, Catch::Contains("Fortran"));
+
+  const fs::path shortf = scratch("short.npy");
+  write_raw_npy(shortf, "{'descr': '<f8', 'fortran_order': False, 'shape': (4, 2), }",
+                std::string(40, '\0'));
+  r = cli({"sample", "--x-init", shortf.string()});
+  CHECK(r.rc == 2);
+  CHECK_THAT(r.err, Catch::Contains("truncated"));
+
+  const fs::path text = scratch("text.npy");
+  write_text(text, "not a numpy file");
+  r = cli({"sample", "--x-init", text.string()});
+  CHECK(r.rc == 2);
+  CHECK_THAT(r.err, Catch::Contains("not a valid .npy file"));
+
+  r = cli({"sample", "--x-init", scratch("absent.npy").string()});
+  CHECK(r.rc == 2);
+  CHECK_THAT(r.err, Catch::Contains("cannot open .npy file"));
+
+  const fs::path rows = scratch("rows.npy");
+  write_npy(rows.string(), at::zeros({5, 2}, at::kDouble));
+  r = cli({"sample", "--x-init", rows.string(), "--n", "6"});
+  CHECK(r.rc == 2);
+  CHECK_THAT(r.err, Catch::Contains("--n 6 disagrees"));
+}
+
+TEST_CASE("bad input: an unwritable --out fails before any sampling", "[cli][errors]") {
+  const CliRun r = cli({"sample", "--out", (scratch("no_such_dir") / "x.npy").string()});
+  CHECK(r.rc == 2);
+  CHECK_THAT(r.err, Catch::Contains("--out") && Catch::Contains("cannot open for writing"));
+  CHECK(r.out.empty());
+}
+
+TEST_CASE("npy round trip keeps shape, dtype and bits; files follow numpy's header layout",
+          "[npy]") {
+  at::Generator g = at::make_generator<at::CPUGeneratorImpl>(4);
+  for (const auto dt : {at::kFloat, at::kDouble}) {
+    const at::Tensor x = at::randn({3, 2, 5}, g, dt);
+    const fs::path p = scratch("rt.npy");
+    write_npy(p.string(), x);
+    const at::Tensor y = read_npy(p.string());
+    CHECK(y.scalar_type() == dt);
+    CHECK(at::equal(x, y));
+    std::ifstream f(p, std::ios::binary);
+    std::string head(10, '\0');
+    f.read(head.data(), 10);
+    CHECK(head.substr(0, 6) == "\x93NUMPY");
+    const size_t hlen =
+        static_cast<unsigned char>(head[8]) | (static_cast<unsigned char>(head[9]) << 8);
+    CHECK((10 + hlen) % 16 == 0);  // numpy aligns the data start
+    std::string dict(hlen, '\0');
+    f.read(dict.data(), static_cast<std::streamsize>(hlen));
+    CHECK_THAT(dict, Catch::Contains(dt == at::kFloat ? "'<f4'" : "'<f8'") &&
+                         Catch::Contains("(3, 2, 5)"));
+  }
+}
