@@ -14,8 +14,8 @@
 #include "models/builtin.hpp"
 #include "schedules/registry.hpp"
 #include "schedules/time_grid.hpp"
-#include "solvers/noise.hpp"
 #include "solvers/registry.hpp"
+#include "solvers/sample.hpp"
 
 namespace sdekit {
 
@@ -93,35 +93,35 @@ int cmd_sample(const SampleArgs& a, bool n_given, std::ostream& out) {
   so.eta = a.eta;
   so.variance = parse_ancestral_variance(a.variance);
   const auto sampler = make_sampler(a.sampler, so);
-  const at::ScalarType dtype = parse_dtype(a.dtype);
-  const GridKind grid_kind = a.grid.empty() ? default_grid(*kernel) : parse_grid(a.grid);
+  const GaussianMixture mixture = load_mixture(a.model);
+  SampleSpec spec;
+  spec.options = at::TensorOptions().dtype(parse_dtype(a.dtype));
+  spec.steps = a.steps;
+  if (!a.grid.empty()) spec.grid = parse_grid(a.grid);
+  spec.t_end = a.t_end;
+  spec.n = a.n;
+  spec.event_shape = {mixture.dim()};
+  spec.seed = a.seed;
   const Interval d = sde->domain();
-  const double t_end = a.t_end < 0 ? sde->default_t_end() : a.t_end;
-  if (!(t_end > d.lo && t_end < d.hi)) {
+  if (a.t_end >= 0 && !(a.t_end > d.lo && a.t_end < d.hi)) {
     std::ostringstream os;
     os << "--t-end must lie in (" << d.lo << ", " << d.hi << ") for --sde " << a.sde << ", got "
-       << t_end;
+       << a.t_end;
     throw std::invalid_argument(os.str());
   }
-  const GaussianMixture mixture = load_mixture(a.model);
-  const std::vector<double> grid = make_time_grid(grid_kind, *kernel, a.steps, d.hi, t_end);
-
-  at::Generator gen = at::make_generator<at::CPUGeneratorImpl>(a.seed);
-  at::Tensor x_T;
+  spec_grid(*sde, spec);  // grid errors before any work
   if (!a.x_init.empty()) {
-    x_T = read_npy(a.x_init);
-    if (x_T.dim() != 2 || x_T.size(1) != mixture.dim())
+    spec.x_init = read_npy(a.x_init);
+    if (spec.x_init.dim() != 2 || spec.x_init.size(1) != mixture.dim())
       throw std::invalid_argument("--x-init '" + a.x_init + "': expected shape [n, " +
                                   std::to_string(mixture.dim()) + "] for model " + a.model +
-                                  ", got " + fmt_shape(x_T));
-    if (x_T.size(0) < 1) throw std::invalid_argument("--x-init '" + a.x_init + "': holds no rows");
-    if (n_given && x_T.size(0) != a.n)
+                                  ", got " + fmt_shape(spec.x_init));
+    if (spec.x_init.size(0) < 1)
+      throw std::invalid_argument("--x-init '" + a.x_init + "': holds no rows");
+    if (n_given && spec.x_init.size(0) != a.n)
       throw std::invalid_argument("--n " + std::to_string(a.n) + " disagrees with the " +
-                                  std::to_string(x_T.size(0)) + " rows of --x-init '" + a.x_init +
-                                  "'");
-    x_T = x_T.to(dtype);
-  } else {
-    x_T = draw_prior(*sde, {a.n, mixture.dim()}, gen, at::TensorOptions().dtype(dtype));
+                                  std::to_string(spec.x_init.size(0)) + " rows of --x-init '" +
+                                  a.x_init + "'");
   }
   if (!a.out.empty()) {  // fail on an unwritable output before sampling, not after
     std::ofstream probe(a.out, std::ios::binary | std::ios::app);
@@ -129,24 +129,18 @@ int cmd_sample(const SampleArgs& a, bool n_given, std::ostream& out) {
   }
 
   GaussianMixtureModel model(mixture, kernel);
-  SampleRequest req;
-  req.model = &model;
-  req.sde = sde.get();
-  req.times = grid;
-  req.x_init = x_T;
-  req.generator = gen;
   const auto t0 = std::chrono::steady_clock::now();
-  const SampleResult res = sampler->run(req);
+  const SampleResult res = sample(*sampler, model, *sde, spec);
   const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   if (!a.out.empty()) write_npy(a.out, res.x);
 
-  const at::Tensor xd = res.x.to(at::kDouble);
-  const at::Tensor m = xd.mean(0);
+  const double t_end = a.t_end < 0 ? sde->default_t_end() : a.t_end;
+  const at::Tensor m = res.x.to(at::kDouble).mean(0);
   const at::Tensor m_exact = mixture.mean(kernel->alpha(t_end));
   out << "sampled " << res.x.size(0) << " x " << res.x.size(1) << " (" << a.dtype << ") from "
       << a.model << " with " << sampler->name() << " on " << a.sde << ", " << a.steps << " steps ("
-      << grid_name(grid_kind) << "), t: " << d.hi << " -> " << t_end << ", NFE " << res.nfe << ", "
-      << fmt(secs, 3) << " s\n";
+      << grid_name(spec.grid.value_or(default_grid(*kernel))) << "), t: " << d.hi << " -> " << t_end
+      << ", NFE " << res.nfe << ", " << fmt(secs, 3) << " s\n";
   out << "mean error ||m - m_exact|| = " << fmt((m - m_exact).norm().item<double>()) << "\n";
   if (!a.out.empty()) out << "wrote " << a.out << "\n";
   return 0;

@@ -5,6 +5,7 @@
 
 #include "solvers/noise.hpp"
 #include "solvers/registry.hpp"
+#include "solvers/sample.hpp"
 
 namespace sdekit {
 
@@ -30,7 +31,7 @@ MomentsReport compare_moments(const GaussianMixture& mixture, const SDE& sde,
   MomentsReport rep;
   rep.t_end = spec.t_end < 0 ? sde.default_t_end() : spec.t_end;
   const double T = sde.domain().hi;
-  const std::vector<double> grid = make_time_grid(spec.grid, *kernel, spec.steps, T, rep.t_end);
+  make_time_grid(spec.grid, *kernel, spec.steps, T, rep.t_end);  // grid errors before any work
   const double a = kernel->alpha(rep.t_end), s = kernel->sigma(rep.t_end);
   const at::Tensor m = mixture.mean(a), C = mixture.covariance(a, s);
   for (int64_t i = 0; i < std::min<int64_t>(8, m.size(0)); ++i)
@@ -43,16 +44,17 @@ MomentsReport compare_moments(const GaussianMixture& mixture, const SDE& sde,
   fill_errors(rep.floor, mixture.sample(spec.n, a, s, gen), m, C);
 
   GaussianMixtureModel model(mixture, kernel);
+  SampleSpec sspec;
+  sspec.steps = spec.steps;
+  sspec.grid = spec.grid;
+  sspec.t_end = rep.t_end;
+  sspec.x_init = x_T;
+  sspec.options = opts;
+  sspec.seed = spec.seed + 1;
   for (const std::string& name : spec.samplers) {
-    auto sampler = make_sampler(name);
-    SampleRequest req;
-    req.model = &model;
-    req.sde = &sde;
-    req.times = grid;
-    req.x_init = x_T;
-    req.generator = at::make_generator<at::CPUGeneratorImpl>(spec.seed + 1);
+    const auto sampler = make_sampler(name);
     const auto t0 = std::chrono::steady_clock::now();
-    SampleResult res = sampler->run(req);
+    const SampleResult res = sample(*sampler, model, sde, sspec);
     MomentsRow row;
     row.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
     row.sampler = name;

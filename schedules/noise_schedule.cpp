@@ -45,6 +45,9 @@ double NoiseSchedule::t_of_lambda(double lam) const {
       if (lambda(a) > lam || width == 0.0) break;
     }
     if (!(lambda(a) > lam)) return d.lo;
+    // lambda(a) = +inf (a == lo, or sigma underflows to 0 at a tiny a): toms748 cannot start from
+    // an infinite end; the root lies in [a, 2a - lo] (the previous probe), so a is within a - lo.
+    if (std::isinf(lambda(a))) return a;
   } else if (lam >= lambda(a)) {
     return d.lo;
   }

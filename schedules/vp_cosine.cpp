@@ -20,7 +20,12 @@ double VPCosine::theta(double t) const { return 0.5 * kPi * (t + s_) / (1.0 + s_
 
 double VPCosine::log_alpha(double t) const {
   check_t(t, "log_alpha");
-  return std::log(std::cos(theta(t))) - log_cos0_;
+  // log(cos th / cos th0) = log1p(-x), x = (cos th0 - cos th) / cos th0
+  //   = 2 sin((th + th0)/2) sin((th - th0)/2) / cos th0, th - th0 = (pi/2) t/(1+s): full relative
+  // precision near t = 0, where log(cos th) - log(cos th0) cancels (error ~1e-16 absolute).
+  const double th = theta(t), th0 = theta(0.0), dth = 0.5 * kPi * t / (1.0 + s_);
+  const double x = 2.0 * std::sin(0.5 * (th + th0)) * std::sin(0.5 * dth) / std::cos(th0);
+  return x < 0.5 ? std::log1p(-x) : std::log(std::cos(th)) - log_cos0_;
 }
 double VPCosine::sigma(double t) const { return std::sqrt(-std::expm1(2.0 * log_alpha(t))); }
 double VPCosine::log_sigma(double t) const { return 0.5 * std::log(-std::expm1(2.0 * log_alpha(t))); }

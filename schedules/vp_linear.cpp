@@ -31,6 +31,7 @@ double VPLinear::g2(double t) const {
 double VPLinear::t_of_lambda(double lam) const {
   // -log alpha = softplus(-2 lambda)/2 =: c, and a t^2 + b t = c with a = (b1-b0)/4, b = b0/2.
   const double c = 0.5 * softplus(-2.0 * lam);
+  if (std::isinf(c)) return T_;  // lam = -inf: t = inf/inf would be NaN
   const double a = 0.25 * (b1_ - b0_), b = 0.5 * b0_;
   const double t = 2.0 * c / (b + std::sqrt(b * b + 4.0 * a * c));
   return std::min(std::max(t, 0.0), T_);

@@ -41,13 +41,21 @@ void validate_request(const Sampler& sampler, const SampleRequest& r) {
 }
 
 namespace {
-void check_finite(const at::Tensor& x, const Sampler& s, int index, double t_from, double t_to) {
-  // sum() is finite iff every entry is finite (barring overflow of the sum, itself a blow-up).
-  if (std::isfinite(x.sum().item<double>())) return;
+// sum() is finite iff every entry is finite (barring overflow of the sum, itself a blow-up).
+bool all_finite(const at::Tensor& x) {
+  return std::isfinite(x.sum().item<double>());
+}
+
+[[noreturn]] void throw_non_finite(const Sampler& s, const SampleRequest& r, int index,
+                                   const at::Tensor& last) {
   std::ostringstream os;
-  os << "sampler " << s.name() << ": non-finite values (NaN or inf) after step " << index
-     << " from t = " << t_from << " to t = " << t_to;
-  throw std::runtime_error(os.str());
+  os << "sampler " << s.name() << ": non-finite values (NaN or inf) ";
+  if (r.finite_check == FiniteCheck::EveryStep)
+    os << "after step " << index << " from t = " << r.times[index]
+       << " to t = " << r.times[index + 1];
+  else
+    os << "at the end of the run (checked only there: FiniteCheck::EveryStep names the step)";
+  throw NonFiniteError(os.str(), index, r.times[index], r.times[index + 1], last);
 }
 }  // namespace
 
@@ -66,9 +74,10 @@ SampleResult Sampler::run(const SampleRequest& r, const StepObserver& observer) 
   at::Tensor x = r.x_init;
   for (int i = 0; i < steps; ++i) {
     const StepContext ctx{*r.sde, kernel.get(), predictor, gen, i, steps};
-    x = step(ctx, x, r.times[i], r.times[i + 1]);
-    if (r.finite_check == FiniteCheck::EveryStep || i + 1 == steps)
-      check_finite(x, *this, i, r.times[i], r.times[i + 1]);
+    at::Tensor next = step(ctx, x, r.times[i], r.times[i + 1]);
+    if ((r.finite_check == FiniteCheck::EveryStep || i + 1 == steps) && !all_finite(next))
+      throw_non_finite(*this, r, i, r.finite_check == FiniteCheck::EveryStep ? x : r.x_init);
+    x = std::move(next);
     if (observer) observer(StepInfo{i, steps, r.times[i], r.times[i + 1], x, counted.count()});
   }
   return {x, counted.count()};

@@ -8,6 +8,7 @@
 #include <cstdint>
 #include <functional>
 #include <optional>
+#include <stdexcept>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -71,13 +72,30 @@ class Sampler {
   virtual bool needs_kernel() const { return false; }
 
   /// Validates the request (std::invalid_argument naming the field), runs, checks finiteness
-  /// (std::runtime_error naming the step and t), counts NFE.
+  /// (NonFiniteError naming the step and t), counts NFE.
   SampleResult run(const SampleRequest& request, const StepObserver& observer = {}) const;
 
  protected:
   /// One step from t_from to t_to < t_from.
   virtual at::Tensor step(const StepContext& ctx, const at::Tensor& x, double t_from,
                           double t_to) const = 0;
+};
+
+/// A run produced NaN or inf. Carries where (step, times) and the last state known to be finite
+/// (x before that step, or x_init), so nothing already computed is lost. With FiniteCheck::Final
+/// the step is the last one and last_finite is x_init.
+class NonFiniteError : public std::runtime_error {
+ public:
+  NonFiniteError(const std::string& what, int step, double t_from, double t_to,
+                 at::Tensor last_finite)
+      : std::runtime_error(what),
+        step(step),
+        t_from(t_from),
+        t_to(t_to),
+        last_finite(std::move(last_finite)) {}
+  int step;
+  double t_from, t_to;
+  at::Tensor last_finite;
 };
 
 /// Throws std::invalid_argument unless the request is well formed for `sampler`.

@@ -11,6 +11,7 @@
 #include "schedules/vp_linear.hpp"
 #include "solvers/noise.hpp"
 #include "solvers/registry.hpp"
+#include "solvers/sample.hpp"
 
 using namespace sdekit;
 
@@ -327,4 +328,109 @@ TEST_CASE("a score-only user SDE without a Gaussian kernel still samples with OD
   CHECK_NOTHROW(run(*make_sampler("euler-maruyama"), model, sde, times, xT));
   CHECK_THROWS_WITH(run(*make_sampler("ddim"), model, sde, times, xT),
                     Catch::Contains("Gaussian kernel"));
+}
+
+TEST_CASE("sample() draws x_T from the prior with the seed, then the sampler's noise",
+          "[samplers][sample]") {
+  const SDEPtr sde = make_sde("ve");
+  GaussianMixtureModel model(GaussianMixture::ring2d(), sde->schedule());
+  SampleSpec spec;
+  spec.steps = 12;
+  spec.n = 64;
+  spec.event_shape = {2};
+  spec.seed = 17;
+  spec.options = at::kDouble;
+  const auto em = make_sampler("euler-maruyama");
+  const SampleResult a = sample(*em, model, *sde, spec);
+  // By hand: one generator, prior draw first (std sqrt(1 + 50^2) for VE), then the run.
+  at::Generator g = at::make_generator<at::CPUGeneratorImpl>(17);
+  const at::Tensor xT = at::randn({64, 2}, g, at::kDouble) * std::sqrt(1.0 + 50.0 * 50.0);
+  SampleRequest req;
+  req.model = &model;
+  req.sde = sde.get();
+  req.times = make_time_grid(GridKind::UniformT, *sde->schedule(), 12, 1.0, 1e-5);
+  req.x_init = xT;
+  req.generator = g;
+  const SampleResult b = em->run(req);
+  CHECK(at::allclose(a.x, b.x, 1e-12, 1e-12));
+  CHECK(a.nfe == 12);
+}
+
+TEST_CASE("bad input: sample() and run() name the bad field", "[samplers][errors]") {
+  const SDEPtr sde = make_sde("vp-linear");
+  GaussianMixtureModel model(GaussianMixture::ring2d(), sde->schedule());
+  const auto heun = make_sampler("heun");
+  SampleSpec spec;
+  spec.event_shape = {2};
+  spec.steps = 0;
+  CHECK_THROWS_WITH(sample(*heun, model, *sde, spec), Catch::Contains("steps must be >= 1, got 0"));
+  spec.steps = 5;
+  spec.t_end = 1.0;
+  CHECK_THROWS_WITH(sample(*heun, model, *sde, spec), Catch::Contains("t_end must lie in (0, 1)"));
+  spec.t_end = -1;
+  spec.event_shape.clear();
+  CHECK_THROWS_WITH(sample(*heun, model, *sde, spec), Catch::Contains("event_shape"));
+
+  SampleRequest req;
+  req.model = &model;
+  req.sde = sde.get();
+  req.times = {1.0, 0.5, 0.7};
+  req.x_init = at::zeros({2, 2});
+  CHECK_THROWS_WITH(heun->run(req), Catch::Contains("strictly decreasing"));
+  req.times = {1.0, 0.0};
+  CHECK_THROWS_WITH(heun->run(req), Catch::Contains("times[1] = 0"));
+  req.times = {1.0};
+  CHECK_THROWS_WITH(heun->run(req), Catch::Contains("at least 2"));
+  req.times = {1.0, 0.5};
+  req.x_init = at::Tensor();
+  CHECK_THROWS_WITH(heun->run(req), Catch::Contains("x_init"));
+  req.x_init = at::zeros({2, 2}, at::kLong);
+  CHECK_THROWS_WITH(heun->run(req), Catch::Contains("floating point"));
+  req.x_init = at::zeros({2, 2});
+  CHECK_THROWS_WITH(make_sampler("euler-maruyama")->run(req),
+                    Catch::Contains("needs request.generator"));
+  req.model = nullptr;
+  CHECK_THROWS_WITH(heun->run(req), Catch::Contains("request.model is null"));
+  CHECK_THROWS_WITH(make_sampler("rk45"),
+                    Catch::Contains("unknown sampler 'rk45'") && Catch::Contains("rk4"));
+  SamplerOptions bad;
+  bad.eta = -1;
+  CHECK_THROWS_WITH(make_sampler("ddim", bad), Catch::Contains("eta must be >= 0"));
+}
+
+TEST_CASE("a blow-up mid-run reports the step and t instead of returning NaN",
+          "[samplers][errors]") {
+  // A model that returns NaN from t = 0.5 on: step 2 (0.5 -> 0.25) is the first to see it.
+  struct Faulty final : ScoreModel {
+    Param param() const override { return Param::Score; }
+    at::Tensor predict(const at::Tensor& x, const at::Tensor&) override { return x; }
+    at::Tensor predict_at(const at::Tensor& x, double t) override {
+      return t <= 0.5 ? at::full_like(x, std::nan("")) : -x;
+    }
+  } model;
+  const SDEPtr sde = make_sde("vp-linear");
+  SampleRequest req;
+  req.model = &model;
+  req.sde = sde.get();
+  req.times = {1.0, 0.75, 0.5, 0.25, 0.1};
+  req.x_init = at::ones({3, 2}, at::kDouble);
+  CHECK_THROWS_WITH(make_sampler("euler")->run(req), Catch::Contains("non-finite") &&
+                                                         Catch::Contains("step 2") &&
+                                                         Catch::Contains("t = 0.5"));
+  bool caught = false;
+  try {
+    make_sampler("euler")->run(req);
+  } catch (const NonFiniteError& e) {
+    caught = true;
+    CHECK(e.step == 2);
+    CHECK(e.t_from == 0.5);
+    // The state after step 1 survives: finite, and what a two-step run returns.
+    SampleRequest two = req;
+    two.times = {1.0, 0.75, 0.5};
+    CHECK(at::equal(e.last_finite, make_sampler("euler")->run(two).x));
+  }
+  CHECK(caught);
+  req.finite_check = FiniteCheck::Final;
+  CHECK_THROWS_WITH(make_sampler("euler")->run(req),
+                    Catch::Contains("non-finite") && Catch::Contains("end of the run"));
 }

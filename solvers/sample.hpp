@@ -1,0 +1,36 @@
+#pragma once
+// The common way to sample: a step count (and grid) instead of explicit times, and a seed
+// instead of x_T. Builds the grid from the SDE's kernel, draws x_T ~ N(0, prior_std^2 I) unless
+// given, and runs the sampler with one generator seeded by `seed` (first the prior draw, then
+// the sampler's noise).
+#include <ATen/ATen.h>
+
+#include <cstdint>
+#include <optional>
+#include <vector>
+
+#include "schedules/time_grid.hpp"
+#include "solvers/sampler.hpp"
+
+namespace sdekit {
+
+struct SampleSpec {
+  int steps = 20;
+  std::optional<GridKind> grid;  // default: default_grid(kernel)
+  double t_end = -1.0;           // < 0: the SDE's default
+  at::Tensor x_init;             // optional [n, ...]; else drawn with `n` rows of `event_shape`
+  int64_t n = 1000;
+  std::vector<int64_t> event_shape;  // shape of one sample, e.g. {D}; ignored with x_init
+  uint64_t seed = 0;
+  at::TensorOptions options = at::kFloat;  // dtype/device of the drawn x_T (x_init is cast to it)
+  FiniteCheck finite_check = FiniteCheck::EveryStep;
+};
+
+/// The time grid `spec` asks for on `sde` (needs the SDE's kernel for the grid kinds other than
+/// uniform-t and quadratic). Throws std::invalid_argument naming the bad field.
+std::vector<double> spec_grid(const SDE& sde, const SampleSpec& spec);
+
+SampleResult sample(const Sampler& sampler, ScoreModel& model, const SDE& sde,
+                    const SampleSpec& spec, const StepObserver& observer = {});
+
+}  // namespace sdekit
