@@ -14,7 +14,7 @@
 
 namespace sdekit {
 namespace {
-class Ancestral final : public Sampler {
+class Ancestral final : public FixedStepSampler {
  public:
   explicit Ancestral(AncestralVariance v) : variance_(v) {}
   std::string_view name() const override { return "ancestral"; }
@@ -25,19 +25,19 @@ class Ancestral final : public Sampler {
 
  protected:
   at::Tensor step(const StepContext& ctx, const at::Tensor& x, double s, double t) const override {
-    const NoiseSchedule& k = *ctx.kernel;
+    const NoiseSchedule& k = ctx.kernel();
     const double la_s = k.log_alpha(s), la_t = k.log_alpha(t);
     const double sig_s = k.sigma(s), sig_t = k.sigma(t);
     const double a_st = std::exp(la_s - la_t);  // alpha_s / alpha_t
     const double v_ts = std::max(0.0, sig_s * sig_s - a_st * a_st * sig_t * sig_t);
-    const at::Tensor x0 = ctx.predictor.x0(x, s);
+    const at::Tensor x0 = ctx.predictor().x0(x, s);
     const double cx = a_st * sig_t * sig_t / (sig_s * sig_s);
     const double c0 = std::exp(la_t) * v_ts / (sig_s * sig_s);
     at::Tensor out = cx * x + c0 * x0;
     if (ctx.last()) return out;
     const double var =
         variance_ == AncestralVariance::Posterior ? v_ts * sig_t * sig_t / (sig_s * sig_s) : v_ts;
-    return out.add_(normal_like(x, *ctx.generator), std::sqrt(var));
+    return out.add_(normal_like(x, ctx.generator()), std::sqrt(var));
   }
 
  private:

@@ -13,7 +13,7 @@
 
 namespace sdekit {
 namespace {
-class DDIM final : public Sampler {
+class DDIM final : public FixedStepSampler {
  public:
   explicit DDIM(double eta) : eta_(eta) {
     if (!(eta >= 0.0))
@@ -27,11 +27,11 @@ class DDIM final : public Sampler {
 
  protected:
   at::Tensor step(const StepContext& ctx, const at::Tensor& x, double s, double t) const override {
-    const NoiseSchedule& k = *ctx.kernel;
+    const NoiseSchedule& k = ctx.kernel();
     const double sig_s = k.sigma(s), sig_t = k.sigma(t);
     const double alpha_t = k.alpha(t);
     const double a_st = std::exp(k.log_alpha(s) - k.log_alpha(t));
-    const at::Tensor eps = ctx.predictor.eps(x, s);
+    const at::Tensor eps = ctx.predictor().eps(x, s);
     const at::Tensor x0 = (x - sig_s * eps) / k.alpha(s);
     double c = 0.0;
     if (eta_ > 0.0)
@@ -39,7 +39,7 @@ class DDIM final : public Sampler {
           std::sqrt(std::max(0.0, sig_s * sig_s - a_st * a_st * sig_t * sig_t));
     const double ce = std::sqrt(std::max(0.0, sig_t * sig_t - c * c));
     at::Tensor out = alpha_t * x0 + ce * eps;
-    if (c > 0.0 && !ctx.last()) out.add_(normal_like(x, *ctx.generator), c);
+    if (c > 0.0 && !ctx.last()) out.add_(normal_like(x, ctx.generator()), c);
     return out;
   }
 

@@ -9,7 +9,7 @@
 
 namespace sdekit {
 namespace {
-class EulerMaruyama final : public Sampler {
+class EulerMaruyama final : public FixedStepSampler {
  public:
   std::string_view name() const override { return "euler-maruyama"; }
   double order() const override { return 1.0; }
@@ -19,9 +19,9 @@ class EulerMaruyama final : public Sampler {
  protected:
   at::Tensor step(const StepContext& ctx, const at::Tensor& x, double s, double t) const override {
     const double h = s - t;
-    const at::Tensor score = ctx.predictor.score(x, s);
-    at::Tensor out = x - h * ctx.sde.reverse_drift(x, s, score);
-    return out.add_(normal_like(x, *ctx.generator), std::sqrt(ctx.sde.g2(s) * h));
+    const at::Tensor score = ctx.predictor().score(x, s);
+    at::Tensor out = x - h * ctx.sde().reverse_drift(x, s, score);
+    return out.add_(normal_like(x, ctx.generator()), std::sqrt(ctx.sde().g2(s) * h));
   }
 };
 }  // namespace

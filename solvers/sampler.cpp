@@ -14,6 +14,7 @@ void validate_request(const Sampler& sampler, const SampleRequest& r) {
     throw std::invalid_argument(who + ": request.times needs at least 2 entries, got " +
                                 std::to_string(r.times.size()));
   const Interval d = r.sde->domain();
+  const bool decreasing = r.times[1] < r.times[0];
   for (size_t i = 0; i < r.times.size(); ++i) {
     const double t = r.times[i];
     if (!(t > d.lo && t <= d.hi)) {
@@ -22,13 +23,17 @@ void validate_request(const Sampler& sampler, const SampleRequest& r) {
          << d.hi << "]";
       throw std::invalid_argument(os.str());
     }
-    if (i > 0 && !(t < r.times[i - 1])) {
+    if (i > 0 && !(decreasing ? t < r.times[i - 1] : t > r.times[i - 1])) {
       std::ostringstream os;
-      os << who << ": request.times must be strictly decreasing, got times[" << i - 1
-         << "] = " << r.times[i - 1] << ", times[" << i << "] = " << t;
+      os << who << ": request.times must be strictly " << (decreasing ? "decreasing" : "increasing")
+         << ", got times[" << i - 1 << "] = " << r.times[i - 1] << ", times[" << i << "] = " << t;
       throw std::invalid_argument(os.str());
     }
   }
+  if (!decreasing && sampler.stochastic())
+    throw std::invalid_argument(who +
+                                ": increasing times (encoding) need a deterministic sampler; this "
+                                "one is stochastic");
   if (!r.x_init.defined() || r.x_init.dim() < 2 || r.x_init.size(0) < 1)
     throw std::invalid_argument(who + ": request.x_init must be a batch [n, ...] with n >= 1");
   if (!at::isFloatingType(r.x_init.scalar_type()))
@@ -40,24 +45,47 @@ void validate_request(const Sampler& sampler, const SampleRequest& r) {
                                 r.sde->name() + "' has none");
 }
 
-namespace {
-// sum() is finite iff every entry is finite (barring overflow of the sum, itself a blow-up).
-bool all_finite(const at::Tensor& x) {
-  return std::isfinite(x.sum().item<double>());
+RunContext::RunContext(const SampleRequest& r, const Predictor& predictor,
+                       const CountingModel& counter, at::Generator* generator,
+                       const StepObserver& observer, std::string_view sampler)
+    : sde(*r.sde),
+      kernel(predictor.kernel()),
+      predictor(predictor),
+      generator(generator),
+      times(r.times),
+      request_(r),
+      counter_(counter),
+      observer_(observer),
+      sampler_(sampler) {}
+
+int64_t RunContext::nfe() const {
+  return counter_.count();
 }
 
-[[noreturn]] void throw_non_finite(const Sampler& s, const SampleRequest& r, int index,
-                                   const at::Tensor& last) {
-  std::ostringstream os;
-  os << "sampler " << s.name() << ": non-finite values (NaN or inf) ";
-  if (r.finite_check == FiniteCheck::EveryStep)
-    os << "after step " << index << " from t = " << r.times[index]
-       << " to t = " << r.times[index + 1];
-  else
-    os << "at the end of the run (checked only there: FiniteCheck::EveryStep names the step)";
-  throw NonFiniteError(os.str(), index, r.times[index], r.times[index + 1], last);
+void RunContext::step_done(int index, int steps, double t_from, double t_to, const at::Tensor& prev,
+                           const at::Tensor& x, bool final_step) const {
+  const bool every = request_.finite_check == FiniteCheck::EveryStep;
+  // sum() is finite iff every entry is finite (barring overflow of the sum, itself a blow-up).
+  if ((every || final_step) && !std::isfinite(x.sum().item<double>())) {
+    std::ostringstream os;
+    os << "sampler " << sampler_ << ": non-finite values (NaN or inf) ";
+    if (every)
+      os << "after step " << index << " from t = " << t_from << " to t = " << t_to;
+    else
+      os << "at the end of the run (checked only there: FiniteCheck::EveryStep names the step)";
+    throw NonFiniteError(os.str(), index, t_from, t_to, every ? prev : request_.x_init);
+  }
+  if (observer_) observer_(StepInfo{index, steps, t_from, t_to, x, counter_.count()});
 }
-}  // namespace
+
+int Sampler::steps_for_nfe(int nfe) const {
+  const int per = nfe_per_step();
+  if (per < 1 || nfe < per)
+    throw std::invalid_argument("sampler " + std::string(name()) + ": an NFE budget of " +
+                                std::to_string(nfe) + " buys no step (" + std::to_string(per) +
+                                " NFE per step)");
+  return nfe / per;
+}
 
 SampleResult Sampler::run(const SampleRequest& r, const StepObserver& observer) const {
   validate_request(*this, r);
@@ -70,17 +98,26 @@ SampleResult Sampler::run(const SampleRequest& r, const StepObserver& observer) 
     gen_copy = *r.generator;  // shares the generator state: draws advance the caller's generator
     gen = &gen_copy;
   }
-  const int steps = static_cast<int>(r.times.size()) - 1;
-  at::Tensor x = r.x_init;
+  int steps = 0;
+  const StepObserver counting = [&](const StepInfo& info) {
+    ++steps;
+    if (observer) observer(info);
+  };
+  const RunContext ctx(r, predictor, counted, gen, counting, name());
+  at::Tensor x = integrate(ctx, r.x_init);
+  return {x, counted.count(), steps};
+}
+
+at::Tensor FixedStepSampler::integrate(const RunContext& ctx, const at::Tensor& x_init) const {
+  const int steps = ctx.steps();
+  at::Tensor x = x_init;
   for (int i = 0; i < steps; ++i) {
-    const StepContext ctx{*r.sde, kernel.get(), predictor, gen, i, steps};
-    at::Tensor next = step(ctx, x, r.times[i], r.times[i + 1]);
-    if ((r.finite_check == FiniteCheck::EveryStep || i + 1 == steps) && !all_finite(next))
-      throw_non_finite(*this, r, i, r.finite_check == FiniteCheck::EveryStep ? x : r.x_init);
+    const StepContext sc{ctx, i, steps};
+    at::Tensor next = step(sc, x, ctx.times[i], ctx.times[i + 1]);
+    ctx.step_done(i, steps, ctx.times[i], ctx.times[i + 1], x, next, i + 1 == steps);
     x = std::move(next);
-    if (observer) observer(StepInfo{i, steps, r.times[i], r.times[i + 1], x, counted.count()});
   }
-  return {x, counted.count()};
+  return x;
 }
 
 }  // namespace sdekit

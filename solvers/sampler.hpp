@@ -26,15 +26,18 @@ enum class FiniteCheck { EveryStep, Final };
 struct SampleRequest {
   ScoreModel* model = nullptr;  // required
   const SDE* sde = nullptr;     // required
-  std::vector<double> times;    // strictly decreasing, inside sde->domain(), >= 2 entries
-  at::Tensor x_init;            // [n, ...] at times.front(), floating point
+  /// Strictly monotone times inside sde->domain() (t > domain.lo), >= 2 entries. Decreasing
+  /// samples (noise -> data); increasing encodes (data -> noise), deterministic samplers only.
+  /// Adaptive samplers use only the two ends.
+  std::vector<double> times;
+  at::Tensor x_init;                       // [n, ...] at times.front(), floating point
   std::optional<at::Generator> generator;  // required by stochastic samplers
   FiniteCheck finite_check = FiniteCheck::EveryStep;
 };
 
 struct StepInfo {
   int index;            // 0-based step
-  int steps;            // total steps
+  int steps;            // total steps (adaptive samplers: -1, not known in advance)
   double t_from;        // time at the start of the step
   double t_to;          // time at its end
   const at::Tensor& x;  // state at t_to
@@ -45,16 +48,44 @@ using StepObserver = std::function<void(const StepInfo&)>;
 struct SampleResult {
   at::Tensor x;
   int64_t nfe = 0;
+  int steps = 0;  // accepted steps
 };
 
-/// What a step of a fixed-grid sampler sees.
-struct StepContext {
+/// What a sampler's integrate() sees: the counted model, the SDE, the grid and the noise, and
+/// step_done() to report every accepted step (finiteness check, observer).
+class RunContext {
+ public:
+  RunContext(const SampleRequest& r, const Predictor& predictor, const CountingModel& counter,
+             at::Generator* generator, const StepObserver& observer, std::string_view sampler);
   const SDE& sde;
   const NoiseSchedule* kernel;  // the SDE's Gaussian kernel, or null
   const Predictor& predictor;   // counted model
-  at::Generator* generator;     // null for deterministic samplers
+  at::Generator* generator;     // null unless the request has one
+  const std::vector<double>& times;
+  int steps() const { return static_cast<int>(times.size()) - 1; }
+  int64_t nfe() const;
+  /// Reports step `index` from t_from to t_to, which took `prev` to `x`: checks x for NaN/inf
+  /// (per the request's FiniteCheck; `final_step` marks the run's last step) and calls the
+  /// observer. Throws NonFiniteError keeping `prev`.
+  void step_done(int index, int steps, double t_from, double t_to, const at::Tensor& prev,
+                 const at::Tensor& x, bool final_step) const;
+
+ private:
+  const SampleRequest& request_;
+  const CountingModel& counter_;
+  const StepObserver& observer_;
+  std::string_view sampler_;
+};
+
+/// What one step of a fixed-grid sampler sees.
+struct StepContext {
+  const RunContext& run;
   int index;
   int steps;
+  const SDE& sde() const { return run.sde; }
+  const NoiseSchedule& kernel() const { return *run.kernel; }
+  const Predictor& predictor() const { return run.predictor; }
+  at::Generator& generator() const { return *run.generator; }
   bool last() const { return index + 1 == steps; }
 };
 
@@ -66,17 +97,31 @@ class Sampler {
   /// the distribution, strong order where the noise is additive). Tests measure it.
   virtual double order() const = 0;
   virtual bool stochastic() const = 0;
-  /// Model calls per step.
+  /// Model calls per step (adaptive samplers: per attempted step).
   virtual int nfe_per_step() const = 0;
-  /// Whether the sampler needs the SDE's Gaussian kernel (alpha, sigma): DDIM, ancestral.
+  /// Whether the sampler needs the SDE's Gaussian kernel (alpha, sigma).
   virtual bool needs_kernel() const { return false; }
+  /// Adaptive samplers choose their own steps between the request's two end times.
+  virtual bool adaptive() const { return false; }
+  /// Steps that spend at most `nfe` model calls (fixed-step samplers: nfe / nfe_per_step).
+  /// Throws std::invalid_argument when nfe cannot buy one step.
+  virtual int steps_for_nfe(int nfe) const;
 
   /// Validates the request (std::invalid_argument naming the field), runs, checks finiteness
   /// (NonFiniteError naming the step and t), counts NFE.
   SampleResult run(const SampleRequest& request, const StepObserver& observer = {}) const;
 
  protected:
-  /// One step from t_from to t_to < t_from.
+  /// Integrates from times.front() to times.back(), reporting each step through
+  /// ctx.step_done(); returns x at times.back().
+  virtual at::Tensor integrate(const RunContext& ctx, const at::Tensor& x_init) const = 0;
+};
+
+/// A sampler made of independent one-step maps on the given grid.
+class FixedStepSampler : public Sampler {
+ protected:
+  at::Tensor integrate(const RunContext& ctx, const at::Tensor& x_init) const final;
+  /// One step from t_from to t_to.
   virtual at::Tensor step(const StepContext& ctx, const at::Tensor& x, double t_from,
                           double t_to) const = 0;
 };

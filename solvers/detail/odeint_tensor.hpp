@@ -46,7 +46,7 @@ namespace sdekit::detail {
 /// The probability-flow ODE right-hand side dx/dt = f(x,t) - g2(t) score(x,t) / 2, one model
 /// call per evaluation.
 struct PFOdeSystem {
-  const StepContext* ctx;
+  const RunContext* ctx;
   void operator()(const at::Tensor& x, at::Tensor& dxdt, double t) const {
     dxdt = ctx->sde.pf_drift(x, t, ctx->predictor.score(x, t));
   }
@@ -54,7 +54,7 @@ struct PFOdeSystem {
 
 /// A fixed-step explicit Runge-Kutta sampler on the PF-ODE driven by an odeint stepper.
 template <class Stepper, class Derived>
-class OdeintFixedStep : public Sampler {
+class OdeintFixedStep : public FixedStepSampler {
  public:
   bool stochastic() const override { return false; }
 
@@ -63,7 +63,7 @@ class OdeintFixedStep : public Sampler {
                   double t_to) const override {
     Stepper stepper = static_cast<const Derived*>(this)->make_stepper();
     at::Tensor y = x;  // rebinding, not aliasing: odeint assigns new tensors
-    stepper.do_step(PFOdeSystem{&ctx}, y, t_from, t_to - t_from);
+    stepper.do_step(PFOdeSystem{&ctx.run}, y, t_from, t_to - t_from);
     return y;
   }
 };
