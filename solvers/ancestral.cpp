@@ -37,7 +37,7 @@ class Ancestral final : public FixedStepSampler {
     if (ctx.last()) return out;
     const double var =
         variance_ == AncestralVariance::Posterior ? v_ts * sig_t * sig_t / (sig_s * sig_s) : v_ts;
-    return out.add_(normal_like(x, ctx.generator()), std::sqrt(var));
+    return out.add_(ctx.run.standard_normal(x, s, t), std::sqrt(var));
   }
 
  private:

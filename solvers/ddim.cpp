@@ -39,7 +39,7 @@ class DDIM final : public FixedStepSampler {
           std::sqrt(std::max(0.0, sig_s * sig_s - a_st * a_st * sig_t * sig_t));
     const double ce = std::sqrt(std::max(0.0, sig_t * sig_t - c * c));
     at::Tensor out = alpha_t * x0 + ce * eps;
-    if (c > 0.0 && !ctx.last()) out.add_(normal_like(x, ctx.generator()), c);
+    if (c > 0.0 && !ctx.last()) out.add_(ctx.run.standard_normal(x, s, t), c);
     return out;
   }
 

@@ -21,7 +21,7 @@ class EulerMaruyama final : public FixedStepSampler {
     const double h = s - t;
     const at::Tensor score = ctx.predictor().score(x, s);
     at::Tensor out = x - h * ctx.sde().reverse_drift(x, s, score);
-    return out.add_(normal_like(x, ctx.generator()), std::sqrt(ctx.sde().g2(s) * h));
+    return out.add_(ctx.run.wiener(x, s, t), std::sqrt(ctx.sde().g2(s)));
   }
 };
 }  // namespace

@@ -4,6 +4,8 @@
 #include <sstream>
 #include <stdexcept>
 
+#include "solvers/noise.hpp"
+
 namespace sdekit {
 
 void validate_request(const Sampler& sampler, const SampleRequest& r) {
@@ -38,8 +40,9 @@ void validate_request(const Sampler& sampler, const SampleRequest& r) {
     throw std::invalid_argument(who + ": request.x_init must be a batch [n, ...] with n >= 1");
   if (!at::isFloatingType(r.x_init.scalar_type()))
     throw std::invalid_argument(who + ": request.x_init must be floating point");
-  if (sampler.stochastic() && !r.generator)
-    throw std::invalid_argument(who + ": stochastic sampler needs request.generator");
+  if (sampler.stochastic() && !r.generator && !r.brownian)
+    throw std::invalid_argument(who +
+                                ": stochastic sampler needs request.generator or request.brownian");
   if (sampler.needs_kernel() && !r.sde->schedule())
     throw std::invalid_argument(who + ": needs an SDE with a Gaussian kernel (alpha, sigma); '" +
                                 r.sde->name() + "' has none");
@@ -76,6 +79,17 @@ void RunContext::step_done(int index, int steps, double t_from, double t_to, con
     throw NonFiniteError(os.str(), index, t_from, t_to, every ? prev : request_.x_init);
   }
   if (observer_) observer_(StepInfo{index, steps, t_from, t_to, x, counter_.count()});
+}
+
+at::Tensor RunContext::wiener(const at::Tensor& x, double s, double t) const {
+  if (request_.brownian) return request_.brownian->increment(t, s, x);
+  return standard_normal(x, s, t).mul_(std::sqrt(std::abs(s - t)));
+}
+
+at::Tensor RunContext::standard_normal(const at::Tensor& x, double s, double t) const {
+  if (request_.brownian)
+    return request_.brownian->increment(t, s, x).div_(std::sqrt(std::abs(s - t)));
+  return normal_like(x, *generator);
 }
 
 int Sampler::steps_for_nfe(int nfe) const {

@@ -16,6 +16,7 @@
 #include "models/predictor.hpp"
 #include "models/score_model.hpp"
 #include "schedules/sde.hpp"
+#include "solvers/brownian.hpp"
 
 namespace sdekit {
 
@@ -31,7 +32,8 @@ struct SampleRequest {
   /// Adaptive samplers use only the two ends.
   std::vector<double> times;
   at::Tensor x_init;                       // [n, ...] at times.front(), floating point
-  std::optional<at::Generator> generator;  // required by stochastic samplers
+  std::optional<at::Generator> generator;  // noise of stochastic samplers, unless `brownian`
+  BrownianPtr brownian;  // optional: stochastic samplers draw their noise from this path
   FiniteCheck finite_check = FiniteCheck::EveryStep;
 };
 
@@ -64,6 +66,12 @@ class RunContext {
   const std::vector<double>& times;
   int steps() const { return static_cast<int>(times.size()) - 1; }
   int64_t nfe() const;
+  /// The reverse-time Wiener increment over a step from s down to t (or up), W(s) - W(t), shaped
+  /// like x: from the request's Brownian path if it has one, else sqrt(|s - t|) N(0, I) drawn
+  /// from the generator. Variance |s - t| per entry.
+  at::Tensor wiener(const at::Tensor& x, double s, double t) const;
+  /// wiener(x, s, t) / sqrt(|s - t|): standard normal noise for the step.
+  at::Tensor standard_normal(const at::Tensor& x, double s, double t) const;
   /// Reports step `index` from t_from to t_to, which took `prev` to `x`: checks x for NaN/inf
   /// (per the request's FiniteCheck; `final_step` marks the run's last step) and calls the
   /// observer. Throws NonFiniteError keeping `prev`.

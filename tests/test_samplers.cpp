@@ -388,7 +388,7 @@ TEST_CASE("bad input: sample() and run() name the bad field", "[samplers][errors
   CHECK_THROWS_WITH(heun->run(req), Catch::Contains("floating point"));
   req.x_init = at::zeros({2, 2});
   CHECK_THROWS_WITH(make_sampler("euler-maruyama")->run(req),
-                    Catch::Contains("needs request.generator"));
+                    Catch::Contains("needs request.generator or request.brownian"));
   req.model = nullptr;
   CHECK_THROWS_WITH(heun->run(req), Catch::Contains("request.model is null"));
   CHECK_THROWS_WITH(make_sampler("rk45"),
