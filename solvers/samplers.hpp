@@ -15,9 +15,42 @@ enum class AncestralVariance { Posterior, Transition };
 AncestralVariance parse_ancestral_variance(std::string_view name);  // "posterior" | "transition"
 std::string ancestral_variance_name(AncestralVariance v);
 
+/// UniPC's B(h): bh1 = h, bh2 = expm1(h) (Zhao et al. 2023).
+enum class UniPCVariant { Bh1, Bh2 };
+UniPCVariant parse_unipc_variant(std::string_view name);  // "bh1" | "bh2"
+
+/// Predictor of the predictor-corrector sampler (Song et al. 2021).
+enum class PCPredictor { EulerMaruyama, ReverseDiffusion, Ancestral };
+PCPredictor parse_pc_predictor(
+    std::string_view name);  // "euler-maruyama" | "reverse-diffusion" | "ancestral"
+
 struct SamplerOptions {
   double eta = 0.0;  // DDIM: 0 deterministic, 1 the posterior (ancestral) noise level
   AncestralVariance variance = AncestralVariance::Posterior;
+
+  // Adaptive samplers (Runge-Kutta and DPM-Solver-12/23): local error control.
+  double rtol = 1e-5;
+  double atol = 1e-5;
+  int max_steps = 100000;     // accepted + rejected steps before giving up (error names t)
+  bool dense_output = false;  // Runge-Kutta: dense-output stepper instead of controlled
+
+  // DPM-Solver++ 3M: "derived" (default, coefficients from the Taylor expansion in lambda) or
+  // "reference" (the widely used implementation's update; see dpm_solver_pp.cpp).
+  bool dpmpp3m_reference = false;
+  UniPCVariant unipc_variant = UniPCVariant::Bh2;
+
+  // EDM stochastic Heun (Karras et al. 2022, Algorithm 2).
+  double s_churn = 0.0;
+  double s_tmin = 0.0;
+  double s_tmax = 1e30;
+  double s_noise = 1.0;
+
+  // Predictor-corrector and Langevin dynamics.
+  PCPredictor pc_predictor = PCPredictor::ReverseDiffusion;
+  int corrector_steps = 1;
+  double snr = 0.16;           // Langevin corrector signal-to-noise ratio r
+  int langevin_steps = 100;    // annealed Langevin: K steps per noise level
+  double langevin_eps = 2e-5;  // annealed Langevin: step scale e
 };
 
 std::unique_ptr<Sampler> make_euler_maruyama(const SamplerOptions&);
@@ -26,5 +59,24 @@ std::unique_ptr<Sampler> make_heun(const SamplerOptions&);
 std::unique_ptr<Sampler> make_rk4(const SamplerOptions&);
 std::unique_ptr<Sampler> make_ancestral(const SamplerOptions&);
 std::unique_ptr<Sampler> make_ddim(const SamplerOptions&);
+// Exponential integrators in lambda (dpm_solver.cpp, dpm_solver_pp.cpp, sde_dpm_solver_pp.cpp,
+// dpm_solver_adaptive.cpp, unipc.cpp).
+std::unique_ptr<Sampler> make_dpm_solver(int order, const SamplerOptions&);  // singlestep 1, 2, 3
+std::unique_ptr<Sampler> make_dpm_solver_fast(const SamplerOptions&);        // order schedule
+std::unique_ptr<Sampler> make_dpmpp(const std::string& variant,
+                                    const SamplerOptions&);  // 1, 2s, 2m, 3m
+std::unique_ptr<Sampler> make_sde_dpmpp_2m(const SamplerOptions&);
+std::unique_ptr<Sampler> make_dpm_solver_adaptive(int order,
+                                                  const SamplerOptions&);  // 12 -> 2, 23 -> 3
+std::unique_ptr<Sampler> make_unipc(int order, const SamplerOptions&);
+// Black-box adaptive Runge-Kutta on the PF-ODE through Boost.Odeint (adaptive_rk.cpp).
+std::unique_ptr<Sampler> make_dopri5(const SamplerOptions&);
+std::unique_ptr<Sampler> make_cash_karp(const SamplerOptions&);
+std::unique_ptr<Sampler> make_fehlberg78(const SamplerOptions&);
+// EDM (edm_heun.cpp), Langevin (predictor_corrector.cpp, annealed_langevin.cpp), SRA (sra.cpp).
+std::unique_ptr<Sampler> make_edm_heun(const SamplerOptions&);
+std::unique_ptr<Sampler> make_predictor_corrector(const SamplerOptions&);
+std::unique_ptr<Sampler> make_annealed_langevin(const SamplerOptions&);
+std::unique_ptr<Sampler> make_sra(const SamplerOptions&);
 
 }  // namespace sdekit

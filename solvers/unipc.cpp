@@ -1,0 +1,12 @@
+// PLACEHOLDER: replaced by the real implementation before this lands.
+#include <stdexcept>
+
+#include "solvers/samplers.hpp"
+
+namespace sdekit {
+
+std::unique_ptr<Sampler> make_unipc(int, const SamplerOptions&) {
+  throw std::logic_error("make_unipc: not available");
+}
+
+}  // namespace sdekit
