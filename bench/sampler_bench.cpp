@@ -43,14 +43,17 @@ void run_sampler(benchmark::State& state, const std::string& sampler_name, Score
   req.generator = at::make_generator<at::CPUGeneratorImpl>(0);
   req.finite_check = check;
   int64_t nfe = 0;
+  int steps = kSteps;
   for (auto _ : state) {
     SampleResult r = sampler->run(req);
     benchmark::DoNotOptimize(r.x.data_ptr());
     nfe = r.nfe;
+    steps = r.steps;  // adaptive samplers choose their own
   }
   // Seconds per step (printed with an SI prefix, e.g. 4.2u = 4.2 microseconds).
+  state.counters["steps"] = steps;
   state.counters["per_step"] =
-      benchmark::Counter(static_cast<double>(state.iterations()) * kSteps,
+      benchmark::Counter(static_cast<double>(state.iterations()) * steps,
                          benchmark::Counter::kIsRate | benchmark::Counter::kInvert);
   state.counters["nfe"] = static_cast<double>(nfe);
 }
@@ -60,7 +63,8 @@ void run_sampler(benchmark::State& state, const std::string& sampler_name, Score
 int main(int argc, char** argv) {
   at::set_num_threads(1);
   const SDEPtr sde = make_sde("vp-linear");
-  static FreeModel free_model(at::zeros({1, 2}, at::kFloat));
+  // A fixed, non-zero prediction (zeros would make the Langevin step size 0/0).
+  static FreeModel free_model(at::full({1, 2}, 0.5, at::kFloat));
   static GaussianMixtureModel ring(GaussianMixture::ring2d(), sde->schedule());
   static GaussianMixtureModel gmm64(GaussianMixture::gmm64(), sde->schedule());
   static const at::Tensor x1 = at::randn({1, 2}, at::kFloat);

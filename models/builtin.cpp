@@ -21,7 +21,8 @@ GaussianMixture load_mixture(std::string_view spec) {
     if (path.empty()) throw std::invalid_argument("model 'gmm:' needs a file: gmm:FILE.json");
     return GaussianMixture::from_json_file(path);
   }
-  throw std::invalid_argument("unknown model '" + std::string(spec) + "'; valid: ring2d, gmm64, gmm:FILE.json");
+  throw std::invalid_argument("unknown model '" + std::string(spec) +
+                              "'; valid: ring2d, gmm64, gmm:FILE.json");
 }
 
 }  // namespace sdekit

@@ -30,13 +30,14 @@ GaussianMixture::GaussianMixture(at::Tensor weights, at::Tensor means, at::Tenso
                                 (weights.defined() ? shape_str(weights) : "undefined"));
   const int64_t K = weights.size(0);
   if (!means.defined() || means.dim() != 2 || means.size(0) != K || means.size(1) < 1)
-    throw std::invalid_argument(who + ": field 'means': expected shape [" + std::to_string(K) + ", D], got " +
-                                (means.defined() ? shape_str(means) : "undefined"));
+    throw std::invalid_argument(who + ": field 'means': expected shape [" + std::to_string(K) +
+                                ", D], got " + (means.defined() ? shape_str(means) : "undefined"));
   const int64_t D = means.size(1);
   if (!covariances.defined() || covariances.dim() != 3 || covariances.size(0) != K ||
       covariances.size(1) != D || covariances.size(2) != D)
-    throw std::invalid_argument(who + ": field 'covariances': expected shape [" + std::to_string(K) + ", " +
-                                std::to_string(D) + ", " + std::to_string(D) + "], got " +
+    throw std::invalid_argument(who + ": field 'covariances': expected shape [" +
+                                std::to_string(K) + ", " + std::to_string(D) + ", " +
+                                std::to_string(D) + "], got " +
                                 (covariances.defined() ? shape_str(covariances) : "undefined"));
   weights_ = host(weights);
   means_ = host(means);
@@ -50,7 +51,8 @@ GaussianMixture::GaussianMixture(at::Tensor weights, at::Tensor means, at::Tenso
     os << who << ": field 'weights': must sum to 1 (within 1e-9), got sum " << wsum;
     throw std::invalid_argument(os.str());
   }
-  if (!at::isfinite(means_).all().item<bool>()) throw std::invalid_argument(who + ": field 'means': must be finite");
+  if (!at::isfinite(means_).all().item<bool>())
+    throw std::invalid_argument(who + ": field 'means': must be finite");
   if (!at::isfinite(covs_).all().item<bool>())
     throw std::invalid_argument(who + ": field 'covariances': must be finite");
   for (int64_t k = 0; k < K; ++k) {
@@ -59,7 +61,8 @@ GaussianMixture::GaussianMixture(at::Tensor weights, at::Tensor means, at::Tenso
     const double asym = (C - C.transpose(0, 1)).abs().max().item<double>();
     if (asym > 1e-12 * scale) {
       std::ostringstream os;
-      os << who << ": field 'covariances[" << k << "]': must be symmetric, got max |C - C^T| = " << asym;
+      os << who << ": field 'covariances[" << k
+         << "]': must be symmetric, got max |C - C^T| = " << asym;
       throw std::invalid_argument(os.str());
     }
   }
@@ -71,7 +74,8 @@ GaussianMixture::GaussianMixture(at::Tensor weights, at::Tensor means, at::Tenso
     const double lo = evals_[k].min().item<double>();
     if (!(lo > 0.0)) {
       std::ostringstream os;
-      os << who << ": field 'covariances[" << k << "]': must be positive definite, got smallest eigenvalue " << lo;
+      os << who << ": field 'covariances[" << k
+         << "]': must be positive definite, got smallest eigenvalue " << lo;
       throw std::invalid_argument(os.str());
     }
   }
@@ -83,7 +87,8 @@ GaussianMixture::GaussianMixture(at::Tensor weights, at::Tensor means, at::Tenso
 namespace {
 using nlohmann::json;
 
-[[noreturn]] void json_error(const std::string& source, const std::string& field, const std::string& msg) {
+[[noreturn]] void json_error(const std::string& source, const std::string& field,
+                             const std::string& msg) {
   throw std::invalid_argument(source + ": field '" + field + "': " + msg);
 }
 
@@ -100,13 +105,15 @@ std::vector<double> numbers(const json& j, const std::string& source, const std:
                             int64_t expected_len) {
   if (!j.is_array()) json_error(source, field, "expected an array of numbers, got " + kind_of(j));
   if (expected_len >= 0 && static_cast<int64_t>(j.size()) != expected_len)
-    json_error(source, field,
-               "expected " + std::to_string(expected_len) + " numbers, got " + std::to_string(j.size()));
+    json_error(
+        source, field,
+        "expected " + std::to_string(expected_len) + " numbers, got " + std::to_string(j.size()));
   std::vector<double> v;
   v.reserve(j.size());
   for (size_t i = 0; i < j.size(); ++i) {
     if (!j[i].is_number())
-      json_error(source, field + "[" + std::to_string(i) + "]", "expected a number, got " + kind_of(j[i]));
+      json_error(source, field + "[" + std::to_string(i) + "]",
+                 "expected a number, got " + kind_of(j[i]));
     const double x = j[i].get<double>();
     if (!std::isfinite(x)) json_error(source, field + "[" + std::to_string(i) + "]", "not finite");
     v.push_back(x);
@@ -119,14 +126,16 @@ at::Tensor to_tensor(const std::vector<double>& v, at::IntArrayRef shape) {
 }
 }  // namespace
 
-GaussianMixture GaussianMixture::from_json_text(const std::string& text, const std::string& source) {
+GaussianMixture GaussianMixture::from_json_text(const std::string& text,
+                                                const std::string& source) {
   json j;
   try {
     j = json::parse(text);
   } catch (const json::parse_error& e) {
     throw std::invalid_argument(source + ": malformed JSON: " + e.what());
   }
-  if (!j.is_object()) throw std::invalid_argument(source + ": expected a JSON object, got " + kind_of(j));
+  if (!j.is_object())
+    throw std::invalid_argument(source + ": expected a JSON object, got " + kind_of(j));
   for (const auto& item : j.items()) {
     const std::string& k = item.key();
     if (k != "weights" && k != "means" && k != "covariances" && k != "stds")
@@ -136,8 +145,9 @@ GaussianMixture GaussianMixture::from_json_text(const std::string& text, const s
   if (!j.contains("means")) json_error(source, "means", "missing");
   const bool has_cov = j.contains("covariances"), has_std = j.contains("stds");
   if (has_cov == has_std)
-    json_error(source, "covariances", has_cov ? "give either 'covariances' or 'stds', not both"
-                                              : "missing (or give 'stds' for isotropic components)");
+    json_error(source, "covariances",
+               has_cov ? "give either 'covariances' or 'stds', not both"
+                       : "missing (or give 'stds' for isotropic components)");
   const std::vector<double> w = numbers(j["weights"], source, "weights", -1);
   const int64_t K = static_cast<int64_t>(w.size());
   if (K < 1) json_error(source, "weights", "expected at least one component");
@@ -153,7 +163,9 @@ GaussianMixture GaussianMixture::from_json_text(const std::string& text, const s
   }
   const json& jm = j["means"];
   if (!jm.is_array() || static_cast<int64_t>(jm.size()) != K)
-    json_error(source, "means", "expected an array of " + std::to_string(K) + " mean vectors (one per weight), got " + kind_of(jm));
+    json_error(source, "means",
+               "expected an array of " + std::to_string(K) +
+                   " mean vectors (one per weight), got " + kind_of(jm));
   std::vector<double> mu;
   int64_t D = -1;
   for (int64_t k = 0; k < K; ++k) {
@@ -168,11 +180,14 @@ GaussianMixture GaussianMixture::from_json_text(const std::string& text, const s
   if (has_cov) {
     const json& jc = j["covariances"];
     if (!jc.is_array() || static_cast<int64_t>(jc.size()) != K)
-      json_error(source, "covariances", "expected an array of " + std::to_string(K) + " matrices, got " + kind_of(jc));
+      json_error(source, "covariances",
+                 "expected an array of " + std::to_string(K) + " matrices, got " + kind_of(jc));
     for (int64_t k = 0; k < K; ++k) {
       const std::string f = "covariances[" + std::to_string(k) + "]";
       if (!jc[k].is_array() || static_cast<int64_t>(jc[k].size()) != D)
-        json_error(source, f, "expected a " + std::to_string(D) + "x" + std::to_string(D) + " matrix, got " + kind_of(jc[k]));
+        json_error(source, f,
+                   "expected a " + std::to_string(D) + "x" + std::to_string(D) + " matrix, got " +
+                       kind_of(jc[k]));
       for (int64_t r = 0; r < D; ++r) {
         auto row = numbers(jc[k][r], source, f + "[" + std::to_string(r) + "]", D);
         cov.insert(cov.end(), row.begin(), row.end());
@@ -187,7 +202,8 @@ GaussianMixture GaussianMixture::from_json_text(const std::string& text, const s
     }
   }
   // The constructor checks symmetry and definiteness, naming the source and the field.
-  return GaussianMixture(to_tensor(w, {K}), to_tensor(mu, {K, D}), to_tensor(cov, {K, D, D}), source);
+  return GaussianMixture(to_tensor(w, {K}), to_tensor(mu, {K, D}), to_tensor(cov, {K, D, D}),
+                         source);
 }
 
 GaussianMixture GaussianMixture::from_json_file(const std::string& path) {
@@ -248,7 +264,8 @@ GaussianMixture GaussianMixture::gmm64() {
     C = (0.5 * (C + C.transpose(0, 1))).contiguous();
     std::copy(C.data_ptr<double>(), C.data_ptr<double>() + D * D, cov.begin() + k * D * D);
   }
-  return GaussianMixture(to_tensor(w, {K}), to_tensor(mu, {K, D}), to_tensor(cov, {K, D, D}), "gmm64");
+  return GaussianMixture(to_tensor(w, {K}), to_tensor(mu, {K, D}), to_tensor(cov, {K, D, D}),
+                         "gmm64");
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -256,19 +273,24 @@ GaussianMixture GaussianMixture::gmm64() {
 
 void GaussianMixture::check_x(const at::Tensor& x) const {
   if (!x.defined() || x.dim() != 2 || x.size(1) != dim())
-    throw std::invalid_argument("mixture '" + name_ + "': x must have shape [n, " + std::to_string(dim()) +
-                                "], got " + (x.defined() ? shape_str(x) : "undefined"));
+    throw std::invalid_argument("mixture '" + name_ + "': x must have shape [n, " +
+                                std::to_string(dim()) + "], got " +
+                                (x.defined() ? shape_str(x) : "undefined"));
   if (!at::isFloatingType(x.scalar_type()))
     throw std::invalid_argument("mixture '" + name_ + "': x must be floating point");
 }
 
 const GaussianMixture::Cache& GaussianMixture::params_like(const at::Tensor& x) const {
   const at::TensorOptions o = x.options().requires_grad(false);
-  if (!cache_.valid || cache_.options.dtype() != o.dtype() || cache_.options.device() != o.device()) {
+  if (!cache_.valid || cache_.options.dtype() != o.dtype() ||
+      cache_.options.device() != o.device()) {
+    const int64_t K = components(), D = dim();
     cache_.options = o;
     cache_.log_w = weights_.log().to(o);
-    cache_.mu = means_.to(o);
-    cache_.U = U_.to(o);
+    // U_k side by side, [D, K*D], so that one matmul projects x on every eigenbasis; and back.
+    cache_.U_cat = U_.permute({1, 0, 2}).reshape({D, K * D}).contiguous().to(o);
+    cache_.U_cat_t = cache_.U_cat.transpose(0, 1).contiguous();
+    cache_.mu_U = at::einsum("kd,kde->ke", {means_, U_}).to(o);  // mu_k in its eigenbasis
     cache_.s = evals_.to(o);
     cache_.valid = true;
   }
@@ -278,18 +300,23 @@ const GaussianMixture::Cache& GaussianMixture::params_like(const at::Tensor& x) 
 void GaussianMixture::component_terms(const at::Tensor& x, const at::Tensor& a, const at::Tensor& s,
                                       at::Tensor& log_joint, at::Tensor& z) const {
   const Cache& c = params_like(x);
-  const auto D = static_cast<double>(dim());
-  at::Tensor diff = x.unsqueeze(1) - a * c.mu.unsqueeze(0);              // [n,K,D]
-  at::Tensor y = at::einsum("nkd,kde->nke", {diff, c.U});                // eigenbasis coordinates
-  at::Tensor var = (a * a) * c.s.unsqueeze(0) + s * s;                   // [n|1,K,D]
+  const int64_t n = x.size(0), K = components(), D = dim();
+  // y_k = U_k^T (x - alpha mu_k): one [n, D] x [D, K*D] product for all components.
+  const at::Tensor y = at::matmul(x, c.U_cat).view({n, K, D}).sub_(a * c.mu_U);  // [n,K,D]
+  const at::Tensor var = (a * a) * c.s + s * s;                                  // [K,D] or [n,K,D]
   z = y / var;
-  log_joint = -0.5 * (y * z).sum(-1) - 0.5 * var.log().sum(-1) - 0.5 * D * kLog2Pi + c.log_w.unsqueeze(0);
+  log_joint = (y * z)
+                  .sum(-1)
+                  .mul_(-0.5)
+                  .sub_(var.log().sum(-1), 0.5)
+                  .add_(c.log_w - 0.5 * static_cast<double>(D) * kLog2Pi);
 }
 
 at::Tensor GaussianMixture::log_prob(const at::Tensor& x, double alpha, double sigma) const {
   check_x(x);
   at::Tensor lj, z;
-  component_terms(x, at::scalar_tensor(alpha, x.options()), at::scalar_tensor(sigma, x.options()), lj, z);
+  component_terms(x, at::scalar_tensor(alpha, x.options()), at::scalar_tensor(sigma, x.options()),
+                  lj, z);
   return at::logsumexp(lj, {1});
 }
 
@@ -297,65 +324,85 @@ at::Tensor GaussianMixture::log_prob(const at::Tensor& x, const at::Tensor& alph
                                      const at::Tensor& sigma) const {
   check_x(x);
   at::Tensor lj, z;
-  component_terms(x, alpha.to(x.options()).reshape({-1, 1, 1}), sigma.to(x.options()).reshape({-1, 1, 1}), lj, z);
+  component_terms(x, alpha.to(x.options()).reshape({-1, 1, 1}),
+                  sigma.to(x.options()).reshape({-1, 1, 1}), lj, z);
   return at::logsumexp(lj, {1});
 }
 
 namespace {
-at::Tensor score_from_terms(const at::Tensor& lj, const at::Tensor& z, const at::Tensor& U) {
-  at::Tensor r = at::softmax(lj, 1);  // responsibilities [n,K]
-  return -at::einsum("nke,kde->nd", {r.unsqueeze(-1) * z, U});
+// score = -sum_k r_k U_k z_k with responsibilities r = softmax(log_joint): one [n, K*D] x [K*D, D]
+// product.
+at::Tensor score_from_terms(const at::Tensor& lj, const at::Tensor& z, const at::Tensor& U_cat_t) {
+  const at::Tensor r = at::softmax(lj, 1);  // [n,K]
+  const int64_t n = z.size(0);
+  return at::matmul((z * r.unsqueeze(-1)).view({n, -1}), U_cat_t).neg_();
 }
 }  // namespace
 
 at::Tensor GaussianMixture::score(const at::Tensor& x, double alpha, double sigma) const {
   check_x(x);
   at::Tensor lj, z;
-  component_terms(x, at::scalar_tensor(alpha, x.options()), at::scalar_tensor(sigma, x.options()), lj, z);
-  return score_from_terms(lj, z, params_like(x).U);
+  component_terms(x, at::scalar_tensor(alpha, x.options()), at::scalar_tensor(sigma, x.options()),
+                  lj, z);
+  return score_from_terms(lj, z, params_like(x).U_cat_t);
 }
 
-at::Tensor GaussianMixture::score(const at::Tensor& x, const at::Tensor& alpha, const at::Tensor& sigma) const {
+at::Tensor GaussianMixture::score(const at::Tensor& x, const at::Tensor& alpha,
+                                  const at::Tensor& sigma) const {
   check_x(x);
   at::Tensor lj, z;
-  component_terms(x, alpha.to(x.options()).reshape({-1, 1, 1}), sigma.to(x.options()).reshape({-1, 1, 1}), lj, z);
-  return score_from_terms(lj, z, params_like(x).U);
+  component_terms(x, alpha.to(x.options()).reshape({-1, 1, 1}),
+                  sigma.to(x.options()).reshape({-1, 1, 1}), lj, z);
+  return score_from_terms(lj, z, params_like(x).U_cat_t);
 }
 
 at::Tensor GaussianMixture::sample(int64_t n, double alpha, double sigma, at::Generator gen,
                                    at::TensorOptions options) const {
-  if (n < 1) throw std::invalid_argument("mixture '" + name_ + "': sample count must be >= 1, got " + std::to_string(n));
+  if (n < 1)
+    throw std::invalid_argument("mixture '" + name_ + "': sample count must be >= 1, got " +
+                                std::to_string(n));
   const int64_t D = dim();
-  at::Tensor k = at::multinomial(weights_, n, /*replacement=*/true, gen);          // [n]
-  at::Tensor z = at::randn({n, D}, gen, at::kDouble);
-  at::Tensor L = U_ * evals_.sqrt().unsqueeze(1);                                   // U diag(sqrt s)
-  at::Tensor x0 = means_.index_select(0, k) +
-                  at::einsum("nde,ne->nd", {L.index_select(0, k), z});
+  const at::Tensor k = at::multinomial(weights_, n, /*replacement=*/true, gen);  // [n]
+  const at::Tensor z = at::randn({n, D}, gen, at::kDouble);
+  // x0 = mu_k + U_k diag(sqrt(s_k)) z, one matrix product per component over its rows.
+  at::Tensor x0 = at::empty({n, D}, at::kDouble);
+  for (int64_t c = 0; c < components(); ++c) {
+    const at::Tensor rows = (k == c).nonzero().squeeze(1);
+    if (rows.numel() == 0) continue;
+    const at::Tensor L = U_[c] * evals_[c].sqrt().unsqueeze(0);
+    x0.index_copy_(0, rows, at::matmul(z.index_select(0, rows), L.transpose(0, 1)) + means_[c]);
+  }
   at::Tensor x = alpha * x0;
   if (sigma != 0.0) x = x + sigma * at::randn({n, D}, gen, at::kDouble);
   return x.to(options);
 }
 
-at::Tensor GaussianMixture::mean(double alpha) const { return alpha * (weights_.unsqueeze(1) * means_).sum(0); }
+at::Tensor GaussianMixture::mean(double alpha) const {
+  return alpha * (weights_.unsqueeze(1) * means_).sum(0);
+}
 
 at::Tensor GaussianMixture::covariance(double alpha, double sigma) const {
   const at::Tensor m = (weights_.unsqueeze(1) * means_).sum(0);
-  at::Tensor second = (weights_.view({-1, 1, 1}) * (covs_ + means_.unsqueeze(2) * means_.unsqueeze(1))).sum(0);
+  at::Tensor second =
+      (weights_.view({-1, 1, 1}) * (covs_ + means_.unsqueeze(2) * means_.unsqueeze(1))).sum(0);
   at::Tensor c0 = second - at::outer(m, m);
   return alpha * alpha * c0 + sigma * sigma * at::eye(dim(), at::kDouble);
 }
 
 // ---------------------------------------------------------------------------------------------
 
-GaussianMixtureModel::GaussianMixtureModel(GaussianMixture mixture, SchedulePtr kernel, Param output)
+GaussianMixtureModel::GaussianMixtureModel(GaussianMixture mixture, SchedulePtr kernel,
+                                           Param output)
     : mixture_(std::move(mixture)), kernel_(std::move(kernel)), output_(output) {
-  if (!kernel_) throw std::invalid_argument("GaussianMixtureModel: the SDE has no Gaussian kernel (alpha, sigma)");
+  if (!kernel_)
+    throw std::invalid_argument(
+        "GaussianMixtureModel: the SDE has no Gaussian kernel (alpha, sigma)");
 }
 
 at::Tensor GaussianMixtureModel::predict(const at::Tensor& x, const at::Tensor& t) {
   if (!t.defined() || t.dim() != 1 || t.size(0) != x.size(0))
-    throw std::invalid_argument("mixture model: t must have shape [" + std::to_string(x.size(0)) + "], got " +
-                                (t.defined() ? shape_str(t) : "undefined"));
+    throw std::invalid_argument("mixture model: t must have shape [" + std::to_string(x.size(0)) +
+                                "], got " + (t.defined() ? shape_str(t) : "undefined"));
   at::Tensor th = t.detach().to(at::kCPU, at::kDouble).contiguous();
   const int64_t n = th.size(0);
   at::Tensor a = at::empty({n}, at::kDouble), s = at::empty({n}, at::kDouble);

@@ -1,8 +1,8 @@
 #pragma once
 // An analytic Gaussian mixture p_0 = sum_k w_k N(mu_k, C_k) in R^D and its exact noised
-// marginals: under x_t = alpha x0 + sigma eps, p_t = sum_k w_k N(alpha mu_k, alpha^2 C_k + sigma^2 I).
-// Each C_k = U_k diag(s_k) U_k^T is diagonalised once, so the noised covariance, its inverse and
-// log-determinant cost O(D) per component at any (alpha, sigma). All evaluations are batched
+// marginals: under x_t = alpha x0 + sigma eps, p_t = sum_k w_k N(alpha mu_k, alpha^2 C_k + sigma^2
+// I). Each C_k = U_k diag(s_k) U_k^T is diagonalised once, so the noised covariance, its inverse
+// and log-determinant cost O(D) per component at any (alpha, sigma). All evaluations are batched
 // LibTorch ops in x's dtype and on x's device (CPU or CUDA, float32 or float64).
 #include <ATen/ATen.h>
 
@@ -55,14 +55,14 @@ class GaussianMixture {
  private:
   struct Cache {
     at::TensorOptions options;
-    at::Tensor log_w, mu, U, s;
+    at::Tensor log_w, U_cat, U_cat_t, mu_U, s;
     bool valid = false;
   };
   const Cache& params_like(const at::Tensor& x) const;
   // z = Sigma_t^{-1}(x - alpha mu) in the eigenbasis, log N per component; alpha/sigma broadcast
   // as [n,1,1] or 0-dim.
-  void component_terms(const at::Tensor& x, const at::Tensor& a, const at::Tensor& s, at::Tensor& log_joint,
-                       at::Tensor& z) const;
+  void component_terms(const at::Tensor& x, const at::Tensor& a, const at::Tensor& s,
+                       at::Tensor& log_joint, at::Tensor& z) const;
   void check_x(const at::Tensor& x) const;
 
   std::string name_;

@@ -54,8 +54,8 @@ template <class A>
 at::Tensor convert_impl(const at::Tensor& pred, Param from, Param to, const at::Tensor& x,
                         const A& alpha, const A& sigma) {
   if (from == to) return pred;
-  const bool same_data = (from == Param::X0 || from == Param::Denoiser) &&
-                         (to == Param::X0 || to == Param::Denoiser);
+  const bool same_data =
+      (from == Param::X0 || from == Param::Denoiser) && (to == Param::X0 || to == Param::Denoiser);
   if (same_data) return pred;
   // Direct x0 -> score avoids a divide-then-multiply: score = (alpha x0 - x) / sigma^2.
   if ((from == Param::X0 || from == Param::Denoiser) && to == Param::Score)
@@ -72,7 +72,8 @@ Param parse_param(std::string_view name) {
     if (name == n.name) return n.p;
     valid += (valid.empty() ? "" : ", ") + std::string(n.name);
   }
-  throw std::invalid_argument("unknown parameterization '" + std::string(name) + "'; valid: " + valid);
+  throw std::invalid_argument("unknown parameterization '" + std::string(name) +
+                              "'; valid: " + valid);
 }
 
 std::string param_name(Param p) {
@@ -82,7 +83,8 @@ std::string param_name(Param p) {
 }
 
 const std::vector<Param>& all_params() {
-  static const std::vector<Param> ps = {Param::Eps, Param::X0, Param::V, Param::Score, Param::Denoiser};
+  static const std::vector<Param> ps = {Param::Eps, Param::X0, Param::V, Param::Score,
+                                        Param::Denoiser};
   return ps;
 }
 

@@ -4,11 +4,13 @@
 
 namespace sdekit {
 
-Predictor::Predictor(ScoreModel& model, const NoiseSchedule* kernel) : model_(model), kernel_(kernel) {
+Predictor::Predictor(ScoreModel& model, const NoiseSchedule* kernel)
+    : model_(model), kernel_(kernel) {
   if (!kernel_ && model_.param() != Param::Score)
-    throw std::invalid_argument("model '" + model_.name() + "' predicts " + param_name(model_.param()) +
-                                ", but the SDE has no closed-form alpha/sigma to convert it; give the "
-                                "SDE alpha and sigma callbacks or use a score model");
+    throw std::invalid_argument(
+        "model '" + model_.name() + "' predicts " + param_name(model_.param()) +
+        ", but the SDE has no closed-form alpha/sigma to convert it; give the "
+        "SDE alpha and sigma callbacks or use a score model");
 }
 
 at::Tensor Predictor::as(Param to, const at::Tensor& x, double t) const {

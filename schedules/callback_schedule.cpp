@@ -9,11 +9,13 @@ namespace sdekit {
 
 CallbackSchedule::CallbackSchedule(Spec spec) : spec_(std::move(spec)) {
   if (!spec_.alpha || !spec_.sigma)
-    throw std::invalid_argument("schedule '" + spec_.name + "': both alpha and sigma callbacks are required");
+    throw std::invalid_argument("schedule '" + spec_.name +
+                                "': both alpha and sigma callbacks are required");
   require_param(spec_.name, "domain.hi", spec_.domain.hi, spec_.domain.hi > spec_.domain.lo,
                 "> domain.lo");
   require_param(spec_.name, "t_end", spec_.t_end,
-                spec_.t_end > spec_.domain.lo && spec_.t_end < spec_.domain.hi, "inside the domain");
+                spec_.t_end > spec_.domain.lo && spec_.t_end < spec_.domain.hi,
+                "inside the domain");
 }
 
 double CallbackSchedule::log_alpha(double t) const {

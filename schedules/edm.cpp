@@ -27,6 +27,8 @@ double EDM::g2(double t) const {
   check_t(t, "g2");
   return 2.0 * t;
 }
-double EDM::t_of_lambda(double lam) const { return std::min(std::max(std::exp(-lam), 0.0), smax_); }
+double EDM::t_of_lambda(double lam) const {
+  return std::min(std::max(std::exp(-lam), 0.0), smax_);
+}
 
 }  // namespace sdekit

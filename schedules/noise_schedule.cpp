@@ -8,7 +8,9 @@
 
 namespace sdekit {
 
-double softplus(double x) { return x > 0 ? x + std::log1p(std::exp(-x)) : std::log1p(std::exp(x)); }
+double softplus(double x) {
+  return x > 0 ? x + std::log1p(std::exp(-x)) : std::log1p(std::exp(x));
+}
 
 void NoiseSchedule::check_t(double t, const char* what) const {
   const Interval d = domain();
@@ -20,13 +22,18 @@ void NoiseSchedule::check_t(double t, const char* what) const {
   }
 }
 
-double NoiseSchedule::log_sigma(double t) const { return std::log(sigma(t)); }
+double NoiseSchedule::log_sigma(double t) const {
+  return std::log(sigma(t));
+}
 
-double NoiseSchedule::alpha(double t) const { return std::exp(log_alpha(t)); }
+double NoiseSchedule::alpha(double t) const {
+  return std::exp(log_alpha(t));
+}
 
 double NoiseSchedule::lambda(double t) const {
   const double ls = log_sigma(t);
-  if (ls == -std::numeric_limits<double>::infinity()) return std::numeric_limits<double>::infinity();
+  if (ls == -std::numeric_limits<double>::infinity())
+    return std::numeric_limits<double>::infinity();
   return log_alpha(t) - ls;
 }
 
@@ -51,11 +58,28 @@ double NoiseSchedule::t_of_lambda(double lam) const {
   } else if (lam >= lambda(a)) {
     return d.lo;
   }
+  // Right bracket b with lambda(b) < lam; lambda(hi) may be -inf (alpha = 0 at T): move b
+  // towards a until lambda is finite there, halving the distance.
   double b = d.hi;
+  if (!std::isfinite(lambda(b))) {
+    double width = b - a;
+    for (int k = 0; k < 1100 && !std::isfinite(lambda(b)); ++k) {
+      width *= 0.5;
+      b = a + width;
+    }
+    if (!(lambda(b) < lam)) {  // the root lies in [b, b + width]; lambda is -inf beyond
+      double lo_b = b, hi_b = b + width;
+      for (int k = 0; k < 200 && hi_b - lo_b > 1e-15 * std::max(1.0, std::abs(hi_b)); ++k) {
+        const double mid = 0.5 * (lo_b + hi_b);
+        (lambda(mid) > lam ? lo_b : hi_b) = mid;
+      }
+      return 0.5 * (lo_b + hi_b);
+    }
+  }
   auto fn = [&](double t) { return lambda(t) - lam; };
   boost::uintmax_t max_iter = 300;
-  const auto r = boost::math::tools::toms748_solve(fn, a, b, boost::math::tools::eps_tolerance<double>(50),
-                                                   max_iter);
+  const auto r = boost::math::tools::toms748_solve(
+      fn, a, b, boost::math::tools::eps_tolerance<double>(50), max_iter);
   return 0.5 * (r.first + r.second);
 }
 
@@ -68,7 +92,8 @@ double derivative(Fn fn, double t, Interval d) {
     return (-fn(t + 2 * h) + 8 * fn(t + h) - 8 * fn(t - h) + fn(t - 2 * h)) / (12 * h);
   }
   const double s = (t - 2 * h < d.lo) ? h : -h;  // one-sided towards the inside
-  return (-25 * fn(t) + 48 * fn(t + s) - 36 * fn(t + 2 * s) + 16 * fn(t + 3 * s) - 3 * fn(t + 4 * s)) /
+  return (-25 * fn(t) + 48 * fn(t + s) - 36 * fn(t + 2 * s) + 16 * fn(t + 3 * s) -
+          3 * fn(t + 4 * s)) /
          (12 * s);
 }
 }  // namespace

@@ -38,6 +38,8 @@ SchedulePtr make_schedule(std::string_view name) {
   throw std::invalid_argument("unknown SDE/schedule '" + std::string(name) + "'; valid: " + valid);
 }
 
-SDEPtr make_sde(std::string_view name) { return std::make_shared<AffineSDE>(make_schedule(name)); }
+SDEPtr make_sde(std::string_view name) {
+  return std::make_shared<AffineSDE>(make_schedule(name));
+}
 
 }  // namespace sdekit

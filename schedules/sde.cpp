@@ -8,7 +8,9 @@
 
 namespace sdekit {
 
-double SDE::diffusion(double t) const { return std::sqrt(g2(t)); }
+double SDE::diffusion(double t) const {
+  return std::sqrt(g2(t));
+}
 
 at::Tensor SDE::reverse_drift(const at::Tensor& x, double t, const at::Tensor& score) const {
   return drift(x, t) - g2(t) * score;
@@ -22,7 +24,9 @@ AffineSDE::AffineSDE(SchedulePtr schedule) : schedule_(std::move(schedule)) {
   if (!schedule_) throw std::invalid_argument("AffineSDE: schedule is null");
 }
 
-at::Tensor AffineSDE::drift(const at::Tensor& x, double t) const { return schedule_->f(t) * x; }
+at::Tensor AffineSDE::drift(const at::Tensor& x, double t) const {
+  return schedule_->f(t) * x;
+}
 
 double AffineSDE::prior_std() const {
   const double T = schedule_->domain().hi;
@@ -33,7 +37,8 @@ double AffineSDE::prior_std() const {
 CallbackSDE::CallbackSDE(Spec spec) : spec_(std::move(spec)) {
   const std::string who = "sde '" + spec_.name + "'";
   if (!spec_.drift) throw std::invalid_argument(who + ": the drift callback f(x, t) is required");
-  if (!spec_.diffusion) throw std::invalid_argument(who + ": the diffusion callback g(t) is required");
+  if (!spec_.diffusion)
+    throw std::invalid_argument(who + ": the diffusion callback g(t) is required");
   if (static_cast<bool>(spec_.alpha) != static_cast<bool>(spec_.sigma))
     throw std::invalid_argument(who + ": give both alpha and sigma callbacks, or neither");
   if (!(spec_.domain.hi > spec_.domain.lo))
@@ -56,7 +61,8 @@ CallbackSDE::CallbackSDE(Spec spec) : spec_(std::move(spec)) {
     const double a = kernel_->alpha(T), s = kernel_->sigma(T);
     prior_std_ = std::sqrt(a * a + s * s);
   } else {
-    throw std::invalid_argument(who + ": prior_std is required when no alpha/sigma kernel is given");
+    throw std::invalid_argument(who +
+                                ": prior_std is required when no alpha/sigma kernel is given");
   }
 }
 

@@ -21,7 +21,9 @@ double SubVP::sigma(double t) const {
   check_t(t, "sigma");
   return -std::expm1(-B(t));
 }
-double SubVP::log_sigma(double t) const { return std::log(sigma(t)); }
+double SubVP::log_sigma(double t) const {
+  return std::log(sigma(t));
+}
 double SubVP::f(double t) const {
   check_t(t, "f");
   return -0.5 * (b0_ + t * (b1_ - b0_));
@@ -34,7 +36,7 @@ double SubVP::g2(double t) const {
 double SubVP::t_of_lambda(double lam) const {
   // e^{-lambda} = sigma/alpha = e^{B/2} - e^{-B/2} = 2 sinh(B/2).
   const double Bv = (-lam > 300.0) ? -2.0 * lam : 2.0 * std::asinh(0.5 * std::exp(-lam));
-  const double c = 0.5 * Bv;  // a t^2 + b t = c
+  const double c = 0.5 * Bv;     // a t^2 + b t = c
   if (std::isinf(c)) return T_;  // lam = -inf: t = inf/inf would be NaN
   const double a = 0.25 * (b1_ - b0_), b = 0.5 * b0_;
   const double t = 2.0 * c / (b + std::sqrt(b * b + 4.0 * a * c));

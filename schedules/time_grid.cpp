@@ -16,7 +16,8 @@ const std::vector<GridInfo>& grid_registry() {
       {GridKind::Quadratic, "quadratic", "uniform in sqrt(t) (DPM-Solver time_quadratic)"},
       {GridKind::Karras, "karras", "EDM rho-spacing (rho = 7) in sigma/alpha"},
       {GridKind::DdpmUniform, "ddpm-uniform", "evenly spaced integer steps of a vp-discrete table"},
-      {GridKind::DdpmQuadratic, "ddpm-quad", "quadratically spaced integer steps of a vp-discrete table"},
+      {GridKind::DdpmQuadratic, "ddpm-quad",
+       "quadratically spaced integer steps of a vp-discrete table"},
   };
   return grids;
 }
@@ -67,7 +68,8 @@ std::vector<double> ddpm_grid(GridKind kind, const VPDiscrete& sched, int steps,
   }
   // Rounding can merge neighbouring knots near t_end: push them apart (strictly decreasing).
   for (int i = steps - 1; i >= 0; --i)
-    n[static_cast<size_t>(i)] = std::max(n[static_cast<size_t>(i)], n[static_cast<size_t>(i) + 1] + 1);
+    n[static_cast<size_t>(i)] =
+        std::max(n[static_cast<size_t>(i)], n[static_cast<size_t>(i) + 1] + 1);
   if (n[0] != n_hi) throw std::logic_error("ddpm grid: could not place distinct knots");
   std::vector<double> grid(n.size());
   for (size_t i = 0; i < n.size(); ++i) grid[i] = static_cast<double>(n[i]) / N;
@@ -81,7 +83,8 @@ std::vector<double> make_time_grid(GridKind kind, const NoiseSchedule& schedule,
                                    double t_start, double t_end, const GridOptions& opt) {
   const Interval d = schedule.domain();
   const std::string who = "time grid " + grid_name(kind) + " on " + schedule.name();
-  if (steps < 1) throw std::invalid_argument(who + ": steps must be >= 1, got " + std::to_string(steps));
+  if (steps < 1)
+    throw std::invalid_argument(who + ": steps must be >= 1, got " + std::to_string(steps));
   if (!(t_start > d.lo && t_start <= d.hi)) {
     std::ostringstream os;
     os << who << ": t_start must lie in (" << d.lo << ", " << d.hi << "], got " << t_start;
@@ -114,7 +117,8 @@ std::vector<double> make_time_grid(GridKind kind, const NoiseSchedule& schedule,
       break;
     }
     case GridKind::Karras: {
-      const double smax = std::exp(-schedule.lambda(t_start)), smin = std::exp(-schedule.lambda(t_end));
+      const double smax = std::exp(-schedule.lambda(t_start)),
+                   smin = std::exp(-schedule.lambda(t_end));
       const double a = std::pow(smax, 1.0 / opt.rho), b = std::pow(smin, 1.0 / opt.rho);
       for (int i = 0; i <= steps; ++i)
         g[i] = schedule.t_of_lambda(-opt.rho * std::log(a + (i / N) * (b - a)));
@@ -123,7 +127,8 @@ std::vector<double> make_time_grid(GridKind kind, const NoiseSchedule& schedule,
     case GridKind::DdpmUniform:
     case GridKind::DdpmQuadratic: {
       const auto* disc = dynamic_cast<const VPDiscrete*>(&schedule);
-      if (!disc) throw std::invalid_argument(who + ": DDPM integer grids need the vp-discrete schedule");
+      if (!disc)
+        throw std::invalid_argument(who + ": DDPM integer grids need the vp-discrete schedule");
       return ddpm_grid(kind, *disc, steps, t_start, t_end);
     }
   }

@@ -16,7 +16,9 @@ VPCosine::VPCosine(double s, double T) : s_(s), T_(T) {
   log_cos0_ = std::log(std::cos(theta(0.0)));
 }
 
-double VPCosine::theta(double t) const { return 0.5 * kPi * (t + s_) / (1.0 + s_); }
+double VPCosine::theta(double t) const {
+  return 0.5 * kPi * (t + s_) / (1.0 + s_);
+}
 
 double VPCosine::log_alpha(double t) const {
   check_t(t, "log_alpha");
@@ -27,13 +29,19 @@ double VPCosine::log_alpha(double t) const {
   const double x = 2.0 * std::sin(0.5 * (th + th0)) * std::sin(0.5 * dth) / std::cos(th0);
   return x < 0.5 ? std::log1p(-x) : std::log(std::cos(th)) - log_cos0_;
 }
-double VPCosine::sigma(double t) const { return std::sqrt(-std::expm1(2.0 * log_alpha(t))); }
-double VPCosine::log_sigma(double t) const { return 0.5 * std::log(-std::expm1(2.0 * log_alpha(t))); }
+double VPCosine::sigma(double t) const {
+  return std::sqrt(-std::expm1(2.0 * log_alpha(t)));
+}
+double VPCosine::log_sigma(double t) const {
+  return 0.5 * std::log(-std::expm1(2.0 * log_alpha(t)));
+}
 double VPCosine::f(double t) const {
   check_t(t, "f");
   return -0.5 * kPi / (1.0 + s_) * std::tan(theta(t));
 }
-double VPCosine::g2(double t) const { return -2.0 * f(t); }
+double VPCosine::g2(double t) const {
+  return -2.0 * f(t);
+}
 
 double VPCosine::t_of_lambda(double lam) const {
   // alpha^2 = sigmoid(2 lam), sigma^2 = sigmoid(-2 lam); cos theta = alpha cos theta0 and

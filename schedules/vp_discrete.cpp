@@ -28,11 +28,15 @@ VPDiscrete VPDiscrete::linear(int N, double beta_1, double beta_N) {
   return VPDiscrete(std::move(b));
 }
 
-double VPDiscrete::alpha_bar(int n) const { return std::exp(2.0 * log_alpha_.at(static_cast<size_t>(n))); }
+double VPDiscrete::alpha_bar(int n) const {
+  return std::exp(2.0 * log_alpha_.at(static_cast<size_t>(n)));
+}
 
 namespace {
 // Segment k = [t_k, t_{k+1}) holding t (the last segment holds t = 1), and its offset in steps.
-inline int segment(double t, int N) { return std::min(N - 1, std::max(0, static_cast<int>(std::floor(t * N)))); }
+inline int segment(double t, int N) {
+  return std::min(N - 1, std::max(0, static_cast<int>(std::floor(t * N))));
+}
 }  // namespace
 
 double VPDiscrete::log_alpha(double t) const {
@@ -42,8 +46,12 @@ double VPDiscrete::log_alpha(double t) const {
   const double u = t * N - k;
   return log_alpha_[k] + u * (log_alpha_[k + 1] - log_alpha_[k]);
 }
-double VPDiscrete::sigma(double t) const { return std::sqrt(-std::expm1(2.0 * log_alpha(t))); }
-double VPDiscrete::log_sigma(double t) const { return 0.5 * std::log(-std::expm1(2.0 * log_alpha(t))); }
+double VPDiscrete::sigma(double t) const {
+  return std::sqrt(-std::expm1(2.0 * log_alpha(t)));
+}
+double VPDiscrete::log_sigma(double t) const {
+  return 0.5 * std::log(-std::expm1(2.0 * log_alpha(t)));
+}
 double VPDiscrete::f(double t) const {
   check_t(t, "f");
   const int N = steps();

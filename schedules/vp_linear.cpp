@@ -6,7 +6,8 @@
 
 namespace sdekit {
 
-VPLinear::VPLinear(double beta_min, double beta_max, double T) : b0_(beta_min), b1_(beta_max), T_(T) {
+VPLinear::VPLinear(double beta_min, double beta_max, double T)
+    : b0_(beta_min), b1_(beta_max), T_(T) {
   require_param("vp-linear", "beta_min", beta_min, beta_min >= 0.0, ">= 0");
   require_param("vp-linear", "beta_max", beta_max, beta_max > 0.0 && beta_max >= beta_min,
                 "> 0 and >= beta_min");
@@ -17,8 +18,12 @@ double VPLinear::log_alpha(double t) const {
   check_t(t, "log_alpha");
   return -0.25 * t * t * (b1_ - b0_) - 0.5 * t * b0_;
 }
-double VPLinear::sigma(double t) const { return std::sqrt(-std::expm1(2.0 * log_alpha(t))); }
-double VPLinear::log_sigma(double t) const { return 0.5 * std::log(-std::expm1(2.0 * log_alpha(t))); }
+double VPLinear::sigma(double t) const {
+  return std::sqrt(-std::expm1(2.0 * log_alpha(t)));
+}
+double VPLinear::log_sigma(double t) const {
+  return 0.5 * std::log(-std::expm1(2.0 * log_alpha(t)));
+}
 double VPLinear::f(double t) const {
   check_t(t, "f");
   return -0.5 * beta(t);

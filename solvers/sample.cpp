@@ -54,6 +54,7 @@ SampleResult sample(const Sampler& sampler, ScoreModel& model, const SDE& sde,
   }
   req.generator = gen;
   req.finite_check = spec.finite_check;
+  req.brownian = spec.brownian;
   return sampler.run(req, observer);
 }
 

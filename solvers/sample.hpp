@@ -24,6 +24,7 @@ struct SampleSpec {
   uint64_t seed = 0;
   at::TensorOptions options = at::kFloat;  // dtype/device of the drawn x_T (x_init is cast to it)
   FiniteCheck finite_check = FiniteCheck::EveryStep;
+  BrownianPtr brownian;  // optional: the noise of stochastic samplers comes from this path
 };
 
 /// The time grid `spec` asks for on `sde` (needs the SDE's kernel for the grid kinds other than

@@ -92,6 +92,21 @@ at::Tensor RunContext::standard_normal(const at::Tensor& x, double s, double t) 
   return normal_like(x, *generator);
 }
 
+BrownianIncrement RunContext::wiener_and_area(const at::Tensor& x, double s, double t) const {
+  const double h = std::abs(s - t);
+  if (request_.brownian) {
+    // The path's (W(t) - W(s), Z(s, t)); its oriented Z(s, t) is int_t^s (W(s) - W(u)) du when
+    // t < s and minus int_s^t (W(s) - W(u)) du when t > s.
+    BrownianIncrement inc = request_.brownian->increment_and_area(s, t, x);
+    inc.dW.neg_();
+    if (t > s) inc.dZ.neg_();
+    return inc;
+  }
+  at::Tensor dw = wiener(x, s, t);
+  at::Tensor dz = normal_like(x, *generator).mul_(std::sqrt(h * h * h / 12.0)).add_(dw, 0.5 * h);
+  return {std::move(dw), std::move(dz)};
+}
+
 int Sampler::steps_for_nfe(int nfe) const {
   const int per = nfe_per_step();
   if (per < 1 || nfe < per)

@@ -72,6 +72,14 @@ class RunContext {
   at::Tensor wiener(const at::Tensor& x, double s, double t) const;
   /// wiener(x, s, t) / sqrt(|s - t|): standard normal noise for the step.
   at::Tensor standard_normal(const at::Tensor& x, double s, double t) const;
+  /// The step's Wiener increment and its time integral, for strong order-1.5 schemes, shaped
+  /// like x. With h = |s - t|: dW = wiener(x, s, t) = W(s) - W(t) and
+  /// dZ = int over the step interval of (W(s) - W(u)) du, the iterated integral I_(1,0) of the
+  /// reverse-time Wiener process w-bar(tau) = -W(-tau) (tau = -t runs forward while t runs
+  /// down). dW ~ N(0, h), Var dZ = h^3 / 3, Cov(dW, dZ) = h^2 / 2. From the request's Brownian
+  /// path (its increment_and_area) if it has one; else drawn from the generator as
+  /// dW = sqrt(h) N1, then dZ = (h / 2) dW + sqrt(h^3 / 12) N2 (N1, N2 independent N(0, I)).
+  BrownianIncrement wiener_and_area(const at::Tensor& x, double s, double t) const;
   /// Reports step `index` from t_from to t_to, which took `prev` to `x`: checks x for NaN/inf
   /// (per the request's FiniteCheck; `final_step` marks the run's last step) and calls the
   /// observer. Throws NonFiniteError keeping `prev`.

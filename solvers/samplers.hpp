@@ -34,6 +34,9 @@ struct SamplerOptions {
   int max_steps = 100000;     // accepted + rejected steps before giving up (error names t)
   bool dense_output = false;  // Runge-Kutta: dense-output stepper instead of controlled
 
+  // DPM-Solver-fast: the NFE budget it spends exactly (the grid must have steps_for_nfe steps).
+  int nfe_budget = 0;
+
   // DPM-Solver++ 3M: "derived" (default, coefficients from the Taylor expansion in lambda) or
   // "reference" (the widely used implementation's update; see dpm_solver_pp.cpp).
   bool dpmpp3m_reference = false;

@@ -1,12 +1,68 @@
-// PLACEHOLDER: replaced by the real implementation before this lands.
-#include <stdexcept>
+// SDE-DPM-Solver++ (2M) (Lu et al. 2022b, section 4 and appendix): an exponential integrator of
+// the reverse SDE written for the data prediction x0. From s down to t, h = lambda_t - lambda_s,
+// the reverse SDE's linear part and noise are integrated exactly and x0(lambda) is expanded to
+// first order, x0 = x0_s + (lambda - lambda_s) x0':
+//   x_t = (sigma_t/sigma_s) e^{-h} x_s + alpha_t (1 - e^{-2h}) x0_s
+//         + alpha_t (h + expm1(-2h)/2) x0' + sigma_t sqrt(1 - e^{-2h}) z,
+// with x0' = (x0_s - x0_prev) / (lambda_s - lambda_prev) from the previous step (multistep, "2M";
+// the first step is SDE-DPM-Solver++ 1: x0' = 0). The coefficient of x0' is the exact integral
+// 2 int e^{-2(lambda_t - lambda)} (lambda - lambda_s) dlambda. z is the step's standard normal
+// noise from the request's Brownian path (or generator). 1 NFE per step. Declared order 1 (the
+// strong order of the noise discretisation); the deterministic part is second order. A step
+// ending where sigma = 0 returns alpha_t x0_s with no noise. Sampling direction only.
+#include <cmath>
 
+#include "solvers/detail/exp_integrator.hpp"
 #include "solvers/samplers.hpp"
 
 namespace sdekit {
+namespace {
+using detail::LambdaPoint;
+
+class SDEDPMSolverPP2M final : public Sampler {
+ public:
+  std::string_view name() const override { return "sde-dpmpp-2m"; }
+  double order() const override { return 1.0; }
+  bool stochastic() const override { return true; }
+  int nfe_per_step() const override { return 1; }
+  bool needs_kernel() const override { return true; }
+
+ protected:
+  at::Tensor integrate(const RunContext& ctx, const at::Tensor& x_init) const override {
+    const NoiseSchedule& k = *ctx.kernel;
+    const int steps = ctx.steps();
+    at::Tensor x = x_init, m_prev;
+    double lam_prev = 0;
+    LambdaPoint s = LambdaPoint::at(k, ctx.times[0]);
+    for (int i = 0; i < steps; ++i) {
+      const LambdaPoint t = LambdaPoint::at(k, ctx.times[i + 1]);
+      const at::Tensor m0 = ctx.predictor.x0(x, s.t);
+      at::Tensor next;
+      if (t.sigma == 0.0) {
+        next = m0 * t.alpha;
+      } else {
+        const double h = t.lambda - s.lambda;
+        const double e2 = -std::expm1(-2.0 * h);  // 1 - e^{-2h}
+        next = at::mul(x, t.sigma / s.sigma * std::exp(-h)).add_(m0, t.alpha * e2);
+        if (m_prev.defined()) {
+          const double c = t.alpha * (h + 0.5 * std::expm1(-2.0 * h)) / (s.lambda - lam_prev);
+          next.add_(m0, c).sub_(m_prev, c);
+        }
+        next.add_(ctx.standard_normal(x, s.t, t.t), t.sigma * std::sqrt(e2));
+      }
+      ctx.step_done(i, steps, s.t, t.t, x, next, i + 1 == steps);
+      x = std::move(next);
+      m_prev = m0;
+      lam_prev = s.lambda;
+      s = t;
+    }
+    return x;
+  }
+};
+}  // namespace
 
 std::unique_ptr<Sampler> make_sde_dpmpp_2m(const SamplerOptions&) {
-  throw std::logic_error("make_sde_dpmpp_2m: not available");
+  return std::make_unique<SDEDPMSolverPP2M>();
 }
 
 }  // namespace sdekit

@@ -1,5 +1,7 @@
 // The sdekit command driven in-process: outputs, .npy files, and one test per kind of bad input.
+#include <unistd.h>
 #include <catch2/catch.hpp>
+
 #include <filesystem>
 #include <fstream>
 #include <sstream>
@@ -32,7 +34,9 @@ CliRun cli(std::vector<std::string> args) {
 }
 
 fs::path scratch(const std::string& name) {
-  const fs::path dir = fs::temp_directory_path() / "sdekit_test_cli";
+  // One folder per process: ctest runs test cases in parallel processes.
+  const fs::path dir =
+      fs::temp_directory_path() / ("sdekit_test_cli_" + std::to_string(::getpid()));
   fs::create_directories(dir);
   return dir / name;
 }
@@ -67,7 +71,7 @@ TEST_CASE("sdekit list names every schedule, grid, sampler and model", "[cli]") 
   CHECK_THAT(r.out, Catch::Contains("gmm:FILE.json"));
 }
 
-TEST_CASE("--help works on every subcommand", "[cli]") {
+TEST_CASE("help works on every subcommand", "[cli]") {
   for (const char* sub : {"list", "sample", "moments"}) {
     const CliRun r = cli({sub, "--help"});
     INFO(sub);
@@ -99,7 +103,7 @@ TEST_CASE("sdekit sample writes a .npy batch that reads back as written", "[cli]
   CHECK(at::equal(xa, xb));
 }
 
-TEST_CASE("--x-init starts the sampler from the given points", "[cli][npy]") {
+TEST_CASE("x-init starts the sampler from the given points", "[cli][npy]") {
   const fs::path init = scratch("xT.npy"), out = scratch("from_init.npy");
   at::Generator g = at::make_generator<at::CPUGeneratorImpl>(1);
   const at::Tensor xT = at::randn({7, 2}, g, at::kDouble);
@@ -236,8 +240,7 @@ TEST_CASE("bad input: an unwritable --out fails before any sampling", "[cli][err
   CHECK(r.out.empty());
 }
 
-TEST_CASE("npy round trip keeps shape, dtype and bits; files follow numpy's header layout",
-          "[npy]") {
+TEST_CASE("npy round trip keeps shape and dtype and bits in numpy's header layout", "[npy]") {
   at::Generator g = at::make_generator<at::CPUGeneratorImpl>(4);
   for (const auto dt : {at::kFloat, at::kDouble}) {
     const at::Tensor x = at::randn({3, 2, 5}, g, dt);
