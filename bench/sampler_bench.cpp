@@ -2,12 +2,15 @@
 //  - "free" model: returns a preallocated tensor, so the time is the sampler's own overhead
 //    (schedule scalars, tensor ops, finiteness checks, observer plumbing);
 //  - the exact mixture model (ring2d in 2-D, gmm64 in 64-D): what a step costs in practice.
+//  - "alloc/...": CPU allocations and bytes per step in steady state (a counting allocator).
 // Run: build/bench/sampler_bench --benchmark_repetitions=5 --benchmark_report_aggregates_only=true
 // The counter "per_step" is CPU time per step (compare medians across repetitions).
 #include <ATen/ATen.h>
 #include <ATen/Parallel.h>
 #include <benchmark/benchmark.h>
 
+#include <c10/core/CPUAllocator.h>
+#include <atomic>
 #include <string>
 
 #include "models/gaussian_mixture.hpp"
@@ -29,6 +32,55 @@ class FreeModel final : public ScoreModel {
  private:
   at::Tensor out_;
 };
+
+// Counts every CPU allocation (tensor storages, wrapped scalars included) by wrapping the
+// default CPU allocator.
+class CountingAllocator final : public c10::Allocator {
+ public:
+  explicit CountingAllocator(c10::Allocator* base) : base_(base) {}
+  c10::DataPtr allocate(size_t n) const override {
+    count_.fetch_add(1);
+    bytes_.fetch_add(static_cast<int64_t>(n));
+    return base_->allocate(n);
+  }
+  c10::DeleterFnPtr raw_deleter() const override { return base_->raw_deleter(); }
+  int64_t count() const { return count_.load(); }
+  int64_t bytes() const { return bytes_.load(); }
+
+ private:
+  c10::Allocator* base_;
+  mutable std::atomic<int64_t> count_{0}, bytes_{0};
+};
+CountingAllocator* g_counter = nullptr;
+
+// Steady-state allocations per step: (allocations of a 2N-step run - those of an N-step run) / N,
+// so that per-run set-up (work buffers, the first step) cancels out.
+void allocations_per_step(benchmark::State& state, const std::string& sampler_name,
+                          ScoreModel& model, const SDE& sde, const at::Tensor& xT) {
+  const auto sampler = make_sampler(sampler_name);
+  auto count = [&](int steps) {
+    SampleRequest req;
+    req.model = &model;
+    req.sde = &sde;
+    req.times = make_time_grid(GridKind::UniformT, *sde.schedule(), steps, sde.domain().hi,
+                               sde.default_t_end());
+    req.x_init = xT;
+    req.generator = at::make_generator<at::CPUGeneratorImpl>(0);
+    const int64_t c0 = g_counter->count(), b0 = g_counter->bytes();
+    SampleResult r = sampler->run(req);
+    benchmark::DoNotOptimize(r.x.data_ptr());
+    return std::make_pair(g_counter->count() - c0, g_counter->bytes() - b0);
+  };
+  std::pair<int64_t, int64_t> a{}, b{};
+  count(10);  // warm-up: one-time initialisations (thread-local scalars, caches) stay out
+  for (auto _ : state) {
+    a = count(10);
+    b = count(20);
+  }
+  state.counters["allocs_per_step"] = static_cast<double>(b.first - a.first) / 10.0;
+  state.counters["bytes_per_step"] = static_cast<double>(b.second - a.second) / 10.0;
+  state.counters["state_bytes"] = static_cast<double>(xT.nbytes());
+}
 
 void run_sampler(benchmark::State& state, const std::string& sampler_name, ScoreModel& model,
                  const SDE& sde, const at::Tensor& xT, FiniteCheck check) {
@@ -62,6 +114,9 @@ void run_sampler(benchmark::State& state, const std::string& sampler_name, Score
 
 int main(int argc, char** argv) {
   at::set_num_threads(1);
+  static CountingAllocator counter(c10::GetCPUAllocator());
+  c10::SetCPUAllocator(&counter, /*priority=*/1);
+  g_counter = &counter;
   const SDEPtr sde = make_sde("vp-linear");
   // A fixed, non-zero prediction (zeros would make the Langevin step size 0/0).
   static FreeModel free_model(at::full({1, 2}, 0.5, at::kFloat));
@@ -70,8 +125,22 @@ int main(int argc, char** argv) {
   static const at::Tensor x1 = at::randn({1, 2}, at::kFloat);
   static const at::Tensor x1024 = at::randn({1024, 2}, at::kFloat);
   static const at::Tensor x64 = at::randn({256, 64}, at::kFloat);
+  static FreeModel free_big(at::full({16384, 2}, 0.5, at::kFloat));
+  static FreeModel free_img(at::full({64, 1, 28, 28}, 0.5, at::kFloat));
+  static const at::Tensor x16k = at::randn({16384, 2}, at::kFloat);
+  static const at::Tensor ximg = at::randn({64, 1, 28, 28}, at::kFloat);
   for (const auto& info : sampler_registry()) {
     const std::string name = info.name;
+    if (!make_sampler(name)->adaptive()) {
+      benchmark::RegisterBenchmark(
+          ("alloc/free_model/[16384,2]/" + name).c_str(),
+          [=](benchmark::State& s) { allocations_per_step(s, name, free_big, *sde, x16k); })
+          ->Iterations(1);
+      benchmark::RegisterBenchmark(
+          ("alloc/free_model/[64,1,28,28]/" + name).c_str(),
+          [=](benchmark::State& s) { allocations_per_step(s, name, free_img, *sde, ximg); })
+          ->Iterations(1);
+    }
     benchmark::RegisterBenchmark(
         ("overhead/free_model/[1,2]/" + name).c_str(), [=](benchmark::State& s) {
           run_sampler(s, name, free_model, *sde, x1, FiniteCheck::EveryStep);

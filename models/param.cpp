@@ -88,6 +88,49 @@ const std::vector<Param>& all_params() {
   return ps;
 }
 
+LinearCoeffs conversion_coefficients(Param from, Param to, double alpha, double sigma) {
+  const auto is_data = [](Param p) { return p == Param::X0 || p == Param::Denoiser; };
+  if (from == to || (is_data(from) && is_data(to))) return {0.0, 1.0};
+  const double a = alpha, s = sigma, n2 = alpha * alpha + sigma * sigma;
+  if (is_data(from) && to == Param::Score)
+    return {-1.0 / (s * s), a / (s * s)};  // (alpha x0 - x) / sigma^2
+  if (from == Param::Score && is_data(to))
+    return {1.0 / a, s * s / a};  // (x + sigma^2 score) / alpha
+  // eps = bx x + bp pred
+  double bx = 0, bp = 1;
+  switch (from) {
+    case Param::Eps:
+      break;
+    case Param::X0:
+    case Param::Denoiser:
+      bx = 1.0 / s, bp = -a / s;
+      break;
+    case Param::V:
+      bx = s / n2, bp = a / n2;
+      break;
+    case Param::Score:
+      bx = 0.0, bp = -s;
+      break;
+  }
+  // to = ax x + ae eps
+  double ax = 0, ae = 1;
+  switch (to) {
+    case Param::Eps:
+      break;
+    case Param::X0:
+    case Param::Denoiser:
+      ax = 1.0 / a, ae = -s / a;
+      break;
+    case Param::V:
+      ax = -s / a, ae = a + s * s / a;
+      break;
+    case Param::Score:
+      ax = 0.0, ae = -1.0 / s;
+      break;
+  }
+  return {ax + ae * bx, ae * bp};
+}
+
 at::Tensor convert(const at::Tensor& pred, Param from, Param to, const at::Tensor& x, double alpha,
                    double sigma) {
   return convert_impl<double>(pred, from, to, x, alpha, sigma);

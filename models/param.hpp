@@ -21,6 +21,13 @@ Param parse_param(std::string_view name);
 std::string param_name(Param p);
 const std::vector<Param>& all_params();
 
+/// Every conversion is affine in (x, pred): to = cx * x + cp * pred for scalar alpha, sigma.
+struct LinearCoeffs {
+  double cx = 0.0;
+  double cp = 1.0;
+};
+LinearCoeffs conversion_coefficients(Param from, Param to, double alpha, double sigma);
+
 /// Converts a prediction `pred` made at x from one parameterization to another, for scalar
 /// alpha and sigma (one time for the whole batch).
 at::Tensor convert(const at::Tensor& pred, Param from, Param to, const at::Tensor& x, double alpha,

@@ -23,4 +23,18 @@ at::Tensor Predictor::as(Param to, const at::Tensor& x, double t) const {
   return convert(pred, from, to, x, kernel_->alpha(t), kernel_->sigma(t));
 }
 
+Predictor::Linear Predictor::linear(Param to, const at::Tensor& x, double t) const {
+  Linear out;
+  out.raw = model_.predict_at(x, t);
+  const Param from = model_.param();
+  if (from == to) return out;
+  if (!kernel_)
+    throw std::invalid_argument("cannot convert a score prediction to " + param_name(to) +
+                                " without the SDE's alpha/sigma");
+  const LinearCoeffs c = conversion_coefficients(from, to, kernel_->alpha(t), kernel_->sigma(t));
+  out.cx = c.cx;
+  out.cp = c.cp;
+  return out;
+}
+
 }  // namespace sdekit

@@ -16,6 +16,13 @@ class Predictor {
   Predictor(ScoreModel& model, const NoiseSchedule* kernel);
   /// The model's prediction at (x, t), converted to `to`.
   at::Tensor as(Param to, const at::Tensor& x, double t) const;
+  /// One model call, no conversion: `to` = cx * x + cp * raw. Samplers fold cx and cp into
+  /// their own linear combinations instead of materialising the converted tensor.
+  struct Linear {
+    at::Tensor raw;
+    double cx = 0.0, cp = 1.0;
+  };
+  Linear linear(Param to, const at::Tensor& x, double t) const;
   at::Tensor eps(const at::Tensor& x, double t) const { return as(Param::Eps, x, t); }
   at::Tensor x0(const at::Tensor& x, double t) const { return as(Param::X0, x, t); }
   at::Tensor score(const at::Tensor& x, double t) const { return as(Param::Score, x, t); }

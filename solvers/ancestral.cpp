@@ -6,10 +6,10 @@
 //   var  = v_ts sigma_t^2 / sigma_s^2   (posterior: DDPM's beta-tilde_n on consecutive steps)
 //       or v_ts                        (transition: DDPM's beta_n on consecutive steps).
 // On consecutive steps of vp-discrete this is THEORY.md's DDPM update. No noise on the last step.
-// 1 NFE per step; weak order 1.
+// 1 NFE per step; weak order 1. A step allocates nothing in steady state.
 #include <cmath>
 
-#include "solvers/noise.hpp"
+#include "solvers/detail/inplace.hpp"
 #include "solvers/samplers.hpp"
 
 namespace sdekit {
@@ -24,20 +24,23 @@ class Ancestral final : public FixedStepSampler {
   bool needs_kernel() const override { return true; }
 
  protected:
-  at::Tensor step(const StepContext& ctx, const at::Tensor& x, double s, double t) const override {
+  void step_into(const StepContext& ctx, const at::Tensor& x, double s, double t,
+                 at::Tensor& out) const override {
     const NoiseSchedule& k = ctx.kernel();
     const double la_s = k.log_alpha(s), la_t = k.log_alpha(t);
     const double sig_s = k.sigma(s), sig_t = k.sigma(t);
     const double a_st = std::exp(la_s - la_t);  // alpha_s / alpha_t
     const double v_ts = std::max(0.0, sig_s * sig_s - a_st * a_st * sig_t * sig_t);
-    const at::Tensor x0 = ctx.predictor().x0(x, s);
     const double cx = a_st * sig_t * sig_t / (sig_s * sig_s);
     const double c0 = std::exp(la_t) * v_ts / (sig_s * sig_s);
-    at::Tensor out = cx * x + c0 * x0;
-    if (ctx.last()) return out;
+    // out = cx x + c0 x0 with x0 = lx x + lp raw (no converted tensor).
+    const Predictor::Linear x0 = ctx.predictor().linear(Param::X0, x, s);
+    if (ctx.last()) return detail::lincomb(out, {{cx + c0 * x0.cx, x}, {c0 * x0.cp, x0.raw}});
     const double var =
         variance_ == AncestralVariance::Posterior ? v_ts * sig_t * sig_t / (sig_s * sig_s) : v_ts;
-    return out.add_(ctx.run.standard_normal(x, s, t), std::sqrt(var));
+    at::Tensor& z = ctx.run.buffer(RunContext::kFirstScratchSlot, x);
+    ctx.run.standard_normal_into(z, s, t);
+    detail::lincomb(out, {{cx + c0 * x0.cx, x}, {c0 * x0.cp, x0.raw}, {std::sqrt(var), z}});
   }
 
  private:

@@ -4,11 +4,12 @@
 // (THEORY.md section 4 with abar = alpha^2, written for any affine kernel). eta = 0 is
 // deterministic and equals DPM-Solver-1; eta = 1 with the posterior variance is ancestral
 // sampling. 1 NFE per step; order 1. The last step keeps the eta-dependent coefficient of eps
-// but draws no noise (for eta = 1 that is the posterior mean, as in DDPM).
+// but draws no noise (for eta = 1 that is the posterior mean, as in DDPM). A step allocates
+// nothing in steady state.
 #include <cmath>
 #include <stdexcept>
 
-#include "solvers/noise.hpp"
+#include "solvers/detail/inplace.hpp"
 #include "solvers/samplers.hpp"
 
 namespace sdekit {
@@ -26,21 +27,28 @@ class DDIM final : public FixedStepSampler {
   bool needs_kernel() const override { return true; }
 
  protected:
-  at::Tensor step(const StepContext& ctx, const at::Tensor& x, double s, double t) const override {
+  void step_into(const StepContext& ctx, const at::Tensor& x, double s, double t,
+                 at::Tensor& out) const override {
     const NoiseSchedule& k = ctx.kernel();
     const double sig_s = k.sigma(s), sig_t = k.sigma(t);
     const double alpha_t = k.alpha(t);
     const double a_st = std::exp(k.log_alpha(s) - k.log_alpha(t));
-    const at::Tensor eps = ctx.predictor().eps(x, s);
-    const at::Tensor x0 = (x - sig_s * eps) / k.alpha(s);
     double c = 0.0;
     if (eta_ > 0.0)
       c = eta_ * (sig_t / sig_s) *
           std::sqrt(std::max(0.0, sig_s * sig_s - a_st * a_st * sig_t * sig_t));
     const double ce = std::sqrt(std::max(0.0, sig_t * sig_t - c * c));
-    at::Tensor out = alpha_t * x0 + ce * eps;
-    if (c > 0.0 && !ctx.last()) out.add_(ctx.run.standard_normal(x, s, t), c);
-    return out;
+    // alpha_t x0 + ce eps with x0 = (x - sigma_s eps)/alpha_s and eps = ex x + ep raw:
+    // out = (alpha_t/alpha_s) x + (ce - alpha_t sigma_s/alpha_s) eps (+ c z).
+    const Predictor::Linear eps = ctx.predictor().linear(Param::Eps, x, s);
+    const double r = alpha_t / k.alpha(s), ce2 = ce - r * sig_s;
+    if (c > 0.0 && !ctx.last()) {
+      at::Tensor& z = ctx.run.buffer(RunContext::kFirstScratchSlot, x);
+      ctx.run.standard_normal_into(z, s, t);
+      detail::lincomb(out, {{r + ce2 * eps.cx, x}, {ce2 * eps.cp, eps.raw}, {c, z}});
+    } else {
+      detail::lincomb(out, {{r + ce2 * eps.cx, x}, {ce2 * eps.cp, eps.raw}});
+    }
   }
 
  private:

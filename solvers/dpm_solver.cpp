@@ -16,7 +16,8 @@
 // N % 3 = 0, by 1 when N % 3 = 1, by 2 when N % 3 = 2 (order 2: K = ceil(N/2), orders 2,...,2
 // then 1 if N is odd). The paper pairs it with a grid uniform in lambda (--grid uniform-lambda).
 // A step that ends where sigma = 0 or alpha = 0 (lambda infinite) is taken as the order-1 limit.
-// Works in both time directions (sampling and encoding).
+// Works in both time directions (sampling and encoding). Steps write into run buffers and
+// allocate nothing in steady state.
 #include <cmath>
 #include <stdexcept>
 #include <vector>
@@ -28,34 +29,44 @@ namespace sdekit {
 namespace {
 using detail::LambdaPoint;
 
-at::Tensor dpm_step(const StepContext& ctx, const at::Tensor& x, double s_t, double t_t,
-                    int order) {
+// Work buffers of a step (run slots): eps_s, the intermediate points and the eps differences.
+enum Slot { kEps = RunContext::kFirstScratchSlot, kU1, kD1, kU2, kD2 };
+
+void dpm_step(const StepContext& ctx, const at::Tensor& x, double s_t, double t_t, int order,
+              at::Tensor& out) {
   const NoiseSchedule& k = ctx.kernel();
+  const Predictor& pred = ctx.predictor();
   const LambdaPoint s = LambdaPoint::at(k, s_t), t = LambdaPoint::at(k, t_t);
-  const at::Tensor eps_s = ctx.predictor().eps(x, s_t);
-  if (order == 1 || t.singular()) return detail::dpm1_eps(x, eps_s, s, t);
+  at::Tensor& eps_s = ctx.run.buffer(kEps, x);
+  detail::predict_into(pred, Param::Eps, x, s_t, eps_s);
+  if (order == 1 || t.singular()) return detail::dpm1_eps(x, eps_s, s, t, out);
   const double h = t.lambda - s.lambda;
-  const double phi_t = t.sigma * std::expm1(h);
+  const double phi_t = t.sigma * std::expm1(h), r = t.alpha / s.alpha;
+  at::Tensor& u1 = ctx.run.buffer(kU1, x);
+  at::Tensor& d1 = ctx.run.buffer(kD1, x);
   if (order == 2) {
     const double r1 = 0.5;
     const LambdaPoint s1 = LambdaPoint::at(k, k.t_of_lambda(s.lambda + r1 * h));
-    const at::Tensor u = at::mul(x, s1.alpha / s.alpha).sub_(eps_s, s1.sigma * std::expm1(r1 * h));
-    const at::Tensor d1 = ctx.predictor().eps(u, s1.t) - eps_s;
-    return at::mul(x, t.alpha / s.alpha).sub_(eps_s, phi_t).sub_(d1, phi_t / (2.0 * r1));
+    detail::lincomb(u1, {{s1.alpha / s.alpha, x}, {-s1.sigma * std::expm1(r1 * h), eps_s}});
+    detail::predict_into(pred, Param::Eps, u1, s1.t, d1);
+    d1.sub_(eps_s);
+    return detail::lincomb(out, {{r, x}, {-phi_t, eps_s}, {-phi_t / (2.0 * r1), d1}});
   }
   const double r1 = 1.0 / 3.0, r2 = 2.0 / 3.0;
   const LambdaPoint s1 = LambdaPoint::at(k, k.t_of_lambda(s.lambda + r1 * h));
   const LambdaPoint s2 = LambdaPoint::at(k, k.t_of_lambda(s.lambda + r2 * h));
-  const at::Tensor u1 = at::mul(x, s1.alpha / s.alpha).sub_(eps_s, s1.sigma * std::expm1(r1 * h));
-  const at::Tensor d1 = ctx.predictor().eps(u1, s1.t) - eps_s;
+  detail::lincomb(u1, {{s1.alpha / s.alpha, x}, {-s1.sigma * std::expm1(r1 * h), eps_s}});
+  detail::predict_into(pred, Param::Eps, u1, s1.t, d1);
+  d1.sub_(eps_s);
   const double e2 = std::expm1(r2 * h);
-  const at::Tensor u2 = at::mul(x, s2.alpha / s.alpha)
-                            .sub_(eps_s, s2.sigma * e2)
-                            .sub_(d1, s2.sigma * r2 / r1 * (e2 / (r2 * h) - 1.0));
-  const at::Tensor d2 = ctx.predictor().eps(u2, s2.t) - eps_s;
-  return at::mul(x, t.alpha / s.alpha)
-      .sub_(eps_s, phi_t)
-      .sub_(d2, t.sigma / r2 * (std::expm1(h) / h - 1.0));
+  at::Tensor& u2 = ctx.run.buffer(kU2, x);
+  at::Tensor& d2 = ctx.run.buffer(kD2, x);
+  detail::lincomb(u2, {{s2.alpha / s.alpha, x},
+                       {-s2.sigma * e2, eps_s},
+                       {-s2.sigma * r2 / r1 * (e2 / (r2 * h) - 1.0), d1}});
+  detail::predict_into(pred, Param::Eps, u2, s2.t, d2);
+  d2.sub_(eps_s);
+  detail::lincomb(out, {{r, x}, {-phi_t, eps_s}, {-t.sigma / r2 * (std::expm1(h) / h - 1.0), d2}});
 }
 
 class DPMSolver final : public FixedStepSampler {
@@ -73,8 +84,9 @@ class DPMSolver final : public FixedStepSampler {
   bool needs_kernel() const override { return true; }
 
  protected:
-  at::Tensor step(const StepContext& ctx, const at::Tensor& x, double s, double t) const override {
-    return dpm_step(ctx, x, s, t, order_);
+  void step_into(const StepContext& ctx, const at::Tensor& x, double s, double t,
+                 at::Tensor& out) const override {
+    dpm_step(ctx, x, s, t, order_, out);
   }
 
  private:
@@ -133,10 +145,10 @@ class DPMSolverFast final : public Sampler {
     at::Tensor x = x_init;
     for (int i = 0; i < ctx.steps(); ++i) {
       const StepContext sc{ctx, i, ctx.steps()};
-      at::Tensor next =
-          dpm_step(sc, x, ctx.times[i], ctx.times[i + 1], orders[static_cast<size_t>(i)]);
-      ctx.step_done(i, ctx.steps(), ctx.times[i], ctx.times[i + 1], x, next, i + 1 == ctx.steps());
-      x = std::move(next);
+      at::Tensor& out = ctx.buffer(i % 2, x);
+      dpm_step(sc, x, ctx.times[i], ctx.times[i + 1], orders[static_cast<size_t>(i)], out);
+      ctx.step_done(i, ctx.steps(), ctx.times[i], ctx.times[i + 1], x, out, i + 1 == ctx.steps());
+      x = out;
     }
     return x;
   }

@@ -21,7 +21,8 @@
 // Multistep methods warm up with lower orders (step i uses order min(order, i + 1)) and, on
 // grids of fewer than 10 steps, lower the order of the final steps (min(order, steps - i)), as
 // the reference implementation's lower_order_final. A step ending where sigma = 0 or alpha = 0
-// (lambda infinite) is the order-1 limit. Works in both time directions.
+// (lambda infinite) is the order-1 limit. Works in both time directions. Steps write into run
+// buffers and allocate nothing in steady state.
 #include <cmath>
 #include <stdexcept>
 #include <string>
@@ -59,23 +60,26 @@ class DPMSolverPP final : public Sampler {
     double lam1 = 0, lam2 = 0;
     for (int i = 0; i < steps; ++i) {
       const LambdaPoint t = LambdaPoint::at(k, ctx.times[i + 1]);
-      const at::Tensor m0 = ctx.predictor.x0(x, s.t);
+      // Data predictions rotate through three run buffers (the current one and two of history).
+      at::Tensor& m0 = ctx.buffer(RunContext::kFirstScratchSlot + i % 3, x);
+      detail::predict_into(ctx.predictor, Param::X0, x, s.t, m0);
       int order = multistep_ ? std::min(order_, i + 1) : order_;
       if (multistep_ && steps < kLowerOrderFinalBelow) order = std::min(order, steps - i);
-      at::Tensor next;
+      at::Tensor& next = ctx.buffer(i % 2, x);
       if (order == 1 || t.singular()) {
-        next = detail::dpm1_x0(x, m0, s, t);
+        detail::dpm1_x0(x, m0, s, t, next);
       } else if (!multistep_) {
-        next = singlestep2(ctx, x, m0, s, t);
+        singlestep2(ctx, x, m0, s, t, next);
       } else if (order == 2) {
         const double h = t.lambda - s.lambda, r = (s.lambda - lam1) / h;
         const double c = -t.alpha * std::expm1(-h);
-        next = at::mul(x, t.sigma / s.sigma).add_(m0, c * (1.0 + 0.5 / r)).sub_(m1, c * 0.5 / r);
+        detail::lincomb(next,
+                        {{t.sigma / s.sigma, x}, {c * (1.0 + 0.5 / r), m0}, {-c * 0.5 / r, m1}});
       } else {
-        next = multistep3(x, m0, m1, m2, s, t, s.lambda - lam1, lam1 - lam2);
+        multistep3(x, m0, m1, m2, s, t, s.lambda - lam1, lam1 - lam2, next);
       }
       ctx.step_done(i, steps, s.t, t.t, x, next, i + 1 == steps);
-      x = std::move(next);
+      x = next;
       m2 = m1;
       lam2 = lam1;
       m1 = m0;
@@ -87,19 +91,22 @@ class DPMSolverPP final : public Sampler {
 
  private:
   // DPM-Solver++ 2S with r1 = 1/2.
-  static at::Tensor singlestep2(const RunContext& ctx, const at::Tensor& x, const at::Tensor& m0,
-                                const LambdaPoint& s, const LambdaPoint& t) {
+  static void singlestep2(const RunContext& ctx, const at::Tensor& x, const at::Tensor& m0,
+                          const LambdaPoint& s, const LambdaPoint& t, at::Tensor& out) {
     const double r1 = 0.5, h = t.lambda - s.lambda;
     const LambdaPoint s1 = LambdaPoint::at(*ctx.kernel, ctx.kernel->t_of_lambda(s.lambda + r1 * h));
-    const at::Tensor u = at::mul(x, s1.sigma / s.sigma).sub_(m0, s1.alpha * std::expm1(-r1 * h));
-    const at::Tensor m_s1 = ctx.predictor.x0(u, s1.t);
+    at::Tensor& u = ctx.buffer(RunContext::kFirstScratchSlot + 3, x);
+    at::Tensor& m_s1 = ctx.buffer(RunContext::kFirstScratchSlot + 4, x);
+    detail::lincomb(u, {{s1.sigma / s.sigma, x}, {-s1.alpha * std::expm1(-r1 * h), m0}});
+    detail::predict_into(ctx.predictor, Param::X0, u, s1.t, m_s1);
     const double c = -t.alpha * std::expm1(-h);
-    return at::mul(x, t.sigma / s.sigma).add_(m0, c * (1.0 - 0.5 / r1)).add_(m_s1, c * 0.5 / r1);
+    detail::lincomb(out,
+                    {{t.sigma / s.sigma, x}, {c * (1.0 - 0.5 / r1), m0}, {c * 0.5 / r1, m_s1}});
   }
 
-  at::Tensor multistep3(const at::Tensor& x, const at::Tensor& m0, const at::Tensor& m1,
-                        const at::Tensor& m2, const LambdaPoint& s, const LambdaPoint& t, double h1,
-                        double h2) const {
+  void multistep3(const at::Tensor& x, const at::Tensor& m0, const at::Tensor& m1,
+                  const at::Tensor& m2, const LambdaPoint& s, const LambdaPoint& t, double h1,
+                  double h2, at::Tensor& out) const {
     const double h = t.lambda - s.lambda;
     const double e = std::expm1(-h);
     const double phi0 = -e, phi1 = h + e,
@@ -110,10 +117,10 @@ class DPMSolverPP final : public Sampler {
                  dd2 = 1.0 / (h2 * H);                                                // DD
     const double d0 = 1.0 / h1 + h1 * dd0, d1 = -1.0 / h1 + h1 * dd1, d2 = h1 * dd2;  // x0'
     const double a = t.alpha;
-    return at::mul(x, t.sigma / s.sigma)
-        .add_(m0, a * (phi0 + phi1 * d0 + phi2 * dd0))
-        .add_(m1, a * (phi1 * d1 + phi2 * dd1))
-        .add_(m2, a * (phi1 * d2 + phi2 * dd2));
+    detail::lincomb(out, {{t.sigma / s.sigma, x},
+                          {a * (phi0 + phi1 * d0 + phi2 * dd0), m0},
+                          {a * (phi1 * d1 + phi2 * dd1), m1},
+                          {a * (phi1 * d2 + phi2 * dd2), m2}});
   }
 
   int order_;

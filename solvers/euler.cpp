@@ -8,7 +8,8 @@
 namespace sdekit {
 namespace {
 namespace odeint = boost::numeric::odeint;
-using Stepper = odeint::euler<at::Tensor, double, at::Tensor, double, odeint::vector_space_algebra>;
+using Stepper = odeint::euler<at::Tensor, double, at::Tensor, double, odeint::vector_space_algebra,
+                              detail::InplaceOperations>;
 
 class EulerOde final : public detail::OdeintFixedStep<Stepper, EulerOde> {
  public:

@@ -10,8 +10,8 @@ namespace sdekit {
 namespace {
 namespace odeint = boost::numeric::odeint;
 using Stepper = odeint::explicit_generic_rk<2, 2, at::Tensor, double, at::Tensor, double,
-                                            odeint::vector_space_algebra,
-                                            odeint::default_operations, odeint::initially_resizer>;
+                                            odeint::vector_space_algebra, detail::InplaceOperations,
+                                            odeint::initially_resizer>;
 
 class HeunOde final : public detail::OdeintFixedStep<Stepper, HeunOde> {
  public:

@@ -7,8 +7,9 @@
 namespace sdekit {
 namespace {
 namespace odeint = boost::numeric::odeint;
-using Stepper = odeint::runge_kutta4_classic<at::Tensor, double, at::Tensor, double,
-                                             odeint::vector_space_algebra>;
+using Stepper =
+    odeint::runge_kutta4_classic<at::Tensor, double, at::Tensor, double,
+                                 odeint::vector_space_algebra, detail::InplaceOperations>;
 
 class RK4Ode final : public detail::OdeintFixedStep<Stepper, RK4Ode> {
  public:

@@ -68,8 +68,17 @@ int64_t RunContext::nfe() const {
 void RunContext::step_done(int index, int steps, double t_from, double t_to, const at::Tensor& prev,
                            const at::Tensor& x, bool final_step) const {
   const bool every = request_.finite_check == FiniteCheck::EveryStep;
-  // sum() is finite iff every entry is finite (barring overflow of the sum, itself a blow-up).
-  if ((every || final_step) && !std::isfinite(x.sum().item<double>())) {
+  // The sum is finite iff every entry is finite (barring overflow of the sum, itself a blow-up).
+  // Reduced into a reused 0-dim buffer: no allocation; one sync on CUDA.
+  bool finite = true;
+  if (every || final_step) {
+    // (In x's dtype: a float64 accumulation would first copy x to float64.)
+    if (!sum_.defined() || sum_.scalar_type() != x.scalar_type() || sum_.device() != x.device())
+      sum_ = at::zeros({}, x.options());
+    at::sum_out(sum_, x.reshape({-1}), 0);
+    finite = std::isfinite(sum_.item<double>());
+  }
+  if (!finite) {
     std::ostringstream os;
     os << "sampler " << sampler_ << ": non-finite values (NaN or inf) ";
     if (every)
@@ -107,6 +116,25 @@ BrownianIncrement RunContext::wiener_and_area(const at::Tensor& x, double s, dou
   return {std::move(dw), std::move(dz)};
 }
 
+at::Tensor& RunContext::buffer(int slot, const at::Tensor& like) const {
+  if (slot < 0 || slot >= kMaxSlots) throw std::logic_error("RunContext::buffer: slot out of range");
+  if (buffers_.capacity() < static_cast<size_t>(kMaxSlots)) buffers_.reserve(kMaxSlots);
+  if (buffers_.size() <= static_cast<size_t>(slot)) buffers_.resize(static_cast<size_t>(slot) + 1);
+  at::Tensor& b = buffers_[static_cast<size_t>(slot)];
+  if (!b.defined() || b.sizes() != like.sizes() || b.scalar_type() != like.scalar_type() ||
+      b.device() != like.device())
+    b = at::empty_like(like, at::MemoryFormat::Contiguous);
+  return b;
+}
+
+void RunContext::standard_normal_into(at::Tensor& out, double s, double t) const {
+  if (request_.brownian || generator->device().type() != out.device().type()) {
+    out.copy_(standard_normal(out, s, t));
+    return;
+  }
+  out.normal_(0.0, 1.0, *generator);
+}
+
 int Sampler::steps_for_nfe(int nfe) const {
   const int per = nfe_per_step();
   if (per < 1 || nfe < per)
@@ -142,11 +170,21 @@ at::Tensor FixedStepSampler::integrate(const RunContext& ctx, const at::Tensor& 
   at::Tensor x = x_init;
   for (int i = 0; i < steps; ++i) {
     const StepContext sc{ctx, i, steps};
-    at::Tensor next = step(sc, x, ctx.times[i], ctx.times[i + 1]);
-    ctx.step_done(i, steps, ctx.times[i], ctx.times[i + 1], x, next, i + 1 == steps);
-    x = std::move(next);
+    at::Tensor& out = ctx.buffer(i % 2, x);  // never x: x is x_init or the other state buffer
+    step_into(sc, x, ctx.times[i], ctx.times[i + 1], out);
+    ctx.step_done(i, steps, ctx.times[i], ctx.times[i + 1], x, out, i + 1 == steps);
+    x = out;
   }
   return x;
+}
+
+void FixedStepSampler::step_into(const StepContext& ctx, const at::Tensor& x, double t_from,
+                                 double t_to, at::Tensor& out) const {
+  out = step(ctx, x, t_from, t_to);
+}
+
+at::Tensor FixedStepSampler::step(const StepContext&, const at::Tensor&, double, double) const {
+  throw std::logic_error("FixedStepSampler: override step() or step_into()");
 }
 
 }  // namespace sdekit

@@ -85,12 +85,23 @@ class RunContext {
   /// observer. Throws NonFiniteError keeping `prev`.
   void step_done(int index, int steps, double t_from, double t_to, const at::Tensor& prev,
                  const at::Tensor& x, bool final_step) const;
+  /// A work tensor shaped like `like`, allocated on first use and reused for the whole run, so
+  /// that steady-state steps allocate nothing. Slots 0 and 1 hold FixedStepSampler's states;
+  /// samplers use slots from kFirstScratchSlot on.
+  at::Tensor& buffer(int slot, const at::Tensor& like) const;
+  static constexpr int kFirstScratchSlot = 2;
+  static constexpr int kMaxSlots = 32;  // references to buffers stay valid for the run
+  /// Standard normal noise for the step from s to t written into `out` (in place when drawn from
+  /// the generator; a Brownian path's query allocates).
+  void standard_normal_into(at::Tensor& out, double s, double t) const;
 
  private:
   const SampleRequest& request_;
   const CountingModel& counter_;
   const StepObserver& observer_;
   std::string_view sampler_;
+  mutable std::vector<at::Tensor> buffers_;
+  mutable at::Tensor sum_;  // 0-dim float64, the finiteness check's reduction
 };
 
 /// What one step of a fixed-grid sampler sees.
@@ -133,13 +144,19 @@ class Sampler {
   virtual at::Tensor integrate(const RunContext& ctx, const at::Tensor& x_init) const = 0;
 };
 
-/// A sampler made of independent one-step maps on the given grid.
+/// A sampler made of independent one-step maps on the given grid. The states alternate between
+/// two run buffers (StepInfo::x is valid during the observer call: clone it to keep it).
 class FixedStepSampler : public Sampler {
  protected:
   at::Tensor integrate(const RunContext& ctx, const at::Tensor& x_init) const final;
-  /// One step from t_from to t_to.
+  /// One step from t_from to t_to, written into `out` (a buffer shaped like x, never x itself).
+  /// The default assigns step()'s result.
+  virtual void step_into(const StepContext& ctx, const at::Tensor& x, double t_from, double t_to,
+                         at::Tensor& out) const;
+  /// One step from t_from to t_to, returning a new tensor (samplers that override step_into
+  /// need not implement it).
   virtual at::Tensor step(const StepContext& ctx, const at::Tensor& x, double t_from,
-                          double t_to) const = 0;
+                          double t_to) const;
 };
 
 /// A run produced NaN or inf. Carries where (step, times) and the last state known to be finite

@@ -9,10 +9,12 @@
 // 2 int e^{-2(lambda_t - lambda)} (lambda - lambda_s) dlambda. z is the step's standard normal
 // noise from the request's Brownian path (or generator). 1 NFE per step. Declared order 1 (the
 // strong order of the noise discretisation); the deterministic part is second order. A step
-// ending where sigma = 0 returns alpha_t x0_s with no noise. Sampling direction only.
+// ending where sigma = 0 returns alpha_t x0_s with no noise. Sampling direction only. Steps write
+// into run buffers and allocate nothing in steady state.
 #include <cmath>
 
 #include "solvers/detail/exp_integrator.hpp"
+#include "solvers/detail/inplace.hpp"
 #include "solvers/samplers.hpp"
 
 namespace sdekit {
@@ -20,6 +22,8 @@ namespace {
 using detail::LambdaPoint;
 
 class SDEDPMSolverPP2M final : public Sampler {
+  enum Slot { kZ = RunContext::kFirstScratchSlot, kM };
+
  public:
   std::string_view name() const override { return "sde-dpmpp-2m"; }
   double order() const override { return 1.0; }
@@ -36,22 +40,26 @@ class SDEDPMSolverPP2M final : public Sampler {
     LambdaPoint s = LambdaPoint::at(k, ctx.times[0]);
     for (int i = 0; i < steps; ++i) {
       const LambdaPoint t = LambdaPoint::at(k, ctx.times[i + 1]);
-      const at::Tensor m0 = ctx.predictor.x0(x, s.t);
-      at::Tensor next;
+      at::Tensor& m0 = ctx.buffer(kM + i % 2, x);
+      detail::predict_into(ctx.predictor, Param::X0, x, s.t, m0);
+      at::Tensor& next = ctx.buffer(i % 2, x);
       if (t.sigma == 0.0) {
-        next = m0 * t.alpha;
+        detail::lincomb(next, {{t.alpha, m0}});
       } else {
         const double h = t.lambda - s.lambda;
         const double e2 = -std::expm1(-2.0 * h);  // 1 - e^{-2h}
-        next = at::mul(x, t.sigma / s.sigma * std::exp(-h)).add_(m0, t.alpha * e2);
-        if (m_prev.defined()) {
-          const double c = t.alpha * (h + 0.5 * std::expm1(-2.0 * h)) / (s.lambda - lam_prev);
-          next.add_(m0, c).sub_(m_prev, c);
-        }
-        next.add_(ctx.standard_normal(x, s.t, t.t), t.sigma * std::sqrt(e2));
+        const double c = m_prev.defined()
+                             ? t.alpha * (h + 0.5 * std::expm1(-2.0 * h)) / (s.lambda - lam_prev)
+                             : 0.0;
+        at::Tensor& z = ctx.buffer(kZ, x);
+        ctx.standard_normal_into(z, s.t, t.t);
+        detail::lincomb(next, {{t.sigma / s.sigma * std::exp(-h), x},
+                               {t.alpha * e2 + c, m0},
+                               {-c, m_prev.defined() ? m_prev : m0},
+                               {t.sigma * std::sqrt(e2), z}});
       }
       ctx.step_done(i, steps, s.t, t.t, x, next, i + 1 == steps);
-      x = std::move(next);
+      x = next;
       m_prev = m0;
       lam_prev = s.lambda;
       s = t;

@@ -14,8 +14,10 @@
 // which is not corrected): NFE = steps. UniP-p + UniC has order p + 1 (the paper's Theorem 3.3);
 // the first steps warm up with orders 1, 2, ... and grids of fewer than 10 steps lower the order
 // of their final steps, as for DPM-Solver++ multistep. A step ending where lambda is infinite
-// (sigma = 0 or alpha = 0) is the order-1 limit. Works in both time directions.
+// (sigma = 0 or alpha = 0) is the order-1 limit. Works in both time directions. Steps write into
+// run buffers and allocate nothing in steady state (besides the tiny Eigen solve on the host).
 #include <Eigen/Dense>
+#include <array>
 #include <cmath>
 #include <stdexcept>
 #include <string>
@@ -49,30 +51,39 @@ class UniPC final : public Sampler {
     const int steps = ctx.steps();
     at::Tensor x = x_init;
     LambdaPoint s = LambdaPoint::at(k, ctx.times[0]);
-    at::Tensor m_s = ctx.predictor.x0(x, s.t);
-    std::vector<at::Tensor> hist;  // earlier data predictions, newest first
-    std::vector<double> hist_lam;
+    // Data predictions live in a ring of four run buffers: m_s, two of history and the new m_t.
+    int evals = 0;
+    auto next_m = [&]() -> at::Tensor& { return ctx.buffer(kM + (evals++ % 4), x); };
+    at::Tensor m_s = next_m();
+    detail::predict_into(ctx.predictor, Param::X0, x, s.t, m_s);
+    std::array<at::Tensor, 2> hist;  // earlier data predictions, newest first
+    std::array<double, 2> hist_lam{};
+    int n_hist = 0;
     for (int i = 0; i < steps; ++i) {
       const LambdaPoint t = LambdaPoint::at(k, ctx.times[i + 1]);
       const bool last = i + 1 == steps;
       int order = std::min(order_, i + 1);
       if (steps < kLowerOrderFinalBelow) order = std::min(order, steps - i);
-      at::Tensor next, m_t;
+      at::Tensor& next = ctx.buffer(i % 2, x);
+      at::Tensor m_t;
       if (t.singular()) {
-        next = detail::dpm1_x0(x, m_s, s, t);
+        detail::dpm1_x0(x, m_s, s, t, next);
       } else {
-        next = update(ctx, x, m_s, s, t, order, hist, hist_lam, !last, m_t);
+        if (!last) m_t = next_m();
+        update(ctx, x, m_s, s, t, std::min(order, n_hist + 1), hist, hist_lam, m_t, next);
       }
       ctx.step_done(i, steps, s.t, t.t, x, next, last);
-      x = std::move(next);
+      x = next;
       if (last) break;
-      if (!m_t.defined()) m_t = ctx.predictor.x0(x, t.t);
-      hist.insert(hist.begin(), m_s);
-      hist_lam.insert(hist_lam.begin(), s.lambda);
-      if (hist.size() > 2) {
-        hist.pop_back();
-        hist_lam.pop_back();
+      if (!m_t.defined()) {  // the step ended at an infinite lambda: ask the model at the new point
+        m_t = next_m();
+        detail::predict_into(ctx.predictor, Param::X0, x, t.t, m_t);
       }
+      hist[1] = hist[0];
+      hist_lam[1] = hist_lam[0];
+      hist[0] = m_s;
+      hist_lam[0] = s.lambda;
+      n_hist = std::min(n_hist + 1, 2);
       m_s = m_t;
       s = t;
     }
@@ -80,23 +91,27 @@ class UniPC final : public Sampler {
   }
 
  private:
-  at::Tensor update(const RunContext& ctx, const at::Tensor& x, const at::Tensor& m_s,
-                    const LambdaPoint& s, const LambdaPoint& t, int order,
-                    const std::vector<at::Tensor>& hist, const std::vector<double>& hist_lam,
-                    bool correct, at::Tensor& m_t) const {
+  enum Slot { kD = RunContext::kFirstScratchSlot, kBase = kD + 2, kXt, kM };
+
+  // One UniP-p step (and UniC-p when m_t is given: m_t receives x0 at the predicted point and
+  // `out` the corrected state).
+  void update(const RunContext& ctx, const at::Tensor& x, const at::Tensor& m_s,
+              const LambdaPoint& s, const LambdaPoint& t, int order,
+              const std::array<at::Tensor, 2>& hist, const std::array<double, 2>& hist_lam,
+              at::Tensor& m_t, at::Tensor& out) const {
     const double h = t.lambda - s.lambda, hh = -h;
     const double h_phi_1 = std::expm1(hh);
     const double B = variant_ == UniPCVariant::Bh1 ? hh : h_phi_1;
     const int p = order;
-    // r_j and D_j for the p - 1 earlier points; rks has a trailing 1 for the new point.
-    std::vector<double> rks;
-    std::vector<at::Tensor> D;
+    // r_j and D_j = (m_j - m_s) / r_j for the p - 1 earlier points; rks ends with 1.
+    std::array<double, 3> rks{};
     for (int j = 0; j < p - 1; ++j) {
       const double r = (hist_lam[static_cast<size_t>(j)] - s.lambda) / h;
-      rks.push_back(r);
-      D.push_back((hist[static_cast<size_t>(j)] - m_s) / r);
+      rks[static_cast<size_t>(j)] = r;
+      at::Tensor& D = ctx.buffer(kD + j, x);
+      detail::lincomb(D, {{1.0 / r, hist[static_cast<size_t>(j)]}, {-1.0 / r, m_s}});
     }
-    rks.push_back(1.0);
+    rks[static_cast<size_t>(p - 1)] = 1.0;
     Eigen::MatrixXd R(p, p);
     Eigen::VectorXd g(p);
     double h_phi_k = h_phi_1 / hh - 1.0, fact = 1.0;
@@ -106,27 +121,30 @@ class UniPC final : public Sampler {
       fact *= row + 2;
       h_phi_k = h_phi_k / hh - 1.0 / fact;
     }
-    const at::Tensor base = at::mul(x, t.sigma / s.sigma).sub_(m_s, t.alpha * h_phi_1);
-    at::Tensor x_t = base;
-    if (p >= 2) {
-      Eigen::VectorXd rho_p(p - 1);
-      if (p == 2)
-        rho_p(0) = 0.5;
-      else
-        rho_p = R.topLeftCorner(p - 1, p - 1).partialPivLu().solve(g.head(p - 1));
-      x_t = base.clone();
-      for (int j = 0; j < p - 1; ++j) x_t.sub_(D[static_cast<size_t>(j)], t.alpha * B * rho_p(j));
+    const double aB = t.alpha * B;
+    at::Tensor& base = ctx.buffer(kBase, x);
+    detail::lincomb(base, {{t.sigma / s.sigma, x}, {-t.alpha * h_phi_1, m_s}});
+    Eigen::VectorXd rho_p = Eigen::VectorXd::Zero(2);
+    if (p == 2) rho_p(0) = 0.5;
+    if (p == 3) rho_p.head(2) = R.topLeftCorner(2, 2).partialPivLu().solve(g.head(2));
+    const at::Tensor& D0 = p >= 2 ? ctx.buffer(kD, x) : x;
+    const at::Tensor& D1 = p >= 3 ? ctx.buffer(kD + 1, x) : x;
+    const double c0 = p >= 2 ? -aB * rho_p(0) : 0.0, c1 = p >= 3 ? -aB * rho_p(1) : 0.0;
+    if (!m_t.defined()) {  // UniP only
+      detail::lincomb(out, {{1.0, base}, {c0, D0}, {c1, D1}});
+      return;
     }
-    if (!correct) return x_t;
-    m_t = ctx.predictor.x0(x_t, t.t);
+    at::Tensor& x_t = ctx.buffer(kXt, x);
+    detail::lincomb(x_t, {{1.0, base}, {c0, D0}, {c1, D1}});
+    detail::predict_into(ctx.predictor, Param::X0, x_t, t.t, m_t);
     Eigen::VectorXd rho_c(p);
     if (p == 1)
       rho_c(0) = 0.5;
     else
       rho_c = R.partialPivLu().solve(g);
-    at::Tensor out = base.clone();
-    for (int j = 0; j < p - 1; ++j) out.sub_(D[static_cast<size_t>(j)], t.alpha * B * rho_c(j));
-    return out.sub_(m_t - m_s, t.alpha * B * rho_c(p - 1));
+    const double e0 = p >= 2 ? -aB * rho_c(0) : 0.0, e1 = p >= 3 ? -aB * rho_c(1) : 0.0;
+    const double et = -aB * rho_c(p - 1);
+    detail::lincomb(out, {{1.0, base}, {e0, D0}, {e1, D1}, {et, m_t}, {-et, m_s}});
   }
 
   int order_;

@@ -8,6 +8,7 @@
 #include <limits>
 
 #include "schedules/noise_schedule.hpp"
+#include "solvers/detail/inplace.hpp"
 
 namespace sdekit::detail {
 
@@ -28,22 +29,22 @@ struct LambdaPoint {
 
 /// DPM-Solver-1 (eps) from s to t: x_t = (alpha_t/alpha_s) x - sigma_t expm1(h) eps,
 /// h = lambda_t - lambda_s. Limits: sigma_t = 0 gives alpha_t x0, alpha_t = 0 gives sigma_t eps.
-inline at::Tensor dpm1_eps(const at::Tensor& x, const at::Tensor& eps, const LambdaPoint& s,
-                           const LambdaPoint& t) {
-  if (t.sigma == 0.0) return at::sub(x, eps, s.sigma).mul_(t.alpha / s.alpha);
-  if (t.alpha == 0.0) return eps * t.sigma;
-  const double h = t.lambda - s.lambda;
-  return at::mul(x, t.alpha / s.alpha).sub_(eps, t.sigma * std::expm1(h));
+inline void dpm1_eps(const at::Tensor& x, const at::Tensor& eps, const LambdaPoint& s,
+                     const LambdaPoint& t, at::Tensor& out) {
+  const double r = t.alpha / s.alpha;
+  if (t.sigma == 0.0) return lincomb(out, {{r, x}, {-r * s.sigma, eps}});
+  if (t.alpha == 0.0) return lincomb(out, {{t.sigma, eps}});
+  lincomb(out, {{r, x}, {-t.sigma * std::expm1(t.lambda - s.lambda), eps}});
 }
 
 /// DPM-Solver++ 1 (x0) from s to t: x_t = (sigma_t/sigma_s) x - alpha_t expm1(-h) x0.
 /// Limits: sigma_t = 0 gives alpha_t x0, alpha_t = 0 gives (sigma_t/sigma_s)(x - alpha_s x0).
-inline at::Tensor dpm1_x0(const at::Tensor& x, const at::Tensor& x0, const LambdaPoint& s,
-                          const LambdaPoint& t) {
-  if (t.sigma == 0.0) return x0 * t.alpha;
-  if (t.alpha == 0.0) return at::sub(x, x0, s.alpha).mul_(t.sigma / s.sigma);
-  const double h = t.lambda - s.lambda;
-  return at::mul(x, t.sigma / s.sigma).sub_(x0, t.alpha * std::expm1(-h));
+inline void dpm1_x0(const at::Tensor& x, const at::Tensor& x0, const LambdaPoint& s,
+                    const LambdaPoint& t, at::Tensor& out) {
+  const double r = t.sigma / s.sigma;
+  if (t.sigma == 0.0) return lincomb(out, {{t.alpha, x0}});
+  if (t.alpha == 0.0) return lincomb(out, {{r, x}, {-r * s.alpha, x0}});
+  lincomb(out, {{r, x}, {-t.alpha * std::expm1(-(t.lambda - s.lambda)), x0}});
 }
 
 }  // namespace sdekit::detail

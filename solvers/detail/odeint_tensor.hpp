@@ -1,11 +1,14 @@
 #pragma once
 // Boost.Odeint glue for at::Tensor state, kept here once (never included by public headers).
 //
-// The state goes through vector_space_algebra: every operation acts on whole tensors, and
-// default_operations assign new tensors to their outputs (t1 = a1 t2 + a2 t3), so no state is
-// ever modified in place. Two traits matter:
-//  - copy clones: odeint's default copy is `to = from`, which would alias two tensors;
-//  - no resizing: odeint's states start undefined and are bound by the first assignment.
+// The state goes through vector_space_algebra: every operation acts on whole tensors. Two sets
+// of operations are used:
+//  - default_operations (the adaptive steppers) assign new tensors to their outputs
+//    (t1 = a1 t2 + a2 t3): nothing is modified in place, every stage allocates;
+//  - InplaceOperations (the fixed-step Euler, Heun and RK4 samplers) write into the stepper's
+//    own state tensors, which odeint allocates once per stepper (resizing is on), so steady-state
+//    steps allocate nothing.
+// copy clones: odeint's default copy is `to = from`, which would alias two tensors.
 // The infinity norm used by controlled steppers costs one host-device sync per call.
 // Below them: an error checker that counts those calls (CountingErrorChecker) and the step-size
 // rule of the adaptive samplers (HairerStepAdjuster).
@@ -15,6 +18,8 @@
 #include <boost/numeric/odeint/algebra/vector_space_algebra.hpp>
 #include <boost/numeric/odeint/util/copy.hpp>
 #include <boost/numeric/odeint/util/is_resizeable.hpp>
+#include <boost/numeric/odeint/util/resize.hpp>
+#include <boost/numeric/odeint/util/same_size.hpp>
 #include <cstdint>
 
 namespace boost {
@@ -23,8 +28,23 @@ namespace odeint {
 
 template <>
 struct is_resizeable<at::Tensor> {
-  typedef boost::false_type type;
-  static const bool value = false;
+  typedef boost::true_type type;
+  static const bool value = true;
+};
+
+template <>
+struct same_size_impl<at::Tensor, at::Tensor> {
+  static bool same_size(const at::Tensor& x1, const at::Tensor& x2) {
+    return x1.defined() && x1.sizes() == x2.sizes() && x1.scalar_type() == x2.scalar_type() &&
+           x1.device() == x2.device();
+  }
+};
+
+template <>
+struct resize_impl<at::Tensor, at::Tensor> {
+  static void resize(at::Tensor& x1, const at::Tensor& x2) {
+    x1 = at::empty_like(x2, at::MemoryFormat::Contiguous);
+  }
 };
 
 template <>
@@ -141,6 +161,7 @@ class HairerStepAdjuster {
 
 }  // namespace sdekit::detail
 
+#include "solvers/detail/inplace.hpp"
 #include "solvers/sampler.hpp"
 
 namespace sdekit::detail {
@@ -154,19 +175,105 @@ struct PFOdeSystem {
   }
 };
 
-/// A fixed-step explicit Runge-Kutta sampler on the PF-ODE driven by an odeint stepper.
+/// The PF-ODE right-hand side written into dxdt in place (one model call, no allocation for an
+/// affine SDE: dxdt = (f - g2 cx / 2) x - (g2 cp / 2) raw with score = cx x + cp raw).
+struct PFOdeSystemInplace {
+  const RunContext* ctx;
+  void operator()(const at::Tensor& x, at::Tensor& dxdt, double t) const {
+    if (!ctx->kernel) {
+      dxdt.copy_(ctx->sde.pf_drift(x, t, ctx->predictor.score(x, t)));
+      return;
+    }
+    const Predictor::Linear s = ctx->predictor.linear(Param::Score, x, t);
+    const double f = ctx->kernel->f(t), half_g2 = 0.5 * ctx->kernel->g2(t);
+    lincomb(dxdt, {{f - half_g2 * s.cx, x}, {-half_g2 * s.cp, s.raw}});
+  }
+};
+
+/// Odeint operations that write into their first argument with in-place kernels (lincomb): the
+/// output may be the first source (x = x + dt k), never a later one.
+struct InplaceOperations {
+  template <class Fac1 = double>
+  struct scale_sum1 {
+    const Fac1 a1;
+    explicit scale_sum1(Fac1 a1) : a1(a1) {}
+    void operator()(at::Tensor& t1, const at::Tensor& t2) const { lincomb(t1, {{a1, t2}}); }
+    typedef void result_type;
+  };
+  template <class Fac1 = double, class Fac2 = Fac1>
+  struct scale_sum2 {
+    const Fac1 a1;
+    const Fac2 a2;
+    scale_sum2(Fac1 a1, Fac2 a2) : a1(a1), a2(a2) {}
+    void operator()(at::Tensor& t1, const at::Tensor& t2, const at::Tensor& t3) const {
+      lincomb(t1, {{a1, t2}, {a2, t3}});
+    }
+    typedef void result_type;
+  };
+  template <class Fac1 = double, class Fac2 = Fac1, class Fac3 = Fac2>
+  struct scale_sum3 {
+    const Fac1 a1;
+    const Fac2 a2;
+    const Fac3 a3;
+    scale_sum3(Fac1 a1, Fac2 a2, Fac3 a3) : a1(a1), a2(a2), a3(a3) {}
+    void operator()(at::Tensor& t1, const at::Tensor& t2, const at::Tensor& t3,
+                    const at::Tensor& t4) const {
+      lincomb(t1, {{a1, t2}, {a2, t3}, {a3, t4}});
+    }
+    typedef void result_type;
+  };
+  template <class Fac1 = double, class Fac2 = Fac1, class Fac3 = Fac2, class Fac4 = Fac3>
+  struct scale_sum4 {
+    const Fac1 a1;
+    const Fac2 a2;
+    const Fac3 a3;
+    const Fac4 a4;
+    scale_sum4(Fac1 a1, Fac2 a2, Fac3 a3, Fac4 a4) : a1(a1), a2(a2), a3(a3), a4(a4) {}
+    void operator()(at::Tensor& t1, const at::Tensor& t2, const at::Tensor& t3,
+                    const at::Tensor& t4, const at::Tensor& t5) const {
+      lincomb(t1, {{a1, t2}, {a2, t3}, {a3, t4}, {a4, t5}});
+    }
+    typedef void result_type;
+  };
+  template <class Fac1 = double, class Fac2 = Fac1, class Fac3 = Fac2, class Fac4 = Fac3,
+            class Fac5 = Fac4>
+  struct scale_sum5 {
+    const Fac1 a1;
+    const Fac2 a2;
+    const Fac3 a3;
+    const Fac4 a4;
+    const Fac5 a5;
+    scale_sum5(Fac1 a1, Fac2 a2, Fac3 a3, Fac4 a4, Fac5 a5)
+        : a1(a1), a2(a2), a3(a3), a4(a4), a5(a5) {}
+    void operator()(at::Tensor& t1, const at::Tensor& t2, const at::Tensor& t3,
+                    const at::Tensor& t4, const at::Tensor& t5, const at::Tensor& t6) const {
+      lincomb(t1, {{a1, t2}, {a2, t3}, {a3, t4}, {a4, t5}, {a5, t6}});
+    }
+    typedef void result_type;
+  };
+};
+
+/// A fixed-step explicit Runge-Kutta sampler on the PF-ODE driven by one odeint stepper per run
+/// (its stage tensors are allocated once), with InplaceOperations: steady-state steps allocate
+/// nothing. Derived provides make_stepper().
 template <class Stepper, class Derived>
-class OdeintFixedStep : public FixedStepSampler {
+class OdeintFixedStep : public Sampler {
  public:
   bool stochastic() const override { return false; }
 
  protected:
-  at::Tensor step(const StepContext& ctx, const at::Tensor& x, double t_from,
-                  double t_to) const override {
+  at::Tensor integrate(const RunContext& ctx, const at::Tensor& x_init) const override {
     Stepper stepper = static_cast<const Derived*>(this)->make_stepper();
-    at::Tensor y = x;  // rebinding, not aliasing: odeint assigns new tensors
-    stepper.do_step(PFOdeSystem{&ctx.run}, y, t_from, t_to - t_from);
-    return y;
+    const PFOdeSystemInplace sys{&ctx};
+    const int steps = ctx.steps();
+    at::Tensor x = x_init;
+    for (int i = 0; i < steps; ++i) {
+      at::Tensor& out = ctx.buffer(i % 2, x);
+      stepper.do_step(sys, x, ctx.times[i], out, ctx.times[i + 1] - ctx.times[i]);
+      ctx.step_done(i, steps, ctx.times[i], ctx.times[i + 1], x, out, i + 1 == steps);
+      x = out;
+    }
+    return x;
   }
 };
 
