@@ -37,8 +37,9 @@ void dpm_step(const StepContext& ctx, const at::Tensor& x, double s_t, double t_
   const NoiseSchedule& k = ctx.kernel();
   const Predictor& pred = ctx.predictor();
   const LambdaPoint s = LambdaPoint::at(k, s_t), t = LambdaPoint::at(k, t_t);
-  at::Tensor& eps_s = ctx.run.buffer(kEps, x);
-  detail::predict_into(pred, Param::Eps, x, s_t, eps_s);
+  at::Tensor hold;
+  const at::Tensor& eps_s =
+      detail::predict_ref(pred, Param::Eps, x, s_t, ctx.run.buffer(kEps, x), hold);
   if (order == 1 || t.singular()) return detail::dpm1_eps(x, eps_s, s, t, out);
   const double h = t.lambda - s.lambda;
   const double phi_t = t.sigma * std::expm1(h), r = t.alpha / s.alpha;
@@ -48,24 +49,24 @@ void dpm_step(const StepContext& ctx, const at::Tensor& x, double s_t, double t_
     const double r1 = 0.5;
     const LambdaPoint s1 = LambdaPoint::at(k, k.t_of_lambda(s.lambda + r1 * h));
     detail::lincomb(u1, {{s1.alpha / s.alpha, x}, {-s1.sigma * std::expm1(r1 * h), eps_s}});
-    detail::predict_into(pred, Param::Eps, u1, s1.t, d1);
-    d1.sub_(eps_s);
+    const Predictor::Linear e1 = pred.linear(Param::Eps, u1, s1.t);
+    detail::lincomb(d1, {{e1.cp, e1.raw}, {e1.cx, u1}, {-1.0, eps_s}});
     return detail::lincomb(out, {{r, x}, {-phi_t, eps_s}, {-phi_t / (2.0 * r1), d1}});
   }
   const double r1 = 1.0 / 3.0, r2 = 2.0 / 3.0;
   const LambdaPoint s1 = LambdaPoint::at(k, k.t_of_lambda(s.lambda + r1 * h));
   const LambdaPoint s2 = LambdaPoint::at(k, k.t_of_lambda(s.lambda + r2 * h));
   detail::lincomb(u1, {{s1.alpha / s.alpha, x}, {-s1.sigma * std::expm1(r1 * h), eps_s}});
-  detail::predict_into(pred, Param::Eps, u1, s1.t, d1);
-  d1.sub_(eps_s);
+  const Predictor::Linear e1 = pred.linear(Param::Eps, u1, s1.t);
+  detail::lincomb(d1, {{e1.cp, e1.raw}, {e1.cx, u1}, {-1.0, eps_s}});
   const double e2 = std::expm1(r2 * h);
   at::Tensor& u2 = ctx.run.buffer(kU2, x);
   at::Tensor& d2 = ctx.run.buffer(kD2, x);
   detail::lincomb(u2, {{s2.alpha / s.alpha, x},
                        {-s2.sigma * e2, eps_s},
                        {-s2.sigma * r2 / r1 * (e2 / (r2 * h) - 1.0), d1}});
-  detail::predict_into(pred, Param::Eps, u2, s2.t, d2);
-  d2.sub_(eps_s);
+  const Predictor::Linear e2p = pred.linear(Param::Eps, u2, s2.t);
+  detail::lincomb(d2, {{e2p.cp, e2p.raw}, {e2p.cx, u2}, {-1.0, eps_s}});
   detail::lincomb(out, {{r, x}, {-phi_t, eps_s}, {-t.sigma / r2 * (std::expm1(h) / h - 1.0), d2}});
 }
 

@@ -48,6 +48,31 @@ void validate_request(const Sampler& sampler, const SampleRequest& r) {
                                 r.sde->name() + "' has none");
 }
 
+bool RunContext::all_finite(const at::Tensor& x) const {
+  // A contiguous CPU state is scanned in place (no dispatch, no allocation).
+  if (x.is_cpu() && x.is_contiguous()) {
+    const int64_t n = x.numel();
+    if (x.scalar_type() == at::kFloat) {
+      const float* p = x.data_ptr<float>();
+      for (int64_t i = 0; i < n; ++i)
+        if (!std::isfinite(p[i])) return false;
+      return true;
+    }
+    if (x.scalar_type() == at::kDouble) {
+      const double* p = x.data_ptr<double>();
+      for (int64_t i = 0; i < n; ++i)
+        if (!std::isfinite(p[i])) return false;
+      return true;
+    }
+  }
+  // Elsewhere the sum is finite iff every entry is (barring overflow of the sum, itself a
+  // blow-up); it is reduced into a reused 0-dim buffer in x's dtype: one sync on CUDA.
+  if (!sum_.defined() || sum_.scalar_type() != x.scalar_type() || sum_.device() != x.device())
+    sum_ = at::zeros({}, x.options());
+  at::sum_out(sum_, x.reshape({-1}), 0);
+  return std::isfinite(sum_.item<double>());
+}
+
 RunContext::RunContext(const SampleRequest& r, const Predictor& predictor,
                        const CountingModel& counter, at::Generator* generator,
                        const StepObserver& observer, std::string_view sampler)
@@ -68,16 +93,8 @@ int64_t RunContext::nfe() const {
 void RunContext::step_done(int index, int steps, double t_from, double t_to, const at::Tensor& prev,
                            const at::Tensor& x, bool final_step) const {
   const bool every = request_.finite_check == FiniteCheck::EveryStep;
-  // The sum is finite iff every entry is finite (barring overflow of the sum, itself a blow-up).
-  // Reduced into a reused 0-dim buffer: no allocation; one sync on CUDA.
   bool finite = true;
-  if (every || final_step) {
-    // (In x's dtype: a float64 accumulation would first copy x to float64.)
-    if (!sum_.defined() || sum_.scalar_type() != x.scalar_type() || sum_.device() != x.device())
-      sum_ = at::zeros({}, x.options());
-    at::sum_out(sum_, x.reshape({-1}), 0);
-    finite = std::isfinite(sum_.item<double>());
-  }
+  if (every || final_step) finite = all_finite(x);
   if (!finite) {
     std::ostringstream os;
     os << "sampler " << sampler_ << ": non-finite values (NaN or inf) ";
@@ -117,7 +134,8 @@ BrownianIncrement RunContext::wiener_and_area(const at::Tensor& x, double s, dou
 }
 
 at::Tensor& RunContext::buffer(int slot, const at::Tensor& like) const {
-  if (slot < 0 || slot >= kMaxSlots) throw std::logic_error("RunContext::buffer: slot out of range");
+  if (slot < 0 || slot >= kMaxSlots)
+    throw std::logic_error("RunContext::buffer: slot out of range");
   if (buffers_.capacity() < static_cast<size_t>(kMaxSlots)) buffers_.reserve(kMaxSlots);
   if (buffers_.size() <= static_cast<size_t>(slot)) buffers_.resize(static_cast<size_t>(slot) + 1);
   at::Tensor& b = buffers_[static_cast<size_t>(slot)];

@@ -20,8 +20,8 @@
 
 namespace sdekit {
 
-/// How often a run checks x for NaN / inf: after every step (reports the step and t; costs one
-/// reduction and, on CUDA, one device sync per step) or only at the end.
+/// How often a run checks x for NaN / inf: after every step (reports the step and t; on the CPU a
+/// scan of the state, on CUDA one reduction and one device sync per step) or only at the end.
 enum class FiniteCheck { EveryStep, Final };
 
 struct SampleRequest {
@@ -100,6 +100,7 @@ class RunContext {
   const CountingModel& counter_;
   const StepObserver& observer_;
   std::string_view sampler_;
+  bool all_finite(const at::Tensor& x) const;
   mutable std::vector<at::Tensor> buffers_;
   mutable at::Tensor sum_;  // 0-dim float64, the finiteness check's reduction
 };

@@ -91,7 +91,7 @@ class UniPC final : public Sampler {
   }
 
  private:
-  enum Slot { kD = RunContext::kFirstScratchSlot, kBase = kD + 2, kXt, kM };
+  enum Slot { kXt = RunContext::kFirstScratchSlot, kM };
 
   // One UniP-p step (and UniC-p when m_t is given: m_t receives x0 at the predicted point and
   // `out` the corrected state).
@@ -103,14 +103,11 @@ class UniPC final : public Sampler {
     const double h_phi_1 = std::expm1(hh);
     const double B = variant_ == UniPCVariant::Bh1 ? hh : h_phi_1;
     const int p = order;
-    // r_j and D_j = (m_j - m_s) / r_j for the p - 1 earlier points; rks ends with 1.
+    // r_j for the p - 1 earlier points (rks ends with 1). D_j = (m_j - m_s) / r_j is never formed:
+    // its coefficients are folded into the combinations of x, m_s, m_0, m_1 (and m_t) below.
     std::array<double, 3> rks{};
-    for (int j = 0; j < p - 1; ++j) {
-      const double r = (hist_lam[static_cast<size_t>(j)] - s.lambda) / h;
-      rks[static_cast<size_t>(j)] = r;
-      at::Tensor& D = ctx.buffer(kD + j, x);
-      detail::lincomb(D, {{1.0 / r, hist[static_cast<size_t>(j)]}, {-1.0 / r, m_s}});
-    }
+    for (int j = 0; j < p - 1; ++j)
+      rks[static_cast<size_t>(j)] = (hist_lam[static_cast<size_t>(j)] - s.lambda) / h;
     rks[static_cast<size_t>(p - 1)] = 1.0;
     Eigen::MatrixXd R(p, p);
     Eigen::VectorXd g(p);
@@ -122,29 +119,37 @@ class UniPC final : public Sampler {
       h_phi_k = h_phi_k / hh - 1.0 / fact;
     }
     const double aB = t.alpha * B;
-    at::Tensor& base = ctx.buffer(kBase, x);
-    detail::lincomb(base, {{t.sigma / s.sigma, x}, {-t.alpha * h_phi_1, m_s}});
+    const double bx = t.sigma / s.sigma, bm = -t.alpha * h_phi_1;  // x_t' = bx x + bm m_s
+    const at::Tensor& h0 = p >= 2 ? hist[0] : x;
+    const at::Tensor& h1 = p >= 3 ? hist[1] : x;
+    // sum_j c_j D_j = sum_j (c_j / r_j) m_j - (sum_j c_j / r_j) m_s.
+    auto folded = [&](const Eigen::VectorXd& rho, std::array<double, 2>& cm) {
+      cm = {0.0, 0.0};
+      double cs = 0.0;
+      for (int j = 0; j < p - 1; ++j) {
+        cm[static_cast<size_t>(j)] = -aB * rho(j) / rks[static_cast<size_t>(j)];
+        cs -= cm[static_cast<size_t>(j)];
+      }
+      return cs;
+    };
     Eigen::VectorXd rho_p = Eigen::VectorXd::Zero(2);
     if (p == 2) rho_p(0) = 0.5;
     if (p == 3) rho_p.head(2) = R.topLeftCorner(2, 2).partialPivLu().solve(g.head(2));
-    const at::Tensor& D0 = p >= 2 ? ctx.buffer(kD, x) : x;
-    const at::Tensor& D1 = p >= 3 ? ctx.buffer(kD + 1, x) : x;
-    const double c0 = p >= 2 ? -aB * rho_p(0) : 0.0, c1 = p >= 3 ? -aB * rho_p(1) : 0.0;
-    if (!m_t.defined()) {  // UniP only
-      detail::lincomb(out, {{1.0, base}, {c0, D0}, {c1, D1}});
-      return;
-    }
-    at::Tensor& x_t = ctx.buffer(kXt, x);
-    detail::lincomb(x_t, {{1.0, base}, {c0, D0}, {c1, D1}});
+    std::array<double, 2> cp{};
+    const double cps = folded(rho_p, cp);
+    at::Tensor& x_t = m_t.defined() ? ctx.buffer(kXt, x) : out;
+    detail::lincomb(x_t, {{bx, x}, {bm + cps, m_s}, {cp[0], h0}, {cp[1], h1}});
+    if (!m_t.defined()) return;  // UniP only
     detail::predict_into(ctx.predictor, Param::X0, x_t, t.t, m_t);
     Eigen::VectorXd rho_c(p);
     if (p == 1)
       rho_c(0) = 0.5;
     else
       rho_c = R.partialPivLu().solve(g);
-    const double e0 = p >= 2 ? -aB * rho_c(0) : 0.0, e1 = p >= 3 ? -aB * rho_c(1) : 0.0;
+    std::array<double, 2> cc{};
+    const double ccs = folded(rho_c, cc);
     const double et = -aB * rho_c(p - 1);
-    detail::lincomb(out, {{1.0, base}, {e0, D0}, {e1, D1}, {et, m_t}, {-et, m_s}});
+    detail::lincomb(out, {{bx, x}, {bm + ccs - et, m_s}, {cc[0], h0}, {cc[1], h1}, {et, m_t}});
   }
 
   int order_;

@@ -35,7 +35,8 @@ struct Term {
 };
 
 /// out = sum_k c_k t_k. `out` may be one of the terms (it is then scaled first); no other term
-/// may alias it. Terms after the first with c_k = 0 are skipped.
+/// may alias it. Terms with c_k = 0 are skipped; a leading unit term and the next one share one
+/// kernel (add_out). One kernel per remaining term.
 inline void lincomb(at::Tensor& out, std::initializer_list<Term> terms) {
   const Term* first = nullptr;
   for (const Term& term : terms) {
@@ -44,10 +45,47 @@ inline void lincomb(at::Tensor& out, std::initializer_list<Term> terms) {
       first = &term;
     }
   }
-  if (!first) first = terms.begin();
-  scale_into(out, first->c, first->t);
+  if (!first) {
+    for (const Term& term : terms) {
+      if (term.c != 0.0) {
+        first = &term;
+        break;
+      }
+    }
+    if (!first) {
+      out.zero_();
+      return;
+    }
+  }
+  const Term* fused = nullptr;
+  if (first->c == 1.0 && !first->t.is_same(out)) {
+    for (const Term& term : terms) {
+      if (&term != first && term.c != 0.0) {
+        fused = &term;
+        break;
+      }
+    }
+  }
+  if (fused)
+    at::add_out(out, first->t, fused->t, fused->c);
+  else
+    scale_into(out, first->c, first->t);
   for (const Term& term : terms)
-    if (&term != first && term.c != 0.0) out.add_(term.t, term.c);
+    if (&term != first && &term != fused && term.c != 0.0) out.add_(term.t, term.c);
+}
+
+/// The prediction in parameterization `to` at (x, t), one model call: the model's own output
+/// when it already predicts `to` (kept alive in `hold`), else written into `buf`.
+template <class Pred, class P>
+const at::Tensor& predict_ref(const Pred& predictor, P to, const at::Tensor& x, double t,
+                              at::Tensor& buf, at::Tensor& hold) {
+  auto lin = predictor.linear(to, x, t);
+  if (lin.cx == 0.0 && lin.cp == 1.0) {
+    hold = std::move(lin.raw);
+    return hold;
+  }
+  lincomb(buf, {{lin.cx, x}, {lin.cp, lin.raw}});
+  return buf;
 }
 
 /// out = the model's prediction in parameterization `to` at (x, t): one model call, converted
