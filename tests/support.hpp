@@ -2,8 +2,13 @@
 // Helpers shared by the sampler tests: least-squares orders, RMS errors, moment checks.
 #include <ATen/ATen.h>
 
+#include <catch2/catch.hpp>
 #include <cmath>
+#include <cstdint>
 #include <vector>
+
+#include "models/gaussian_mixture.hpp"
+#include "schedules/noise_schedule.hpp"
 
 namespace sdekit::test {
 
@@ -27,6 +32,58 @@ inline double fitted_order(const std::vector<double>& nfe, const std::vector<dou
 /// Root mean square over all entries.
 inline double rms(const at::Tensor& a) {
   return a.pow(2).mean().sqrt().item<double>();
+}
+
+/// A single Gaussian N(mu, C), C = U diag(s) U^T, whose probability-flow ODE has a closed form.
+struct GaussianCase {
+  at::Tensor mu, U, s;
+  GaussianMixture mixture() const {
+    const at::Tensor C = at::matmul(U * s.unsqueeze(0), U.transpose(0, 1));
+    return GaussianMixture(at::ones({1}, at::kDouble), mu.unsqueeze(0), C.unsqueeze(0), "gauss");
+  }
+  /// Exact PF-ODE flow map from time T to t (either direction): in the eigenbasis each coordinate
+  /// of x - alpha mu scales by sqrt(v_t / v_T), v = alpha^2 s + sigma^2 (THEORY.md section 2:
+  /// d/dt log sqrt(v) = f + g2 / (2 v), the PF-ODE's rate for x - alpha mu).
+  at::Tensor flow(const at::Tensor& xT, const NoiseSchedule& k, double T, double t) const {
+    const double aT = k.alpha(T), sT = k.sigma(T), at_ = k.alpha(t), st = k.sigma(t);
+    const at::Tensor vT = aT * aT * s + sT * sT, vt = at_ * at_ * s + st * st;
+    const at::Tensor y = at::matmul(xT - aT * mu, U);
+    return at_ * mu + at::matmul(y * (vt / vT).sqrt(), U.transpose(0, 1));
+  }
+};
+
+/// A random Gaussian in D dimensions with eigenvalues from 0.2 to 1.5.
+inline GaussianCase random_gaussian(int64_t D, uint64_t seed) {
+  at::Generator g = at::make_generator<at::CPUGeneratorImpl>(seed);
+  const at::Tensor Q = std::get<0>(at::linalg_qr(at::randn({D, D}, g, at::kDouble)));
+  return {at::randn({D}, g, at::kDouble), Q, at::linspace(0.2, 1.5, D, at::kDouble)};
+}
+
+/// Sample mean/covariance checks with standard errors estimated from the samples themselves:
+/// SE(mean_i) = sd(x_i)/sqrt(n); SE(C_ij) = sd((x_i - m_i)(x_j - m_j))/sqrt(n). Each entry must lie
+/// within z standard errors plus an absolute allowance `bias` for the discretisation bias.
+inline void check_moments(const at::Tensor& x, const at::Tensor& m, const at::Tensor& C, double z,
+                          double bias) {
+  const int64_t n = x.size(0), D = x.size(1);
+  const at::Tensor xd = x.to(at::kDouble);
+  const at::Tensor mh = xd.mean(0);
+  const at::Tensor xc = xd - mh;
+  const at::Tensor se_m = xd.std(0) / std::sqrt(static_cast<double>(n));
+  for (int64_t i = 0; i < D; ++i) {
+    INFO("mean[" << i << "] = " << mh[i].item<double>() << " vs exact " << m[i].item<double>()
+                 << ", SE " << se_m[i].item<double>());
+    CHECK(std::abs((mh[i] - m[i]).item<double>()) < z * se_m[i].item<double>() + bias);
+  }
+  for (int64_t i = 0; i < D; ++i) {
+    for (int64_t j = 0; j <= i; ++j) {
+      const at::Tensor prod = xc.select(1, i) * xc.select(1, j);
+      const double c = prod.sum().item<double>() / static_cast<double>(n - 1);
+      const double se = prod.std().item<double>() / std::sqrt(static_cast<double>(n));
+      INFO("cov[" << i << "," << j << "] = " << c << " vs exact " << C[i][j].item<double>()
+                  << ", SE " << se);
+      CHECK(std::abs(c - C[i][j].item<double>()) < z * se + bias);
+    }
+  }
 }
 
 }  // namespace sdekit::test

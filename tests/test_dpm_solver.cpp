@@ -81,23 +81,15 @@ TEST_CASE("exponential integrators reach their order on Gaussian data on every s
           "[dpm][order]") {
   // Closed-form PF-ODE flow of N(mu, C): each eigen-coordinate of x - alpha mu scales by
   // sqrt(v_t / v_T), v = alpha^2 s + sigma^2. Grids uniform in lambda, 48..192 NFE.
-  at::Generator g = at::make_generator<at::CPUGeneratorImpl>(7);
-  const at::Tensor Q = std::get<0>(at::linalg_qr(at::randn({4, 4}, g, at::kDouble)));
-  const at::Tensor mu = at::tensor({0.5, -1.0, 0.25, 1.5}, at::kDouble),
-                   ev = at::tensor({0.2, 0.5, 1.0, 1.5}, at::kDouble);
-  const at::Tensor C = at::matmul(Q * ev.unsqueeze(0), Q.transpose(0, 1));
-  const GaussianMixture gauss(at::ones({1}, at::kDouble), mu.unsqueeze(0), C.unsqueeze(0),
-                              "gauss4");
+  const test::GaussianCase gc = test::random_gaussian(4, 7);
+  at::Generator g = at::make_generator<at::CPUGeneratorImpl>(8);
   const at::Tensor xT = at::randn({64, 4}, g, at::kDouble);
   for (const char* sde_name : {"vp-linear", "vp-cosine", "sub-vp", "ve", "edm"}) {
     const SDEPtr sde = make_sde(sde_name);
     const SchedulePtr k = sde->schedule();
     const double T = sde->domain().hi, te = sde->default_t_end();
-    const double aT = k->alpha(T), sT = k->sigma(T), a0 = k->alpha(te), s0 = k->sigma(te);
-    const at::Tensor scale = ((a0 * a0 * ev + s0 * s0) / (aT * aT * ev + sT * sT)).sqrt();
-    const at::Tensor exact =
-        a0 * mu + at::matmul(at::matmul(xT - aT * mu, Q) * scale, Q.transpose(0, 1));
-    GaussianMixtureModel model(gauss, k);
+    const at::Tensor exact = gc.flow(xT, *k, T, te);
+    GaussianMixtureModel model(gc.mixture(), k);
     for (const auto& c : exponential_integrators()) {
       // dpmpp-3m and unipc-3 warm up with lower orders, whose O(h^2) / O(h^3) first-step error
       // dominates on this tiny problem; their order is measured on the mixture below.

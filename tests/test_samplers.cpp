@@ -15,29 +15,14 @@
 #include "support.hpp"
 
 using namespace sdekit;
+using sdekit::test::check_moments;
 using sdekit::test::fitted_order;
+using sdekit::test::GaussianCase;
 using sdekit::test::rms;
 
 namespace {
 
 // A single anisotropic Gaussian N(mu, C) in D = 4 with known eigenbasis.
-struct GaussianCase {
-  at::Tensor mu, U, s;  // C = U diag(s) U^T
-  GaussianMixture mixture() const {
-    const at::Tensor C = at::matmul(U * s.unsqueeze(0), U.transpose(0, 1));
-    return GaussianMixture(at::ones({1}, at::kDouble), mu.unsqueeze(0), C.unsqueeze(0), "gauss4");
-  }
-  // Exact PF-ODE flow map from time T to t: in the eigenbasis each coordinate of x - alpha mu
-  // scales by sqrt(v_t / v_T), v = alpha^2 s + sigma^2 (derivation in THEORY.md section 2:
-  // d/dt log sqrt(v) = f + g2 / (2 v), the PF-ODE's rate for x - alpha mu).
-  at::Tensor flow(const at::Tensor& xT, const NoiseSchedule& k, double T, double t) const {
-    const double aT = k.alpha(T), sT = k.sigma(T), at_ = k.alpha(t), st = k.sigma(t);
-    const at::Tensor vT = aT * aT * s + sT * sT, vt = at_ * at_ * s + st * st;
-    const at::Tensor y = at::matmul(xT - aT * mu, U);
-    return at_ * mu + at::matmul(y * (vt / vT).sqrt(), U.transpose(0, 1));
-  }
-};
-
 GaussianCase make_gaussian() {
   at::Generator g = at::make_generator<at::CPUGeneratorImpl>(7);
   const at::Tensor Q = std::get<0>(at::linalg_qr(at::randn({4, 4}, g, at::kDouble)));
@@ -92,35 +77,6 @@ TEST_CASE("deterministic samplers reach their declared order on the Gaussian PF-
     }
   }
 }
-
-namespace {
-// Sample mean/covariance checks with standard errors estimated from the samples themselves:
-// SE(mean_i) = sd(x_i)/sqrt(n); SE(C_ij) = sd((x_i - m_i)(x_j - m_j))/sqrt(n). Each entry must
-// lie within z standard errors (+ an absolute allowance for the discretisation bias).
-void check_moments(const at::Tensor& x, const at::Tensor& m, const at::Tensor& C, double z,
-                   double bias) {
-  const int64_t n = x.size(0), D = x.size(1);
-  const at::Tensor xd = x.to(at::kDouble);
-  const at::Tensor mh = xd.mean(0);
-  const at::Tensor xc = xd - mh;
-  const at::Tensor se_m = xd.std(0) / std::sqrt(static_cast<double>(n));
-  for (int64_t i = 0; i < D; ++i) {
-    INFO("mean[" << i << "] = " << mh[i].item<double>() << " vs exact " << m[i].item<double>()
-                 << ", SE " << se_m[i].item<double>());
-    CHECK(std::abs((mh[i] - m[i]).item<double>()) < z * se_m[i].item<double>() + bias);
-  }
-  for (int64_t i = 0; i < D; ++i) {
-    for (int64_t j = 0; j <= i; ++j) {
-      const at::Tensor prod = xc.select(1, i) * xc.select(1, j);
-      const double c = prod.sum().item<double>() / static_cast<double>(n - 1);
-      const double se = prod.std().item<double>() / std::sqrt(static_cast<double>(n));
-      INFO("cov[" << i << "," << j << "] = " << c << " vs exact " << C[i][j].item<double>()
-                  << ", SE " << se);
-      CHECK(std::abs(c - C[i][j].item<double>()) < z * se + bias);
-    }
-  }
-}
-}  // namespace
 
 TEST_CASE("stochastic samplers reproduce the mixture's marginal moments", "[samplers][moments]") {
   // ring2d, n = 10000 from one prior draw, 200 steps: the discretisation bias (O(h) = O(5e-3)
