@@ -15,10 +15,14 @@
 // increment of the SDE, so request.brownian is not used). NFE per step (= per noise level after
 // the first): K, so a grid of N steps costs K N. The sampler has no convergence order in the step
 // count (its bias is set by e and K, not by the grid); order() is 0.
+// Implementation: the moves update the output in place, with score = cx x + cp raw
+// (Predictor::linear) folded in and the noise drawn into a per-run buffer. A step allocates
+// nothing in steady state.
 #include <cmath>
 #include <stdexcept>
 #include <string>
 
+#include "solvers/detail/inplace.hpp"
 #include "solvers/noise.hpp"
 #include "solvers/samplers.hpp"
 
@@ -42,7 +46,8 @@ class AnnealedLangevin final : public FixedStepSampler {
   bool needs_kernel() const override { return true; }
 
  protected:
-  at::Tensor step(const StepContext& ctx, const at::Tensor& x, double s, double t) const override {
+  void step_into(const StepContext& ctx, const at::Tensor& x, double s, double t,
+                 at::Tensor& out) const override {
     if (!ctx.run.generator)
       throw std::invalid_argument(
           "sampler annealed-langevin: Langevin noise comes from request.generator, which is not "
@@ -53,13 +58,22 @@ class AnnealedLangevin final : public FixedStepSampler {
     const double sig_t = k.sigma(t);
     const double a = eps_ * (sig_t * sig_t) / (sig_hat_last * sig_hat_last);
     const double scale = std::exp(k.log_alpha(t) - k.log_alpha(s));  // alpha_t / alpha_s
-    at::Tensor out = scale == 1.0 ? x : x * scale;
+    detail::scale_into(out, scale, x);
+    at::Tensor& z = ctx.run.buffer(RunContext::kFirstScratchSlot, x);
+    at::Generator& gen = ctx.generator();
     const double half = 0.5 * a, root = std::sqrt(a);
     for (int j = 0; j < K_; ++j) {
-      const at::Tensor score = ctx.predictor().score(out, t);
-      out = out + half * score + root * normal_like(out, ctx.generator());
+      const Predictor::Linear sc = ctx.predictor().linear(Param::Score, out, t);
+      if (gen.device().type() == z.device().type())
+        z.normal_(0.0, 1.0, gen);  // as normal_like draws it
+      else
+        z.copy_(normal_like(z, gen));  // a generator on another device: drawn there, moved
+      // out += half (cx out + cp raw) + root z.
+      if (sc.raw.is_same(out))  // a model that returns its input
+        detail::lincomb(out, {{1.0 + half * (sc.cx + sc.cp), out}, {root, z}});
+      else
+        detail::lincomb(out, {{1.0 + half * sc.cx, out}, {half * sc.cp, sc.raw}, {root, z}});
     }
-    return out;
   }
 
  private:

@@ -19,15 +19,21 @@
 // With S_churn = 0 this is deterministic Heun in (sigma_hat, x_hat): global order 2 (for edm
 // exactly the "heun" sampler); with S_churn > 0 it is stochastic (weak order 1 declared: the
 // churn is an Euler-type splitting step). 2 NFE per step.
+// Implementation: D = cx x + cp raw (Predictor::linear) is folded into d, d' and the update, so
+// the step keeps x_hat (with churn), the model input and d in per-run buffers and writes x'
+// straight into the output. A step allocates nothing in steady state (churn noise from a Brownian
+// path allocates: the path's query does).
 #include <algorithm>
 #include <cmath>
 #include <stdexcept>
 #include <string>
 
+#include "solvers/detail/inplace.hpp"
 #include "solvers/samplers.hpp"
 
 namespace sdekit {
 namespace {
+
 class EDMHeun final : public FixedStepSampler {
  public:
   explicit EDMHeun(const SamplerOptions& o)
@@ -48,10 +54,16 @@ class EDMHeun final : public FixedStepSampler {
   bool needs_kernel() const override { return true; }
 
  protected:
-  at::Tensor step(const StepContext& ctx, const at::Tensor& x, double s, double t) const override {
+  void step_into(const StepContext& ctx, const at::Tensor& x, double s, double t,
+                 at::Tensor& out) const override {
     const NoiseSchedule& k = ctx.kernel();
-    const double sig_s = scaled_sigma(k, s), sig_t = scaled_sigma(k, t);
-    at::Tensor xh = x / k.alpha(s);
+    const double sig_s = scaled_sigma(k, s), sig_t = scaled_sigma(k, t), alpha_t = k.alpha(t);
+    at::Tensor& in = ctx.run.buffer(RunContext::kFirstScratchSlot, x);  // model input
+    at::Tensor& d = ctx.run.buffer(RunContext::kFirstScratchSlot + 1, x);
+    // x_hat = bx * base; the model's first input alpha(t_hat) x_hat is `in1`.
+    const at::Tensor* base = &x;
+    const at::Tensor* in1 = &x;
+    double bx = 1.0 / k.alpha(s);
     double t_hat = s, sig_hat = sig_s;
     if (churn_ > 0.0 && sig_s >= tmin_ && sig_s <= tmax_) {
       const double gamma = std::min(churn_ / ctx.steps, std::sqrt(2.0) - 1.0);
@@ -60,25 +72,36 @@ class EDMHeun final : public FixedStepSampler {
       if (target > sig_s) {
         t_hat = std::max(s, k.t_of_lambda(-std::log(target)));
         sig_hat = scaled_sigma(k, t_hat);  // the level the model is asked at, exactly
-        xh = xh + ctx.run.standard_normal(x, s, t) *
-                      (noise_ * std::sqrt(std::max(0.0, sig_hat * sig_hat - sig_s * sig_s)));
+        at::Tensor& xh = ctx.run.buffer(RunContext::kFirstScratchSlot + 2, x);
+        ctx.run.standard_normal_into(in, s, t);
+        const double c = noise_ * std::sqrt(std::max(0.0, sig_hat * sig_hat - sig_s * sig_s));
+        detail::lincomb(xh, {{bx, x}, {c, in}});  // x / alpha_s + c z
+        detail::scale_into(in, k.alpha(t_hat), xh);
+        base = &xh;
+        in1 = &in;
+        bx = 1.0;
       }
     }
     const double h = sig_t - sig_hat;
-    const at::Tensor d = slope(ctx, xh, t_hat, sig_hat);
-    const at::Tensor x_euler = xh + h * d;
-    const at::Tensor d2 = slope(ctx, x_euler, t, sig_t);
-    return (xh + (0.5 * h) * (d + d2)) * k.alpha(t);
+    // d = (x_hat - D(x_hat; t_hat)) / s_hat, D = cx alpha(t_hat) x_hat + cp raw.
+    const Predictor::Linear D1 = ctx.predictor().linear(Param::X0, *in1, t_hat);
+    const double d_base = bx * (1.0 - D1.cx * k.alpha(t_hat)) / sig_hat;
+    detail::lincomb(d, {{d_base, *base}, {-D1.cp / sig_hat, D1.raw}});
+    // Euler: the model's second input is alpha_t x' = alpha_t (x_hat + h d).
+    detail::lincomb(in, {{alpha_t * bx, *base}, {alpha_t * h, d}});
+    // d' = (x' - D(x'; t)) / sigma_hat_t with x' = in / alpha_t, D = cx in + cp raw, and
+    // x_{i+1} = alpha_t (x_hat + h (d + d') / 2).
+    const Predictor::Linear D2 = ctx.predictor().linear(Param::X0, in, t);
+    const double half = 0.5 * h * alpha_t;
+    detail::lincomb(out, {{alpha_t * bx, *base},
+                          {half, d},
+                          {half * (1.0 / alpha_t - D2.cx) / sig_t, in},
+                          {-half * D2.cp / sig_t, D2.raw}});
   }
 
  private:
   // sigma_hat = sigma / alpha (exact for edm, where it is t).
   static double scaled_sigma(const NoiseSchedule& k, double t) { return k.sigma(t) / k.alpha(t); }
-  // (x_hat - D(x_hat; sigma_hat)) / sigma_hat at time t: one model call.
-  static at::Tensor slope(const StepContext& ctx, const at::Tensor& xh, double t, double sig) {
-    const at::Tensor x0 = ctx.predictor().x0(xh * ctx.kernel().alpha(t), t);
-    return (xh - x0) / sig;
-  }
 
   double churn_, tmin_, tmax_, noise_;
 };

@@ -23,11 +23,11 @@ class EulerMaruyama final : public FixedStepSampler {
     const double h = s - t, g2 = ctx.sde().g2(s);
     at::Tensor& z = ctx.run.buffer(RunContext::kFirstScratchSlot, x);
     ctx.run.standard_normal_into(z, s, t);
-    if (ctx.run.kernel) {
+    if (ctx.run.affine) {
       // Affine drift f x and score = cx x + cp raw: out = (1 - h f + h g2 cx) x + h g2 cp raw + g
       // sqrt(h) z.
       const Predictor::Linear sc = ctx.predictor().linear(Param::Score, x, s);
-      const double f = ctx.run.kernel->f(s);
+      const double f = ctx.run.affine->f(s);
       detail::lincomb(
           out,
           {{1.0 - h * f + h * g2 * sc.cx, x}, {h * g2 * sc.cp, sc.raw}, {std::sqrt(g2 * h), z}});

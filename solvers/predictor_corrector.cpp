@@ -29,15 +29,27 @@
 // request.brownian when given; the corrector's Langevin noise is not a Brownian increment of the
 // reverse SDE and always comes from request.generator, which corrector_steps > 0 then needs.
 // NFE per step: 1 + corrector_steps. Weak order 1 (the predictor's); stochastic.
+// Implementation: the model's raw output enters the updates through Predictor::linear (no score
+// or x0 tensor); noise, the corrector's score and its norms live in per-run buffers, and the
+// corrector's step size stays a 0-dim tensor: with q = sum_rows ||z|| / sum_rows ||score|| (the
+// batch size cancels in the ratio of means), e score + sqrt(2 e) z = 2 alpha_i r^2 q^2 score +
+// 2 sqrt(alpha_i) r q z. An AffineSDE's drift f(t) x is folded into the Euler-Maruyama predictor.
+// A step allocates nothing in steady state (a Brownian path's query and a user SDE's drift do).
 #include <cmath>
 #include <stdexcept>
 #include <string>
 
+#include "solvers/detail/inplace.hpp"
 #include "solvers/noise.hpp"
 #include "solvers/samplers.hpp"
 
 namespace sdekit {
 namespace {
+
+// Run buffers: noise, the corrector's score, its row norms, q and q^2 (0-dim).
+constexpr int kNoiseSlot = RunContext::kFirstScratchSlot, kScoreSlot = kNoiseSlot + 1,
+              kRowNormSlot = kScoreSlot + 1, kQSlot = kRowNormSlot + 1, kQ2Slot = kQSlot + 1;
+
 class PredictorCorrector final : public FixedStepSampler {
  public:
   explicit PredictorCorrector(const SamplerOptions& o)
@@ -56,59 +68,103 @@ class PredictorCorrector final : public FixedStepSampler {
   bool needs_kernel() const override { return predictor_ == PCPredictor::Ancestral; }
 
  protected:
-  at::Tensor step(const StepContext& ctx, const at::Tensor& x, double s, double t) const override {
+  void step_into(const StepContext& ctx, const at::Tensor& x, double s, double t,
+                 at::Tensor& out) const override {
     if (steps_ > 0 && !ctx.run.generator)
       throw std::invalid_argument(
           "sampler pc: the Langevin corrector draws its noise from request.generator, which is "
           "not set (request.brownian drives the predictor only); set it or corrector_steps = 0");
-    at::Tensor out = predict(ctx, x, s, t);
+    at::Tensor& z = ctx.run.buffer(kNoiseSlot, x);
+    predict_into(ctx, x, s, t, z, out);
+    if (steps_ == 0) return;
     const NoiseSchedule* k = ctx.run.kernel;
     const double alpha_i = k ? std::exp(2.0 * (k->log_alpha(s) - k->log_alpha(t))) : 1.0;
+    at::Tensor& score = ctx.run.buffer(kScoreSlot, x);
+    // Views give the shapes of the row norms [n] and of the 0-dim sums (no storage allocated).
+    const at::Tensor rows_like = score.view({score.size(0), -1}).select(1, 0);
+    at::Tensor& rows = ctx.run.buffer(kRowNormSlot, rows_like);
+    at::Tensor& q = ctx.run.buffer(kQSlot, rows_like.select(0, 0));
+    at::Tensor& q2 = ctx.run.buffer(kQ2Slot, rows_like.select(0, 0));
     for (int j = 0; j < steps_; ++j) {
-      const at::Tensor score = ctx.predictor().score(out, t);
-      const at::Tensor z = normal_like(out, ctx.generator());
-      const at::Tensor score_norm = score.flatten(1).norm(2, 1).mean();
-      const at::Tensor noise_norm = z.flatten(1).norm(2, 1).mean();
-      const at::Tensor e = (snr_ * noise_norm / score_norm).pow(2) * (2.0 * alpha_i);
-      out = out + e * score + (2.0 * e).sqrt() * z;
+      const Predictor::Linear sc = ctx.predictor().linear(Param::Score, out, t);
+      detail::lincomb(score, {{sc.cx, out}, {sc.cp, sc.raw}});
+      draw_normal(z, ctx.generator());
+      at::norm_out(rows, z.view({z.size(0), -1}), 2, {1}, false);
+      at::sum_out(q, rows, {0}, false);
+      at::norm_out(rows, score.view({score.size(0), -1}), 2, {1}, false);
+      at::sum_out(q2, rows, {0}, false);
+      at::div_out(q, q, q2);  // q = sum ||z|| / sum ||score||
+      at::mul_out(q2, q, q);
+      // x += e score + sqrt(2 e) z, e = 2 alpha_i (r q)^2.
+      out.addcmul_(score, q2, 2.0 * alpha_i * snr_ * snr_)
+          .addcmul_(z, q, 2.0 * std::sqrt(alpha_i) * snr_);
     }
-    return out;
   }
 
  private:
-  at::Tensor predict(const StepContext& ctx, const at::Tensor& x, double s, double t) const {
+  // Standard normal noise from the generator (the corrector's: never the Brownian path), drawn as
+  // normal_like would draw it.
+  static void draw_normal(at::Tensor& z, at::Generator& gen) {
+    if (gen.device().type() == z.device().type())
+      z.normal_(0.0, 1.0, gen);
+    else
+      z.copy_(normal_like(z, gen));
+  }
+
+  // The predictor's move from x at s to t, written into out; z is a work buffer for its noise.
+  void predict_into(const StepContext& ctx, const at::Tensor& x, double s, double t, at::Tensor& z,
+                    at::Tensor& out) const {
     const double h = s - t;
     const NoiseSchedule* k = ctx.run.kernel;
+    const SDE& sde = ctx.sde();
+    ctx.run.standard_normal_into(z, s, t);
     switch (predictor_) {
       case PCPredictor::EulerMaruyama: {
-        const at::Tensor score = ctx.predictor().score(x, s);
-        at::Tensor out = x - h * ctx.sde().reverse_drift(x, s, score);
-        return out.add_(ctx.run.wiener(x, s, t), std::sqrt(ctx.sde().g2(s)));
+        const double g2 = sde.g2(s);
+        if (ctx.run.affine) {
+          // Drift f x and score = cx x + cp raw: out = (1 - h f + h g2 cx) x + h g2 cp raw +
+          // g sqrt(h) z (as the euler-maruyama sampler).
+          const Predictor::Linear sc = ctx.predictor().linear(Param::Score, x, s);
+          return detail::lincomb(out, {{1.0 - h * k->f(s) + h * g2 * sc.cx, x},
+                                       {h * g2 * sc.cp, sc.raw},
+                                       {std::sqrt(g2 * h), z}});
+        }
+        const at::Tensor score = ctx.predictor().score(x, s);  // a user drift allocates
+        out.copy_(x - h * sde.reverse_drift(x, s, score));
+        out.add_(z, std::sqrt(g2 * h));
+        return;
       }
       case PCPredictor::ReverseDiffusion: {
-        const at::Tensor score = ctx.predictor().score(x, s);
+        const Predictor::Linear sc = ctx.predictor().linear(Param::Score, x, s);
         if (!k) {  // generic discretisation: f_i = f(x,s) h, G_i^2 = g2(s) h (Euler-Maruyama)
-          at::Tensor out = x - h * ctx.sde().drift(x, s) + (ctx.sde().g2(s) * h) * score;
-          return out.add_(ctx.run.wiener(x, s, t), std::sqrt(ctx.sde().g2(s)));
+          const double g2 = sde.g2(s);
+          const at::Tensor f = sde.drift(x, s);  // a user drift allocates
+          return detail::lincomb(out, {{1.0 + g2 * h * sc.cx, x},
+                                       {g2 * h * sc.cp, sc.raw},
+                                       {-h, f},
+                                       {std::sqrt(g2 * h), z}});
         }
         const double a_st = std::exp(k->log_alpha(s) - k->log_alpha(t));  // alpha_s / alpha_t
         const double sig_s = k->sigma(s), sig_t = k->sigma(t);
         const double G2 = std::max(0.0, sig_s * sig_s - a_st * a_st * sig_t * sig_t);
-        at::Tensor out = (2.0 - a_st) * x + G2 * score;
-        return out.add_(ctx.run.standard_normal(x, s, t), std::sqrt(G2));
+        // out = (2 - a_st) x + G2 score + G z.
+        return detail::lincomb(
+            out, {{2.0 - a_st + G2 * sc.cx, x}, {G2 * sc.cp, sc.raw}, {std::sqrt(G2), z}});
       }
       case PCPredictor::Ancestral: {
         const double la_s = k->log_alpha(s), la_t = k->log_alpha(t);
         const double sig_s = k->sigma(s), sig_t = k->sigma(t);
         const double a_st = std::exp(la_s - la_t);
         const double v_ts = std::max(0.0, sig_s * sig_s - a_st * a_st * sig_t * sig_t);
-        const at::Tensor x0 = ctx.predictor().x0(x, s);
-        at::Tensor out = (a_st * sig_t * sig_t / (sig_s * sig_s)) * x +
-                         (std::exp(la_t) * v_ts / (sig_s * sig_s)) * x0;
+        const double cx = a_st * sig_t * sig_t / (sig_s * sig_s);
+        const double c0 = std::exp(la_t) * v_ts / (sig_s * sig_s);
         const double var = variance_ == AncestralVariance::Posterior
                                ? v_ts * sig_t * sig_t / (sig_s * sig_s)
                                : v_ts;
-        return out.add_(ctx.run.standard_normal(x, s, t), std::sqrt(var));
+        // out = cx x + c0 x0 + sqrt(var) z with x0 = lx x + lp raw (as the ancestral sampler).
+        const Predictor::Linear x0 = ctx.predictor().linear(Param::X0, x, s);
+        return detail::lincomb(out,
+                               {{cx + c0 * x0.cx, x}, {c0 * x0.cp, x0.raw}, {std::sqrt(var), z}});
       }
     }
     throw std::logic_error("sampler pc: unknown predictor");

@@ -78,6 +78,7 @@ RunContext::RunContext(const SampleRequest& r, const Predictor& predictor,
                        const StepObserver& observer, std::string_view sampler)
     : sde(*r.sde),
       kernel(predictor.kernel()),
+      affine(dynamic_cast<const AffineSDE*>(r.sde) ? predictor.kernel() : nullptr),
       predictor(predictor),
       generator(generator),
       times(r.times),

@@ -61,11 +61,16 @@ class RunContext {
              at::Generator* generator, const StepObserver& observer, std::string_view sampler);
   const SDE& sde;
   const NoiseSchedule* kernel;  // the SDE's Gaussian kernel, or null
-  const Predictor& predictor;   // counted model
-  at::Generator* generator;     // null unless the request has one
+  /// The schedule of an AffineSDE, whose drift is exactly f(t) x (samplers fold it into their
+  /// linear combinations); null for other SDEs, even with a kernel (a user drift stays exact).
+  const NoiseSchedule* affine;
+  const Predictor& predictor;  // counted model
+  at::Generator* generator;    // null unless the request has one
   const std::vector<double>& times;
   int steps() const { return static_cast<int>(times.size()) - 1; }
   int64_t nfe() const;
+  /// Whether the noise comes from the request's Brownian path (else from its generator).
+  bool has_brownian() const { return static_cast<bool>(request_.brownian); }
   /// The reverse-time Wiener increment over a step from s down to t (or up), W(s) - W(t), shaped
   /// like x: from the request's Brownian path if it has one, else sqrt(|s - t|) N(0, I) drawn
   /// from the generator. Variance |s - t| per entry.

@@ -29,9 +29,15 @@
 // is linear in x, as for Gaussian data, the order-1.5 error term a''(b, b) vanishes and the strong
 // order is 2), weak 2, deterministic 3. 3 NFE per step; noise is added on every step, the last
 // included.
+// Implementation: the stage drifts r_i live in per-run buffers; on an AffineSDE, r(H, t) =
+// (f(t) - g2(t) cx) H - g2(t) cp raw with the model's raw output (Predictor::linear), so no
+// score or drift tensor is made. Generator noise is drawn in place, the same draws in the same
+// order as RunContext::wiener_and_area (N1 then N2), so the noise matches it bit for bit.
+// A step allocates nothing in steady state (a Brownian path's query and a user SDE's drift do).
 #include <array>
 #include <cmath>
 
+#include "solvers/detail/inplace.hpp"
 #include "solvers/samplers.hpp"
 
 namespace sdekit {
@@ -46,6 +52,10 @@ constexpr std::array<double, kStages> kAlpha = {1.0 / 6.0, 1.0 / 6.0, 2.0 / 3.0}
 constexpr std::array<double, kStages> kBeta1 = {1.0, 0.0, 0.0};
 constexpr std::array<double, kStages> kBeta2 = {-1.0, 1.0, 0.0};
 
+// Run buffers: I1, I10 / h, the three stage drifts, and a flag for the noise source.
+constexpr int kI1Slot = RunContext::kFirstScratchSlot, kChiSlot = kI1Slot + 1,
+              kStageSlot = kChiSlot + 1;
+
 class SRA final : public FixedStepSampler {
  public:
   std::string_view name() const override { return "sra"; }
@@ -54,35 +64,74 @@ class SRA final : public FixedStepSampler {
   int nfe_per_step() const override { return kStages; }
 
  protected:
-  at::Tensor step(const StepContext& ctx, const at::Tensor& x, double s, double t) const override {
+  void step_into(const StepContext& ctx, const at::Tensor& x, double s, double t,
+                 at::Tensor& out) const override {
     const SDE& sde = ctx.sde();
     const double h = s - t;
-    const BrownianIncrement noise = ctx.run.wiener_and_area(x, s, t);
-    const at::Tensor& I1 = noise.dW;
-    const at::Tensor chi = noise.dZ / h;  // I10 / h
-    std::array<double, kStages> g{};      // g(s - c1_i h)
+    at::Tensor& I1 = ctx.run.buffer(kI1Slot, x);
+    at::Tensor& chi = ctx.run.buffer(kChiSlot, x);  // I10 / h
+    noise_into(ctx, x, s, t, I1, chi);
+    std::array<double, kStages> g{};  // g(s - c1_i h)
     for (int i = 0; i < kStages; ++i) g[i] = sde.diffusion(s - kC1[i] * h);
-    std::array<at::Tensor, kStages> r;  // reverse drift at the stages
+    std::array<const at::Tensor*, kStages> r{};  // reverse drift at the stages
     for (int i = 0; i < kStages; ++i) {
-      at::Tensor H = x;
-      double noise_coef = 0.0;
-      for (int j = 0; j < i; ++j) {
-        if (kA0[i][j] != 0.0) H = H - (h * kA0[i][j]) * r[j];
-        noise_coef += kB0[i][j] * g[j];
+      at::Tensor& ri = ctx.run.buffer(kStageSlot + i, x);
+      if (i > 0) {  // H_i, overwritten by r_i below
+        ri.copy_(x);
+        double noise_coef = 0.0;
+        for (int j = 0; j < i; ++j) {
+          if (kA0[i][j] != 0.0) ri.add_(*r[j], -h * kA0[i][j]);
+          noise_coef += kB0[i][j] * g[j];
+        }
+        if (noise_coef != 0.0) ri.add_(chi, noise_coef);
       }
-      if (noise_coef != 0.0) H = H + noise_coef * chi;
-      const double ti = s - kC0[i] * h;
-      r[i] = sde.reverse_drift(H, ti, ctx.predictor().score(H, ti));
+      reverse_drift_into(ctx, i > 0 ? ri : x, s - kC0[i] * h, ri);
+      r[i] = &ri;
     }
-    at::Tensor out = x.clone();
+    out.copy_(x);
     double coef_i1 = 0.0, coef_chi = 0.0;
     for (int i = 0; i < kStages; ++i) {
-      out.sub_(r[i], h * kAlpha[i]);
+      out.add_(*r[i], -h * kAlpha[i]);
       coef_i1 += kBeta1[i] * g[i];
       coef_chi += kBeta2[i] * g[i];
     }
-    out.add_(I1, coef_i1);
-    return out.add_(chi, coef_chi);
+    out.add_(I1, coef_i1).add_(chi, coef_chi);
+  }
+
+ private:
+  // r = r(H, t) = f(H, t) - g2(t) score(H, t) (r may be H): one model call.
+  static void reverse_drift_into(const StepContext& ctx, const at::Tensor& H, double t,
+                                 at::Tensor& r) {
+    const SDE& sde = ctx.sde();
+    if (ctx.run.affine) {  // f(H, t) = f(t) H: fold it in
+      const Predictor::Linear sc = ctx.predictor().linear(Param::Score, H, t);
+      const double g2 = sde.g2(t);
+      const double cx = ctx.run.affine->f(t) - g2 * sc.cx, cp = -g2 * sc.cp;
+      if (sc.raw.is_same(H))  // a model that returns its input
+        return detail::scale_into(r, cx + cp, H);
+      return detail::lincomb(r, {{cx, H}, {cp, sc.raw}});
+    }
+    r.copy_(sde.reverse_drift(H, t, ctx.predictor().score(H, t)));  // a user drift allocates
+  }
+
+  // I1 = dW and chi = dZ / h of RunContext::wiener_and_area(x, s, t), written into the buffers:
+  // from the request's Brownian path, or as the generator's two standard normals N1, N2.
+  static void noise_into(const StepContext& ctx, const at::Tensor& x, double s, double t,
+                         at::Tensor& I1, at::Tensor& chi) {
+    const double h = s - t;
+    if (ctx.run.has_brownian()) {
+      const BrownianIncrement inc = ctx.run.wiener_and_area(x, s, t);
+      I1.copy_(inc.dW);
+      at::div_out(chi, inc.dZ, detail::scalar(h, chi.scalar_type()));
+      return;
+    }
+    ctx.run.standard_normal_into(I1, s, t);
+    ctx.run.standard_normal_into(chi, s, t);
+    // dW = sqrt(h) N1, dZ = sqrt(h^3 / 12) N2 + (h / 2) dW, chi = dZ / h.
+    detail::scale_into(I1, std::sqrt(h), I1);
+    detail::scale_into(chi, std::sqrt(h * h * h / 12.0), chi);
+    chi.add_(I1, 0.5 * h);
+    at::div_out(chi, chi, detail::scalar(h, chi.scalar_type()));
   }
 };
 

@@ -176,16 +176,16 @@ struct PFOdeSystem {
 };
 
 /// The PF-ODE right-hand side written into dxdt in place (one model call, no allocation for an
-/// affine SDE: dxdt = (f - g2 cx / 2) x - (g2 cp / 2) raw with score = cx x + cp raw).
+/// AffineSDE: dxdt = (f - g2 cx / 2) x - (g2 cp / 2) raw with score = cx x + cp raw).
 struct PFOdeSystemInplace {
   const RunContext* ctx;
   void operator()(const at::Tensor& x, at::Tensor& dxdt, double t) const {
-    if (!ctx->kernel) {
+    if (!ctx->affine) {  // a user drift: exact, allocating
       dxdt.copy_(ctx->sde.pf_drift(x, t, ctx->predictor.score(x, t)));
       return;
     }
     const Predictor::Linear s = ctx->predictor.linear(Param::Score, x, t);
-    const double f = ctx->kernel->f(t), half_g2 = 0.5 * ctx->kernel->g2(t);
+    const double f = ctx->affine->f(t), half_g2 = 0.5 * ctx->affine->g2(t);
     lincomb(dxdt, {{f - half_g2 * s.cx, x}, {-half_g2 * s.cp, s.raw}});
   }
 };
