@@ -2,7 +2,8 @@
 //  - "free" model: returns a preallocated tensor, so the time is the sampler's own overhead
 //    (schedule scalars, tensor ops, finiteness checks, observer plumbing);
 //  - the exact mixture model (ring2d in 2-D, gmm64 in 64-D): what a step costs in practice.
-//  - "alloc/...": CPU allocations and bytes per step in steady state (a counting allocator).
+//  - "alloc/...": CPU allocations and bytes per step in steady state (a counting allocator);
+//  - "syncs/...": host-device syncs per accepted step of the adaptive Runge-Kutta samplers.
 // Run: build/bench/sampler_bench --benchmark_repetitions=5 --benchmark_report_aggregates_only=true
 // The counter "per_step" is CPU time per step (compare medians across repetitions).
 #include <ATen/ATen.h>
@@ -16,6 +17,7 @@
 #include "models/gaussian_mixture.hpp"
 #include "schedules/registry.hpp"
 #include "schedules/time_grid.hpp"
+#include "solvers/reference.hpp"
 #include "solvers/registry.hpp"
 
 using namespace sdekit;
@@ -82,6 +84,25 @@ void allocations_per_step(benchmark::State& state, const std::string& sampler_na
   state.counters["state_bytes"] = static_cast<double>(xT.nbytes());
 }
 
+// The adaptive Runge-Kutta path's host-device syncs per accepted step (error norms and
+// finiteness checks; adaptive_solve counts them), on the 64-d mixture at rtol = atol = 1e-6.
+void adaptive_syncs(benchmark::State& state, const std::string& method, ScoreModel& model,
+                    const SDE& sde, const at::Tensor& xT) {
+  SamplerOptions o;
+  o.rtol = o.atol = 1e-6;
+  SampleRequest req;
+  req.model = &model;
+  req.sde = &sde;
+  req.times = {sde.domain().hi, sde.default_t_end()};
+  req.x_init = xT;
+  AdaptiveStats st;
+  for (auto _ : state) st = adaptive_solve(method, o, req).stats;
+  state.counters["syncs_per_step"] = st.syncs_per_step();
+  state.counters["accepted"] = st.accepted;
+  state.counters["rejected"] = st.rejected;
+  state.counters["nfe"] = static_cast<double>(st.nfe);
+}
+
 void run_sampler(benchmark::State& state, const std::string& sampler_name, ScoreModel& model,
                  const SDE& sde, const at::Tensor& xT, FiniteCheck check) {
   constexpr int kSteps = 50;
@@ -129,6 +150,14 @@ int main(int argc, char** argv) {
   static FreeModel free_img(at::full({64, 1, 28, 28}, 0.5, at::kFloat));
   static const at::Tensor x16k = at::randn({16384, 2}, at::kFloat);
   static const at::Tensor ximg = at::randn({64, 1, 28, 28}, at::kFloat);
+  static const at::Tensor x64d = at::randn({256, 64}, at::kDouble);
+  static GaussianMixtureModel gmm64_f64(GaussianMixture::gmm64(), sde->schedule());
+  for (const char* method : {"dopri5", "cash-karp", "fehlberg78"}) {
+    const std::string m = method;
+    benchmark::RegisterBenchmark(("syncs/gmm64/[256,64]/" + m).c_str(), [=](benchmark::State& s) {
+      adaptive_syncs(s, m, gmm64_f64, *sde, x64d);
+    })->Iterations(1);
+  }
   for (const auto& info : sampler_registry()) {
     const std::string name = info.name;
     if (!make_sampler(name)->adaptive()) {

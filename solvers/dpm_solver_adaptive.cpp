@@ -9,13 +9,15 @@
 //   lambda_end - lambda_s)
 // with k the higher order, starting from h = 0.05 (the paper's defaults theta = 0.9, h_init =
 // 0.05). The model call at s is kept across rejected attempts. E is reduced on the host: one
-// device sync per attempt. The accepted solution has order k (2 or 3) in the tolerance's sense.
+// device sync per attempt on CUDA (a scan in place on the CPU). The accepted solution has order k
+// (2 or 3) in the tolerance's sense. Attempts write into run buffers and allocate nothing.
 #include <cmath>
 #include <sstream>
 #include <stdexcept>
 #include <string>
 
 #include "solvers/detail/exp_integrator.hpp"
+#include "solvers/detail/inplace.hpp"
 #include "solvers/samplers.hpp"
 
 namespace sdekit {
@@ -48,7 +50,8 @@ class AdaptiveDPMSolver final : public Sampler {
     LambdaPoint s = LambdaPoint::at(k, ctx.times.front());
     const double dir = lam_end > s.lambda ? 1.0 : -1.0;
     double h = 0.05 * dir;
-    at::Tensor x = x_init, x_prev = x_init, eps_s;
+    at::Tensor x = x_init, x_prev = x_init;
+    bool have_eps = false;
     int accepted = 0;
     for (int attempt = 0;; ++attempt) {
       if (attempt >= max_steps_) {
@@ -60,19 +63,20 @@ class AdaptiveDPMSolver final : public Sampler {
       const bool to_end = dir * (s.lambda + h - lam_end) >= 0.0;
       if (to_end) h = lam_end - s.lambda;
       const LambdaPoint t = LambdaPoint::at(k, to_end ? t_end : k.t_of_lambda(s.lambda + h));
-      if (!eps_s.defined()) eps_s = ctx.predictor.eps(x, s.t);
-      at::Tensor lo, hi;
+      // The states, lower solutions and eps_s live in run buffers (kept across rejections).
+      at::Tensor& eps_s = ctx.buffer(kEps, x);
+      if (!have_eps) detail::predict_into(ctx.predictor, Param::Eps, x, s.t, eps_s);
+      have_eps = true;
+      at::Tensor& hi = ctx.buffer(accepted % 2, x);
+      at::Tensor& lo = ctx.buffer(kLo + accepted % 2, x);
       step_pair(ctx, x, eps_s, s, t, lo, hi);
-      const at::Tensor delta =
-          at::maximum(at::abs(lo), at::abs(x_prev)).mul_(rtol_).clamp_min_(atol_);
-      const at::Tensor ratio = (hi - lo).div_(delta);
-      const double E = ratio.pow(2).flatten(1).mean(1).sqrt().max().item<double>();  // one sync
+      const double E = error_norm(lo, hi, x_prev);  // one sync on CUDA
       if (E <= 1.0) {
         ctx.step_done(accepted++, -1, s.t, t.t, x, hi, to_end);
         x_prev = lo;
         x = hi;
         s = t;
-        eps_s = at::Tensor();
+        have_eps = false;
         if (to_end) return x;
       }
       const double shrink = E > 0.0 ? 0.9 * std::pow(E, -1.0 / order_) : 5.0;
@@ -82,34 +86,67 @@ class AdaptiveDPMSolver final : public Sampler {
   }
 
  private:
+  enum Slot { kEps = RunContext::kFirstScratchSlot, kU1, kD1, kU2, kD2, kLo };
+
+  // E = max over rows of RMS((hi - lo) / max(atol, rtol max(|lo|, |prev|))): scanned in place on
+  // the CPU, reduced with tensor ops (and one sync) elsewhere.
+  double error_norm(const at::Tensor& lo, const at::Tensor& hi, const at::Tensor& prev) const {
+    const bool cpu = lo.is_cpu() && lo.is_contiguous() && hi.is_contiguous() &&
+                     prev.is_contiguous() && prev.scalar_type() == lo.scalar_type();
+    if (cpu && (lo.scalar_type() == at::kFloat || lo.scalar_type() == at::kDouble)) {
+      const int64_t n = lo.size(0), m = lo.numel() / n;
+      auto scan = [&](auto* l, auto* u, auto* p) {
+        double E = 0.0;
+        for (int64_t r = 0; r < n; ++r) {
+          double acc = 0.0;
+          for (int64_t j = r * m; j < (r + 1) * m; ++j) {
+            const double d =
+                std::max(atol_, rtol_ * std::max(std::abs(double(l[j])), std::abs(double(p[j]))));
+            const double q = (double(u[j]) - double(l[j])) / d;
+            acc += q * q;
+          }
+          E = std::max(E, std::sqrt(acc / static_cast<double>(m)));
+        }
+        return E;
+      };
+      if (lo.scalar_type() == at::kFloat)
+        return scan(lo.data_ptr<float>(), hi.data_ptr<float>(), prev.data_ptr<float>());
+      return scan(lo.data_ptr<double>(), hi.data_ptr<double>(), prev.data_ptr<double>());
+    }
+    const at::Tensor delta = at::maximum(at::abs(lo), at::abs(prev)).mul_(rtol_).clamp_min_(atol_);
+    return (hi - lo).div_(delta).pow_(2).flatten(1).mean(1).sqrt_().max().item<double>();
+  }
+
   void step_pair(const RunContext& ctx, const at::Tensor& x, const at::Tensor& eps_s,
                  const LambdaPoint& s, const LambdaPoint& t, at::Tensor& lo, at::Tensor& hi) const {
     const NoiseSchedule& k = *ctx.kernel;
     const double h = t.lambda - s.lambda;
-    const double phi_t = t.sigma * std::expm1(h);
-    const at::Tensor base = at::mul(x, t.alpha / s.alpha).sub_(eps_s, phi_t);
-    if (order_ == 2) {
-      const double r1 = 0.5;
-      const LambdaPoint s1 = LambdaPoint::at(k, k.t_of_lambda(s.lambda + r1 * h));
-      const at::Tensor u =
-          at::mul(x, s1.alpha / s.alpha).sub_(eps_s, s1.sigma * std::expm1(r1 * h));
-      const at::Tensor d1 = ctx.predictor.eps(u, s1.t) - eps_s;
-      lo = base;
-      hi = base - d1 * (phi_t / (2.0 * r1));
+    const double phi_t = t.sigma * std::expm1(h), r = t.alpha / s.alpha;
+    at::Tensor& u1 = ctx.buffer(kU1, x);
+    at::Tensor& d1 = ctx.buffer(kD1, x);
+    const double r1 = order_ == 2 ? 0.5 : 1.0 / 3.0;
+    const LambdaPoint s1 = LambdaPoint::at(k, k.t_of_lambda(s.lambda + r1 * h));
+    detail::lincomb(u1, {{s1.alpha / s.alpha, x}, {-s1.sigma * std::expm1(r1 * h), eps_s}});
+    const Predictor::Linear e1 = ctx.predictor.linear(Param::Eps, u1, s1.t);
+    detail::lincomb(d1, {{e1.cp, e1.raw}, {e1.cx, u1}, {-1.0, eps_s}});
+    if (order_ == 2) {  // lower DPM-Solver-1, higher DPM-Solver-2 (r1 = 1/2)
+      detail::lincomb(lo, {{r, x}, {-phi_t, eps_s}});
+      detail::lincomb(hi, {{r, x}, {-phi_t, eps_s}, {-phi_t / (2.0 * r1), d1}});
       return;
     }
-    const double r1 = 1.0 / 3.0, r2 = 2.0 / 3.0;
-    const LambdaPoint s1 = LambdaPoint::at(k, k.t_of_lambda(s.lambda + r1 * h));
+    // lower DPM-Solver-2 (r1 = 1/3), higher DPM-Solver-3 (r1 = 1/3, r2 = 2/3)
+    const double r2 = 2.0 / 3.0;
     const LambdaPoint s2 = LambdaPoint::at(k, k.t_of_lambda(s.lambda + r2 * h));
-    const at::Tensor u1 = at::mul(x, s1.alpha / s.alpha).sub_(eps_s, s1.sigma * std::expm1(r1 * h));
-    const at::Tensor d1 = ctx.predictor.eps(u1, s1.t) - eps_s;
     const double e2 = std::expm1(r2 * h);
-    const at::Tensor u2 = at::mul(x, s2.alpha / s.alpha)
-                              .sub_(eps_s, s2.sigma * e2)
-                              .sub_(d1, s2.sigma * r2 / r1 * (e2 / (r2 * h) - 1.0));
-    const at::Tensor d2 = ctx.predictor.eps(u2, s2.t) - eps_s;
-    lo = base - d1 * (phi_t / (2.0 * r1));
-    hi = base - d2 * (t.sigma / r2 * (std::expm1(h) / h - 1.0));
+    at::Tensor& u2 = ctx.buffer(kU2, x);
+    at::Tensor& d2 = ctx.buffer(kD2, x);
+    detail::lincomb(u2, {{s2.alpha / s.alpha, x},
+                         {-s2.sigma * e2, eps_s},
+                         {-s2.sigma * r2 / r1 * (e2 / (r2 * h) - 1.0), d1}});
+    const Predictor::Linear e2p = ctx.predictor.linear(Param::Eps, u2, s2.t);
+    detail::lincomb(d2, {{e2p.cp, e2p.raw}, {e2p.cx, u2}, {-1.0, eps_s}});
+    detail::lincomb(lo, {{r, x}, {-phi_t, eps_s}, {-phi_t / (2.0 * r1), d1}});
+    detail::lincomb(hi, {{r, x}, {-phi_t, eps_s}, {-t.sigma / r2 * (std::expm1(h) / h - 1.0), d2}});
   }
 
   int order_;
