@@ -14,8 +14,9 @@
 namespace sdekit {
 
 struct MomentsSpec {
-  std::vector<std::string> samplers = {"euler", "heun",      "rk4",
-                                       "ddim",  "ancestral", "euler-maruyama"};
+  std::vector<std::string> samplers = {"euler",          "heun",        "rk4",     "ddim",
+                                       "dpm-solver-2",   "dpmpp-2m",    "unipc-2", "ancestral",
+                                       "euler-maruyama", "sde-dpmpp-2m"};
   int steps = 50;
   int64_t n = 4000;
   uint64_t seed = 0;
