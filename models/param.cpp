@@ -133,7 +133,9 @@ LinearCoeffs conversion_coefficients(Param from, Param to, double alpha, double 
 
 at::Tensor convert(const at::Tensor& pred, Param from, Param to, const at::Tensor& x, double alpha,
                    double sigma) {
-  return convert_impl<double>(pred, from, to, x, alpha, sigma);
+  const LinearCoeffs c = conversion_coefficients(from, to, alpha, sigma);
+  if (c.cx == 0.0) return c.cp == 1.0 ? pred : pred * c.cp;
+  return at::add(pred * c.cp, x, c.cx);
 }
 
 at::Tensor convert(const at::Tensor& pred, Param from, Param to, const at::Tensor& x,

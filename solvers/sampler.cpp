@@ -197,13 +197,4 @@ at::Tensor FixedStepSampler::integrate(const RunContext& ctx, const at::Tensor& 
   return x;
 }
 
-void FixedStepSampler::step_into(const StepContext& ctx, const at::Tensor& x, double t_from,
-                                 double t_to, at::Tensor& out) const {
-  out = step(ctx, x, t_from, t_to);
-}
-
-at::Tensor FixedStepSampler::step(const StepContext&, const at::Tensor&, double, double) const {
-  throw std::logic_error("FixedStepSampler: override step() or step_into()");
-}
-
 }  // namespace sdekit

@@ -156,13 +156,8 @@ class FixedStepSampler : public Sampler {
  protected:
   at::Tensor integrate(const RunContext& ctx, const at::Tensor& x_init) const final;
   /// One step from t_from to t_to, written into `out` (a buffer shaped like x, never x itself).
-  /// The default assigns step()'s result.
   virtual void step_into(const StepContext& ctx, const at::Tensor& x, double t_from, double t_to,
-                         at::Tensor& out) const;
-  /// One step from t_from to t_to, returning a new tensor (samplers that override step_into
-  /// need not implement it).
-  virtual at::Tensor step(const StepContext& ctx, const at::Tensor& x, double t_from,
-                          double t_to) const;
+                         at::Tensor& out) const = 0;
 };
 
 /// A run produced NaN or inf. Carries where (step, times) and the last state known to be finite
