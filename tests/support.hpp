@@ -7,26 +7,15 @@
 #include <cstdint>
 #include <vector>
 
+#include "experiments/order_fit.hpp"
 #include "models/gaussian_mixture.hpp"
 #include "schedules/noise_schedule.hpp"
 
 namespace sdekit::test {
 
-/// Least-squares slope of log(err) against log(nfe), negated: the empirical order.
+/// The empirical order over all points (experiments/order_fit.hpp; NFE increasing).
 inline double fitted_order(const std::vector<double>& nfe, const std::vector<double>& err) {
-  double mx = 0, my = 0;
-  const double n = static_cast<double>(nfe.size());
-  for (size_t i = 0; i < nfe.size(); ++i) {
-    mx += std::log(nfe[i]) / n;
-    my += std::log(err[i]) / n;
-  }
-  double sxy = 0, sxx = 0;
-  for (size_t i = 0; i < nfe.size(); ++i) {
-    const double dx = std::log(nfe[i]) - mx;
-    sxy += dx * (std::log(err[i]) - my);
-    sxx += dx * dx;
-  }
-  return -sxy / sxx;
+  return fit_order(nfe, err, 0, nfe.size() - 1).order;
 }
 
 /// Root mean square over all entries.

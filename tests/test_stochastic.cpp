@@ -4,11 +4,13 @@
 // Every statistical check states its statistic and tolerance.
 #include <array>
 #include <catch2/catch.hpp>
+
 #include <cmath>
 #include <memory>
 #include <string>
 #include <utility>
 #include <vector>
+#include "experiments/order_fit.hpp"
 
 #include "models/gaussian_mixture.hpp"
 #include "schedules/registry.hpp"
@@ -43,29 +45,17 @@ Moments moments(const at::Tensor& x, const at::Tensor& y) {
           n};
 }
 
-// Least-squares slope of log(err) against log(steps), negated (the empirical order), and the
-// largest residual of that fit in log space.
+// The empirical order (experiments/order_fit.hpp) over all points, and the largest residual of
+// that fit in log space.
 struct Fit {
   double order, max_residual;
 };
-Fit fit_order(const std::vector<double>& steps, const std::vector<double>& err) {
-  const double n = static_cast<double>(steps.size());
-  double mx = 0, my = 0;
-  for (size_t i = 0; i < steps.size(); ++i) {
-    mx += std::log(steps[i]) / n;
-    my += std::log(err[i]) / n;
-  }
-  double sxy = 0, sxx = 0;
-  for (size_t i = 0; i < steps.size(); ++i) {
-    const double dx = std::log(steps[i]) - mx;
-    sxy += dx * (std::log(err[i]) - my);
-    sxx += dx * dx;
-  }
-  const double slope = sxy / sxx;
+Fit fit_all(const std::vector<double>& steps, const std::vector<double>& err) {
+  const OrderFit f = sdekit::fit_order(steps, err, 0, steps.size() - 1);
   double res = 0;
   for (size_t i = 0; i < steps.size(); ++i)
-    res = std::max(res, std::abs(std::log(err[i]) - (my + slope * (std::log(steps[i]) - mx))));
-  return {-slope, res};
+    res = std::max(res, std::abs(std::log(err[i]) - (f.intercept - f.order * std::log(steps[i]))));
+  return {f.order, res};
 }
 
 // A single anisotropic Gaussian N(mu, C) in D = 2.
@@ -425,8 +415,8 @@ struct OrderReport {
 };
 OrderReport report(const std::vector<int>& steps, const std::vector<double>& err) {
   const std::vector<double> n(steps.begin(), steps.end());
-  return {fit_order(n, err), fit_order({n.begin(), n.begin() + 3}, {err.begin(), err.begin() + 3}),
-          fit_order({n.end() - 3, n.end()}, {err.end() - 3, err.end()})};
+  return {fit_all(n, err), fit_all({n.begin(), n.begin() + 3}, {err.begin(), err.begin() + 3}),
+          fit_all({n.end() - 3, n.end()}, {err.end() - 3, err.end()})};
 }
 
 // A nonlinear score, the same at every t: s(x) = -x - 0.8 sin(2x), the score of
@@ -600,7 +590,7 @@ TEST_CASE("weak order of Euler-Maruyama on the second moment is 1", "[stochastic
     steps.push_back(N);
     bias.push_back(std::abs(mean));
   }
-  const Fit f = fit_order(steps, bias);
+  const Fit f = fit_all(steps, bias);
   INFO("weak order " << f.order << ", max residual " << f.max_residual);
   CHECK(std::abs(f.order - 1.0) < 0.25);
 }
