@@ -1,6 +1,7 @@
 #include "models/param.hpp"
 
 #include <stdexcept>
+#include <utility>
 
 namespace sdekit {
 
@@ -15,54 +16,52 @@ constexpr ParamName kNames[] = {{Param::Eps, "eps"},
                                 {Param::Score, "score"},
                                 {Param::Denoiser, "denoiser"}};
 
-// A and S are double or at::Tensor: the same algebra for both.
+bool is_data(Param p) {
+  return p == Param::X0 || p == Param::Denoiser;
+}
+
+// (cx, cp) with to = cx x + cp pred. A is double, or at::Tensor for per-row alpha and sigma: the
+// same algebra for both (THEORY.md section 3, through eps = bx x + bp pred and to = ax x + ae eps).
 template <class A>
-at::Tensor to_eps(const at::Tensor& pred, Param from, const at::Tensor& x, const A& alpha,
-                  const A& sigma) {
+std::pair<A, A> coefficients(Param from, Param to, const A& a, const A& s) {
+  const A zero = a * 0.0, one = zero + 1.0;
+  if (from == to || (is_data(from) && is_data(to))) return {zero, one};
+  if (is_data(from) && to == Param::Score)
+    return {-one / (s * s), a / (s * s)};  // (alpha x0 - x) / sigma^2
+  if (from == Param::Score && is_data(to))
+    return {one / a, s * s / a};  // (x + sigma^2 score) / alpha
+  const A n2 = a * a + s * s;
+  A bx = zero, bp = one;  // eps = bx x + bp pred
   switch (from) {
     case Param::Eps:
-      return pred;
+      break;
     case Param::X0:
     case Param::Denoiser:
-      return (x - alpha * pred) / sigma;
+      bx = one / s, bp = -a / s;
+      break;
     case Param::V:
-      return (alpha * pred + sigma * x) / (alpha * alpha + sigma * sigma);
+      bx = s / n2, bp = a / n2;
+      break;
     case Param::Score:
-      return -sigma * pred;
+      bx = zero, bp = -s;
+      break;
   }
-  throw std::logic_error("to_eps: bad Param");
-}
-
-template <class A>
-at::Tensor from_eps(const at::Tensor& eps, Param to, const at::Tensor& x, const A& alpha,
-                    const A& sigma) {
+  A ax = zero, ae = one;  // to = ax x + ae eps
   switch (to) {
     case Param::Eps:
-      return eps;
+      break;
     case Param::X0:
     case Param::Denoiser:
-      return (x - sigma * eps) / alpha;
+      ax = one / a, ae = -s / a;
+      break;
     case Param::V:
-      return alpha * eps - sigma * ((x - sigma * eps) / alpha);
+      ax = -s / a, ae = a + s * s / a;
+      break;
     case Param::Score:
-      return -eps / sigma;
+      ax = zero, ae = -one / s;
+      break;
   }
-  throw std::logic_error("from_eps: bad Param");
-}
-
-template <class A>
-at::Tensor convert_impl(const at::Tensor& pred, Param from, Param to, const at::Tensor& x,
-                        const A& alpha, const A& sigma) {
-  if (from == to) return pred;
-  const bool same_data =
-      (from == Param::X0 || from == Param::Denoiser) && (to == Param::X0 || to == Param::Denoiser);
-  if (same_data) return pred;
-  // Direct x0 -> score avoids a divide-then-multiply: score = (alpha x0 - x) / sigma^2.
-  if ((from == Param::X0 || from == Param::Denoiser) && to == Param::Score)
-    return (alpha * pred - x) / (sigma * sigma);
-  if (from == Param::Score && (to == Param::X0 || to == Param::Denoiser))
-    return (x + (sigma * sigma) * pred) / alpha;
-  return from_eps(to_eps(pred, from, x, alpha, sigma), to, x, alpha, sigma);
+  return {ax + ae * bx, ae * bp};
 }
 }  // namespace
 
@@ -89,46 +88,8 @@ const std::vector<Param>& all_params() {
 }
 
 LinearCoeffs conversion_coefficients(Param from, Param to, double alpha, double sigma) {
-  const auto is_data = [](Param p) { return p == Param::X0 || p == Param::Denoiser; };
-  if (from == to || (is_data(from) && is_data(to))) return {0.0, 1.0};
-  const double a = alpha, s = sigma, n2 = alpha * alpha + sigma * sigma;
-  if (is_data(from) && to == Param::Score)
-    return {-1.0 / (s * s), a / (s * s)};  // (alpha x0 - x) / sigma^2
-  if (from == Param::Score && is_data(to))
-    return {1.0 / a, s * s / a};  // (x + sigma^2 score) / alpha
-  // eps = bx x + bp pred
-  double bx = 0, bp = 1;
-  switch (from) {
-    case Param::Eps:
-      break;
-    case Param::X0:
-    case Param::Denoiser:
-      bx = 1.0 / s, bp = -a / s;
-      break;
-    case Param::V:
-      bx = s / n2, bp = a / n2;
-      break;
-    case Param::Score:
-      bx = 0.0, bp = -s;
-      break;
-  }
-  // to = ax x + ae eps
-  double ax = 0, ae = 1;
-  switch (to) {
-    case Param::Eps:
-      break;
-    case Param::X0:
-    case Param::Denoiser:
-      ax = 1.0 / a, ae = -s / a;
-      break;
-    case Param::V:
-      ax = -s / a, ae = a + s * s / a;
-      break;
-    case Param::Score:
-      ax = 0.0, ae = -1.0 / s;
-      break;
-  }
-  return {ax + ae * bx, ae * bp};
+  const auto c = coefficients<double>(from, to, alpha, sigma);
+  return {c.first, c.second};
 }
 
 at::Tensor convert(const at::Tensor& pred, Param from, Param to, const at::Tensor& x, double alpha,
@@ -140,7 +101,9 @@ at::Tensor convert(const at::Tensor& pred, Param from, Param to, const at::Tenso
 
 at::Tensor convert(const at::Tensor& pred, Param from, Param to, const at::Tensor& x,
                    const at::Tensor& alpha, const at::Tensor& sigma) {
-  return convert_impl<at::Tensor>(pred, from, to, x, alpha, sigma);
+  if (from == to || (is_data(from) && is_data(to))) return pred;
+  const auto c = coefficients<at::Tensor>(from, to, alpha, sigma);
+  return c.first * x + c.second * pred;
 }
 
 }  // namespace sdekit
