@@ -1,16 +1,26 @@
 #include "apps/cli.hpp"
 
+#include <unistd.h>
+
 #include <CLI/CLI.hpp>
 #include <chrono>
 #include <cmath>
+#include <cstdio>
+#include <filesystem>
 #include <fstream>
 #include <iomanip>
+#include <iostream>
 #include <ostream>
 #include <sstream>
 #include <stdexcept>
 
-#include "apps/npy_io.hpp"
+#include "apps/plot.hpp"
+#include "experiments/converge.hpp"
+#include "experiments/fid_table.hpp"
+#include "experiments/frechet.hpp"
 #include "experiments/moments.hpp"
+#include "experiments/npy_io.hpp"
+#include "experiments/stats_io.hpp"
 #include "models/builtin.hpp"
 #include "schedules/registry.hpp"
 #include "schedules/time_grid.hpp"
@@ -156,6 +166,7 @@ struct SampleArgs {
   std::string dtype = "float32";
   bool brownian = false;
   std::string out;
+  std::string plot;
 };
 
 int cmd_sample(const SampleArgs& a, bool n_given, std::ostream& out) {
@@ -198,6 +209,12 @@ int cmd_sample(const SampleArgs& a, bool n_given, std::ostream& out) {
                                   std::to_string(spec.x_init.size(0)) + " rows of --x-init '" +
                                   a.x_init + "'");
   }
+  const int64_t side = static_cast<int64_t>(std::lround(std::sqrt(double(mixture.dim()))));
+  if (!a.plot.empty() && mixture.dim() != 2 && side * side != mixture.dim())
+    throw std::invalid_argument(
+        "--plot: needs 2-D samples (a scatter over the density) or "
+        "square images (D = k^2, a PNG grid); model " +
+        a.model + " has D = " + std::to_string(mixture.dim()));
   if (!a.out.empty()) {  // fail on an unwritable output before sampling, not after
     std::ofstream probe(a.out, std::ios::binary | std::ios::app);
     if (!probe) throw std::invalid_argument("--out '" + a.out + "': cannot open for writing");
@@ -218,6 +235,24 @@ int cmd_sample(const SampleArgs& a, bool n_given, std::ostream& out) {
       << ", NFE " << res.nfe << ", " << fmt(secs, 3) << " s\n";
   out << "mean error ||m - m_exact|| = " << fmt((m - m_exact).norm().item<double>()) << "\n";
   if (!a.out.empty()) out << "wrote " << a.out << "\n";
+  if (!a.plot.empty()) {
+    if (mixture.dim() == 2) {
+      out << plot_scatter_density(a.plot,
+                                  std::string(sampler->name()) + ", NFE " +
+                                      std::to_string(res.nfe) + ": samples over log p(t_end)",
+                                  res.x, mixture, kernel->alpha(t_end), kernel->sigma(t_end))
+                 .message
+          << "\n";
+    } else {
+      // Square images: the first 64 samples, grey levels spanning the samples' range.
+      const at::Tensor x = res.x.narrow(0, 0, std::min<int64_t>(64, res.x.size(0)));
+      const double lo = x.min().item<double>(), hi = x.max().item<double>();
+      write_image_grid_png(a.plot, x.reshape({x.size(0), 1, side, side}), 0, 2, lo,
+                           hi > lo ? hi : lo + 1);
+      out << "wrote " << a.plot << " (" << x.size(0) << " samples as " << side << "x" << side
+          << " images, grey levels from " << fmt(lo) << " to " << fmt(hi) << ")\n";
+    }
+  }
   return 0;
 }
 
@@ -345,6 +380,251 @@ int cmd_moments(const MomentsArgs& a, std::ostream& out) {
   return 0;
 }
 
+// ------------------------------------------------------------------------------------------
+// Progress on stderr: one line rewritten in place, only when stderr is a terminal.
+
+class ProgressLine {
+ public:
+  ProgressLine(std::ostream& err, bool quiet)
+      : err_(err), on_(!quiet && &err == &std::cerr && ::isatty(STDERR_FILENO)) {}
+  ~ProgressLine() { finish(); }
+  bool on() const { return on_; }
+  void update(std::size_t done, std::size_t total, const std::string& what, double elapsed,
+              double eta) {
+    if (!on_) return;
+    std::ostringstream os;
+    os << "\r[" << done << "/" << total << "] " << what << "  " << clock(elapsed) << " elapsed";
+    if (eta >= 0) os << ", ETA " << clock(eta);
+    std::string line = os.str();
+    if (line.size() < width_) line += std::string(width_ - line.size(), ' ');
+    width_ = line.size();
+    err_ << line << std::flush;
+    shown_ = true;
+  }
+  void finish() {
+    if (on_ && shown_) err_ << "\r" << std::string(width_, ' ') << "\r" << std::flush;
+    shown_ = false;
+  }
+
+ private:
+  static std::string clock(double s) {
+    const long t = std::lround(std::max(0.0, s));
+    std::ostringstream os;
+    os << t / 60 << ":" << std::setw(2) << std::setfill('0') << t % 60;
+    return os.str();
+  }
+  std::ostream& err_;
+  bool on_;
+  bool shown_ = false;
+  std::size_t width_ = 0;
+};
+
+// ------------------------------------------------------------------------------------------
+// sdekit converge
+
+struct ConvergeArgs {
+  std::string spec_file;
+  ConvergeSpec spec;
+  std::string nfe_list, tol_list;
+  std::string out = "out/converge";
+  bool fresh = false, quiet = false, json = false;
+};
+
+std::vector<double> parse_number_list(const std::string& text, const std::string& option) {
+  std::vector<double> out;
+  std::stringstream ss(text);
+  for (std::string item; std::getline(ss, item, ',');) {
+    std::size_t used = 0;
+    double v = 0;
+    try {
+      v = std::stod(item, &used);
+    } catch (const std::exception&) {
+      used = 0;
+    }
+    if (used == 0 || used != item.size())
+      throw std::invalid_argument(option + ": '" + item +
+                                  "' is not a number (expected a comma "
+                                  "separated list, e.g. 5,10,20)");
+    out.push_back(v);
+  }
+  if (out.empty()) throw std::invalid_argument(option + ": the list is empty");
+  return out;
+}
+
+std::vector<Series> converge_series(const ConvergeReport& r, bool stochastic) {
+  std::vector<Series> out;
+  for (const auto& s : r.summaries) {
+    if ((s.kind == "sde") != stochastic || s.nfe.empty()) continue;
+    out.push_back({s.sampler, s.nfe, s.rms});
+  }
+  return out;
+}
+
+int cmd_converge(ConvergeArgs& a, const std::vector<const CLI::Option*>& given, std::ostream& out,
+                 std::ostream& err) {
+  ConvergeSpec spec;
+  if (!a.spec_file.empty()) {
+    std::ifstream in(a.spec_file);
+    if (!in) throw std::invalid_argument("--spec '" + a.spec_file + "': cannot open for reading");
+    std::ostringstream text;
+    text << in.rdbuf();
+    spec = converge_spec_from_json(text.str(), a.spec_file);
+  }
+  // Flags given on the command line override the spec file.
+  auto was_given = [&](const std::string& name) {
+    for (const auto* o : given)
+      if (o->get_name() == name && o->count() > 0) return true;
+    return false;
+  };
+  if (was_given("--model")) spec.model = a.spec.model;
+  if (was_given("--sde")) spec.sde = a.spec.sde;
+  if (was_given("--samplers")) spec.samplers = a.spec.samplers;
+  if (was_given("--n")) spec.n = a.spec.n;
+  if (was_given("--seed")) spec.seed = a.spec.seed;
+  if (was_given("--dtype")) spec.dtype = a.spec.dtype;
+  if (was_given("--t-end")) spec.t_end = a.spec.t_end;
+  if (was_given("--grid")) spec.grid = a.spec.grid;
+  if (was_given("--ref-tol")) spec.ref_tol = a.spec.ref_tol;
+  if (was_given("--sde-ref-steps")) spec.sde_ref_steps = a.spec.sde_ref_steps;
+  if (was_given("--nfe")) {
+    spec.nfe.clear();
+    for (double v : parse_number_list(a.nfe_list, "--nfe")) {
+      if (v != std::floor(v) || v < 1 || v > 1e7)
+        throw std::invalid_argument("--nfe: every NFE must be an integer >= 1, got " + fmt(v));
+      spec.nfe.push_back(static_cast<int>(v));
+    }
+  }
+  if (was_given("--tolerances")) spec.tolerances = parse_number_list(a.tol_list, "--tolerances");
+  validate(spec);
+
+  ProgressLine line(err, a.quiet);
+  const ConvergeReport rep = run_converge(spec, a.out, a.fresh, [&](const ConvergeProgress& p) {
+    line.update(p.done, p.total, p.cell.empty() ? std::string("done") : p.cell, p.elapsed, p.eta);
+  });
+  line.finish();
+  write_converge_tables(rep, a.out);
+
+  std::vector<std::string> plot_notes;
+  const std::string title = rep.spec.model + ", " + rep.spec.sde + ", " + rep.grid + " grid";
+  if (auto s = converge_series(rep, false); !s.empty()) {
+    const PlotResult p =
+        plot_loglog((std::filesystem::path(a.out) / "error_vs_nfe.png").string(),
+                    "RMS error vs NFE (PF-ODE): " + title, "NFE", "RMS error vs reference", s,
+                    {1, 2, 3}, rep.ode_reference.error_estimate);
+    plot_notes.push_back(p.message);
+  }
+  if (auto s = converge_series(rep, true); !s.empty()) {
+    const PlotResult p = plot_loglog(
+        (std::filesystem::path(a.out) / "strong_error_vs_nfe.png").string(),
+        "Strong RMS error vs NFE (reverse SDE, same Brownian path): " + title, "NFE",
+        "RMS error vs fine SRA solution", s, {0.5, 1, 1.5}, rep.sde_reference.error_estimate);
+    plot_notes.push_back(p.message);
+  }
+
+  if (a.json) {
+    out << converge_report_json(rep) << "\n";
+    return 0;
+  }
+  out << converge_protocol(rep) << "\n" << converge_markdown(rep) << "\n";
+  out << "Cells: " << rep.computed << " computed, " << rep.resumed << " reused from " << a.out
+      << "/results.jsonl.\n";
+  out << "Wrote " << a.out << "/{results.jsonl, results.csv, results.md, spec.json}\n";
+  for (const auto& n : plot_notes) out << n << "\n";
+  return 0;
+}
+
+// ------------------------------------------------------------------------------------------
+// sdekit fid-table
+
+struct FidArgs {
+  std::string spec_file;
+  FidTableSpec spec;
+  std::string nfe_list;
+  std::string out = "out/fid-table";
+  bool fresh = false, quiet = false, json = false;
+};
+
+int cmd_fid_table(FidArgs& a, const CLI::App& cmd, std::ostream& out, std::ostream& err) {
+  FidTableSpec spec;
+  if (!a.spec_file.empty()) {
+    std::ifstream in(a.spec_file);
+    if (!in) throw std::invalid_argument("--spec '" + a.spec_file + "': cannot open for reading");
+    std::ostringstream text;
+    text << in.rdbuf();
+    spec = fid_spec_from_json(text.str(), a.spec_file);
+  }
+  auto given = [&](const std::string& name) { return cmd.get_option(name)->count() > 0; };
+  if (given("--model")) spec.model = a.spec.model;
+  if (given("--sde")) spec.sde = a.spec.sde;
+  if (given("--samplers")) spec.samplers = a.spec.samplers;
+  if (given("--n")) spec.n = a.spec.n;
+  if (given("--seed")) spec.seed = a.spec.seed;
+  if (given("--dtype")) spec.dtype = a.spec.dtype;
+  if (given("--grid")) spec.grid = a.spec.grid;
+  if (given("--t-end")) spec.t_end = a.spec.t_end;
+  if (given("--features")) spec.features = a.spec.features;
+  if (given("--reference")) spec.reference = a.spec.reference;
+  if (given("--n-ref")) spec.n_ref = a.spec.n_ref;
+  if (given("--kid-subsets")) spec.kid_subsets = a.spec.kid_subsets;
+  if (given("--kid-subset-size")) spec.kid_subset_size = a.spec.kid_subset_size;
+  if (given("--nfe")) {
+    spec.nfe.clear();
+    for (double v : parse_number_list(a.nfe_list, "--nfe")) {
+      if (v != std::floor(v) || v < 1 || v > 1e7)
+        throw std::invalid_argument("--nfe: every NFE must be an integer >= 1, got " + fmt(v));
+      spec.nfe.push_back(static_cast<int>(v));
+    }
+  }
+  validate(spec);
+
+  ProgressLine line(err, a.quiet);
+  const FidTableReport rep = run_fid_table(spec, a.out, a.fresh, [&](const FidProgress& p) {
+    line.update(p.done, p.total, p.cell.empty() ? std::string("done") : p.cell, p.elapsed, p.eta);
+  });
+  line.finish();
+  write_fid_tables(rep, a.out);
+  std::vector<Series> series;
+  for (const auto& name : rep.spec.samplers) {
+    Series s{name, {}, {}};
+    for (const auto& c : rep.cells)
+      if (c.sampler == name && c.failure.empty() && c.nfe > 0) {
+        s.x.push_back(static_cast<double>(c.nfe));
+        s.y.push_back(c.fd);
+      }
+    if (!s.x.empty()) series.push_back(s);
+  }
+  std::string plot_note;
+  if (!series.empty())
+    plot_note =
+        plot_loglog((std::filesystem::path(a.out) / "fd_vs_nfe.png").string(),
+                    "Frechet distance vs NFE (" + rep.feature_space + " features)", "NFE",
+                    "Frechet distance", series, {}, std::isnan(rep.floor_fd) ? 0.0 : rep.floor_fd)
+            .message;
+  if (a.json) {
+    out << fid_report_json(rep) << "\n";
+    return 0;
+  }
+  out << fid_protocol(rep) << "\n" << fid_markdown(rep) << "\n";
+  out << "Cells: " << rep.computed << " computed, " << rep.resumed << " reused from " << a.out
+      << "/results.jsonl.\n";
+  out << "Wrote " << a.out
+      << "/{results.jsonl, results.csv, results.md, spec.json, reference_stats.npz, stats/}\n";
+  if (!plot_note.empty()) out << plot_note << "\n";
+  return 0;
+}
+
+// ------------------------------------------------------------------------------------------
+// sdekit fd
+
+int cmd_fd(const std::string& a, const std::string& b, std::ostream& out) {
+  const StatsFile fa = read_stats_npz(a), fb = read_stats_npz(b);
+  if (fa.mu.size(0) != fb.mu.size(0))
+    throw std::invalid_argument("'" + a + "' has d = " + std::to_string(fa.mu.size(0)) + ", '" + b +
+                                "' has d = " + std::to_string(fb.mu.size(0)));
+  out << std::setprecision(10) << frechet_distance(fa.mu, fa.sigma, fb.mu, fb.sigma) << "\n";
+  return 0;
+}
+
 }  // namespace
 
 int run_cli(int argc, const char* const* argv, std::ostream& out, std::ostream& err) {
@@ -373,6 +653,9 @@ int run_cli(int argc, const char* const* argv, std::ostream& out, std::ostream& 
   sample->add_flag("--brownian", sa.brownian,
                    "Draw the noise from a virtual Brownian tree (same path at any step count)");
   sample->add_option("--out", sa.out, "Output .npy file for the samples [n, D]");
+  sample->add_option("--plot", sa.plot,
+                     "PNG: 2-D samples over the density's contours (gnuplot), or square-image "
+                     "samples as a grid");
 
   EncodeArgs ea;
   auto* encode = app.add_subcommand(
@@ -405,6 +688,83 @@ int run_cli(int argc, const char* const* argv, std::ostream& out, std::ostream& 
   moments->add_option("--seed", ma.seed, "Seed")->capture_default_str();
   moments->add_option("--dtype", ma.dtype, "float32 | float64")->capture_default_str();
 
+  ConvergeArgs ca;
+  auto* converge = app.add_subcommand(
+      "converge",
+      "Convergence study: error vs NFE for many samplers against an accurate reference, fitted "
+      "orders; resumable (results.jsonl), tables and a log-log plot in --out");
+  converge->add_option("--spec", ca.spec_file,
+                       "JSON spec file with the same field names (flags override it)");
+  converge->add_option("--model", ca.spec.model, "ring2d | gmm64 | gmm:FILE.json")
+      ->capture_default_str();
+  converge->add_option("--sde", ca.spec.sde, "SDE / schedule")->capture_default_str();
+  converge
+      ->add_option("--samplers", ca.spec.samplers,
+                   "Samplers, comma separated (default: every deterministic sampler, plus "
+                   "euler-maruyama, ancestral, sde-dpmpp-2m, sra for strong errors)")
+      ->delimiter(',');
+  converge->add_option("--nfe", ca.nfe_list, "NFE list, comma separated")
+      ->default_str("5,8,12,20,32,50,80,125,200,320,500,800");
+  converge->add_option("--tolerances", ca.tol_list, "Adaptive samplers: rtol = atol list")
+      ->default_str("1e-3,1e-4,1e-5,1e-6");
+  converge->add_option("--n", ca.spec.n, "Batch size (rows of x_T)")->capture_default_str();
+  converge->add_option("--seed", ca.spec.seed, "Seed of x_T and the Brownian path")
+      ->capture_default_str();
+  converge->add_option("--dtype", ca.spec.dtype, "float32 | float64")->capture_default_str();
+  converge->add_option("--t-end", ca.spec.t_end, "End time in (0, T) (default: the SDE's)");
+  converge->add_option("--grid", ca.spec.grid, "Time grid")->capture_default_str();
+  converge->add_option("--ref-tol", ca.spec.ref_tol, "Reference ODE solve: rtol = atol")
+      ->capture_default_str();
+  converge
+      ->add_option("--sde-ref-steps", ca.spec.sde_ref_steps,
+                   "Reference SDE solve: SRA steps on the same Brownian path")
+      ->capture_default_str();
+  converge->add_option("--out", ca.out, "Output folder")->capture_default_str();
+  converge->add_flag("--fresh", ca.fresh, "Start over: discard the results stored in --out");
+  converge->add_flag("--quiet", ca.quiet, "No progress line on stderr");
+  converge->add_flag("--json", ca.json, "Print the report as JSON instead of tables");
+
+  FidArgs fa;
+  auto* fid = app.add_subcommand(
+      "fid-table",
+      "Samplers x NFE -> Frechet distance and KID to a reference set in a stated feature space; "
+      "resumable (results.jsonl), tables, statistics (.npz) and a plot in --out");
+  fid->add_option("--spec", fa.spec_file, "JSON spec file with the same field names");
+  fid->add_option("--model", fa.spec.model, "ring2d | gmm64 | gmm:FILE.json")
+      ->capture_default_str();
+  fid->add_option("--sde", fa.spec.sde, "SDE / schedule")->capture_default_str();
+  fid->add_option("--samplers", fa.spec.samplers, "Samplers, comma separated")
+      ->delimiter(',')
+      ->default_str("ddim,dpmpp-2m,dpmpp-3m,unipc-2,heun,euler-maruyama,ancestral");
+  fid->add_option("--nfe", fa.nfe_list, "NFE list, comma separated")->default_str("5,10,20,50");
+  fid->add_option("--n", fa.spec.n, "Samples per cell")->capture_default_str();
+  fid->add_option("--seed", fa.spec.seed, "Seed of x_T and the sampler noise (every cell)")
+      ->capture_default_str();
+  fid->add_option("--dtype", fa.spec.dtype, "float32 | float64")->capture_default_str();
+  fid->add_option("--grid", fa.spec.grid, "Time grid (default: the schedule's)");
+  fid->add_option("--t-end", fa.spec.t_end, "End time in (0, T) (default: the SDE's)");
+  fid->add_option("--features", fa.spec.features,
+                  "data | torchscript:FILE.pt (forward(x) -> [n, d])")
+      ->capture_default_str();
+  fid->add_option("--reference", fa.spec.reference,
+                  "mixture (exact samples) | npy:FILE.npy (data set) | stats:FILE.npz (mu, sigma)")
+      ->capture_default_str();
+  fid->add_option("--n-ref", fa.spec.n_ref, "Exact reference samples (reference mixture)")
+      ->capture_default_str();
+  fid->add_option("--kid-subsets", fa.spec.kid_subsets, "KID: subsets")->capture_default_str();
+  fid->add_option("--kid-subset-size", fa.spec.kid_subset_size, "KID: subset size")
+      ->capture_default_str();
+  fid->add_option("--out", fa.out, "Output folder")->capture_default_str();
+  fid->add_flag("--fresh", fa.fresh, "Start over: discard the results stored in --out");
+  fid->add_flag("--quiet", fa.quiet, "No progress line on stderr");
+  fid->add_flag("--json", fa.json, "Print the report as JSON instead of tables");
+
+  std::string fd_a, fd_b;
+  auto* fd = app.add_subcommand(
+      "fd", "Frechet distance between two statistics files (.npz with mu and sigma, pytorch-fid)");
+  fd->add_option("A", fd_a, "First .npz")->required();
+  fd->add_option("B", fd_b, "Second .npz")->required();
+
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
@@ -426,6 +786,13 @@ int run_cli(int argc, const char* const* argv, std::ostream& out, std::ostream& 
         throw std::invalid_argument("--steps must be >= 1, got " + std::to_string(ea.steps));
       return cmd_encode(ea, out);
     }
+    if (app.got_subcommand("converge")) {
+      std::vector<const CLI::Option*> given;
+      for (const auto* o : converge->get_options()) given.push_back(o);
+      return cmd_converge(ca, given, out, err);
+    }
+    if (app.got_subcommand("fid-table")) return cmd_fid_table(fa, *fid, out, err);
+    if (app.got_subcommand("fd")) return cmd_fd(fd_a, fd_b, out);
     if (app.got_subcommand("moments")) {
       if (ma.steps < 1)
         throw std::invalid_argument("--steps must be >= 1, got " + std::to_string(ma.steps));

@@ -1,4 +1,4 @@
-#include "apps/npy_io.hpp"
+#include "experiments/npy_io.hpp"
 
 #include <fstream>
 #include <stdexcept>

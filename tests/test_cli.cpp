@@ -9,7 +9,7 @@
 #include <vector>
 
 #include "apps/cli.hpp"
-#include "apps/npy_io.hpp"
+#include "experiments/npy_io.hpp"
 #include "models/gaussian_mixture.hpp"
 #include "schedules/registry.hpp"
 #include "schedules/time_grid.hpp"

@@ -1,0 +1,778 @@
+#include "experiments/converge.hpp"
+
+#include <ATen/ATen.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cmath>
+#include <filesystem>
+#include <fstream>
+#include <iomanip>
+#include <map>
+#include <memory>
+#include <nlohmann/json.hpp>
+#include <set>
+#include <sstream>
+#include <stdexcept>
+
+#include "experiments/detail/report_util.hpp"
+#include "experiments/npy_io.hpp"
+#include "experiments/results_store.hpp"
+#include "models/builtin.hpp"
+#include "schedules/registry.hpp"
+#include "schedules/time_grid.hpp"
+#include "solvers/brownian_tree.hpp"
+#include "solvers/noise.hpp"
+#include "solvers/reference.hpp"
+#include "solvers/registry.hpp"
+
+namespace sdekit {
+
+using detail::fmt;
+using detail::json_num;
+using detail::json_num_of;
+using nlohmann::json;
+
+namespace {
+
+// SDE discretizations whose strong error against a fine solution on the same Brownian path is
+// meaningful. Langevin-type samplers (pc, annealed-langevin) add noise that is not a Brownian
+// increment of the reverse SDE: they get weak errors only.
+const std::vector<std::string> kStrongSamplers = {"euler-maruyama", "ancestral", "sde-dpmpp-2m",
+                                                  "sra"};
+
+bool strong_capable(const std::string& name) {
+  return std::find(kStrongSamplers.begin(), kStrongSamplers.end(), name) != kStrongSamplers.end();
+}
+
+std::string fmt_tol(double tol) {
+  std::ostringstream os;
+  os << std::setprecision(3) << tol;
+  return os.str();
+}
+
+// Resolves the defaults that depend on the registry or the SDE.
+ConvergeSpec resolved(const ConvergeSpec& spec) {
+  ConvergeSpec r = spec;
+  if (r.samplers.empty()) r.samplers = default_converge_samplers();
+  if (r.grid.empty()) {
+    const SDEPtr sde = make_sde(r.sde);
+    if (sde->schedule()) r.grid = grid_name(default_grid(*sde->schedule()));
+  }
+  return r;
+}
+
+at::ScalarType dtype_of(const std::string& s) {
+  return s == "float32" ? at::kFloat : at::kDouble;
+}
+
+// Wraps a registry error with the field it came from.
+template <class F>
+auto field(const std::string& name, F&& f) -> decltype(f()) {
+  try {
+    return f();
+  } catch (const std::invalid_argument& e) {
+    throw std::invalid_argument("field '" + name + "': " + e.what());
+  }
+}
+
+void moment_errors(const at::Tensor& x, const at::Tensor& m, const at::Tensor& C, double& mean_err,
+                   double& cov_err) {
+  const at::Tensor xd = x.to(at::kCPU, at::kDouble);
+  const at::Tensor mh = xd.mean(0);
+  const at::Tensor xc = xd - mh;
+  const at::Tensor Ch = at::matmul(xc.transpose(0, 1), xc) / static_cast<double>(xd.size(0) - 1);
+  mean_err = (mh - m).norm().item<double>();
+  cov_err = ((Ch - C).norm() / C.norm()).item<double>();
+}
+
+// The exact PF-ODE flow of a single Gaussian N(m, C) from T to t: in C's eigenbasis each
+// coordinate of x - alpha m scales by sqrt(v_t / v_T), v = alpha^2 lambda_i + sigma^2.
+at::Tensor gaussian_flow(const GaussianMixture& g, const NoiseSchedule& k, const at::Tensor& xT,
+                         double T, double t) {
+  const at::Tensor m = g.means()[0].to(at::kDouble), C = g.covariances()[0].to(at::kDouble);
+  const auto [s, U] = at::linalg_eigh(C);
+  const double aT = k.alpha(T), sT = k.sigma(T), a = k.alpha(t), sg = k.sigma(t);
+  const at::Tensor vT = aT * aT * s + sT * sT, vt = a * a * s + sg * sg;
+  const at::Tensor y = at::matmul(xT.to(at::kDouble) - aT * m, U);
+  return a * m + at::matmul(y * (vt / vT).sqrt(), U.transpose(0, 1));
+}
+
+uint64_t fnv1a(const std::string& s) {
+  uint64_t h = 1469598103934665603ull;
+  for (unsigned char c : s) h = (h ^ c) * 1099511628211ull;
+  return h;
+}
+
+json cell_json(const ConvergeCell& c) {
+  return json{{"cell", c.key()},
+              {"sampler", c.sampler},
+              {"kind", c.kind},
+              {"target_nfe", c.target_nfe},
+              {"tol", c.tol},
+              {"steps", c.steps},
+              {"nfe", c.nfe},
+              {"rms", json_num(c.rms)},
+              {"max", json_num(c.max)},
+              {"mean_err", json_num(c.mean_err)},
+              {"cov_err", json_num(c.cov_err)},
+              {"seconds", c.seconds},
+              {"failure", c.failure}};
+}
+
+ConvergeCell cell_from_json(const json& j) {
+  ConvergeCell c;
+  c.sampler = j.at("sampler").get<std::string>();
+  c.kind = j.at("kind").get<std::string>();
+  c.target_nfe = j.at("target_nfe").get<int>();
+  c.tol = j.at("tol").get<double>();
+  c.steps = j.at("steps").get<int>();
+  c.nfe = j.at("nfe").get<int64_t>();
+  c.rms = json_num_of(j, "rms");
+  c.max = json_num_of(j, "max");
+  c.mean_err = json_num_of(j, "mean_err");
+  c.cov_err = json_num_of(j, "cov_err");
+  c.seconds = j.at("seconds").get<double>();
+  c.failure = j.value("failure", std::string());
+  c.resumed = true;
+  return c;
+}
+
+json reference_json(const ReferenceInfo& r) {
+  return json{{"method", r.method},
+              {"error_estimate", r.error_estimate},
+              {"nfe", r.nfe},
+              {"seconds", r.seconds}};
+}
+
+// Loads dir/name.npy and dir/name.json when both exist and the tensor has the expected shape.
+bool load_reference(const ResultsStore& store, const std::string& name,
+                    const std::vector<int64_t>& shape, at::Tensor& x, ReferenceInfo& info) {
+  namespace fs = std::filesystem;
+  const std::string npy = store.path(name + ".npy"), js = store.path(name + ".json");
+  if (!fs::exists(npy) || !fs::exists(js)) return false;
+  try {
+    std::ifstream in(js);
+    const json j = json::parse(in);
+    at::Tensor t = read_npy(npy);
+    if (t.sizes() != at::IntArrayRef(shape) || t.scalar_type() != at::kDouble) return false;
+    x = t;
+    info.method = j.at("method").get<std::string>();
+    info.error_estimate = j.at("error_estimate").get<double>();
+    info.nfe = j.at("nfe").get<int64_t>();
+    info.seconds = j.at("seconds").get<double>();
+    info.cached = true;
+    return true;
+  } catch (const std::exception&) {
+    return false;  // a damaged cache is recomputed
+  }
+}
+
+void save_reference(const ResultsStore& store, const std::string& name, const at::Tensor& x,
+                    const ReferenceInfo& info) {
+  write_npy(store.path(name + ".npy"), x);
+  detail::write_text_atomically(store.path(name + ".json"), reference_json(info).dump(2) + "\n");
+}
+
+std::vector<double> grid_times(const ConvergeSpec& spec, const NoiseSchedule& k, int steps,
+                               double T, double t_end) {
+  return make_time_grid(parse_grid(spec.grid), k, steps, T, t_end);
+}
+
+const std::vector<std::string> kFields = {"model",      "sde",  "samplers", "nfe",
+                                          "tolerances", "n",    "seed",     "dtype",
+                                          "t_end",      "grid", "ref_tol",  "sde_ref_steps"};
+
+}  // namespace
+
+std::string ConvergeCell::key() const {
+  return kind == "adaptive" ? sampler + "/tol=" + fmt_tol(tol)
+                            : sampler + "/nfe=" + std::to_string(target_nfe);
+}
+
+std::vector<std::string> default_converge_samplers() {
+  std::vector<std::string> out;
+  for (const auto& s : sampler_registry())
+    if (!s.make(SamplerOptions{})->stochastic()) out.push_back(s.name);
+  out.insert(out.end(), kStrongSamplers.begin(), kStrongSamplers.end());
+  return out;
+}
+
+void validate(const ConvergeSpec& spec) {
+  const SDEPtr sde = field("sde", [&] { return make_sde(spec.sde); });
+  if (!sde->schedule())
+    throw std::invalid_argument("field 'sde': '" + spec.sde +
+                                "' has no Gaussian kernel, which the mixture models need");
+  field("model", [&] { return load_mixture(spec.model); });
+  std::set<std::string> seen;
+  for (const auto& s : spec.samplers) {
+    field("samplers", [&] { return make_sampler(s); });
+    if (!seen.insert(s).second)
+      throw std::invalid_argument("field 'samplers': '" + s + "' is listed twice");
+  }
+  if (spec.nfe.empty()) throw std::invalid_argument("field 'nfe': the list is empty");
+  for (int v : spec.nfe)
+    if (v <= 0)
+      throw std::invalid_argument("field 'nfe': every NFE must be >= 1, got " + std::to_string(v));
+  for (double v : spec.tolerances)
+    if (!(v > 0.0 && v < 1.0))
+      throw std::invalid_argument("field 'tolerances': every tolerance must lie in (0, 1), got " +
+                                  fmt(v));
+  if (spec.n < 2)
+    throw std::invalid_argument("field 'n': the batch needs >= 2 rows, got " +
+                                std::to_string(spec.n));
+  if (spec.dtype != "float32" && spec.dtype != "float64")
+    throw std::invalid_argument("field 'dtype': expected float32 or float64, got '" + spec.dtype +
+                                "'");
+  const Interval d = sde->domain();
+  if (spec.t_end >= 0 && !(spec.t_end > d.lo && spec.t_end < d.hi)) {
+    std::ostringstream os;
+    os << "field 't_end': must lie in (" << d.lo << ", " << d.hi << ") for SDE " << spec.sde
+       << ", got " << spec.t_end;
+    throw std::invalid_argument(os.str());
+  }
+  if (!spec.grid.empty()) field("grid", [&] { return parse_grid(spec.grid); });
+  if (!(spec.ref_tol > 0.0 && spec.ref_tol < 1e-3))
+    throw std::invalid_argument("field 'ref_tol': must lie in (0, 1e-3), got " + fmt(spec.ref_tol));
+  if (spec.sde_ref_steps < 2)
+    throw std::invalid_argument("field 'sde_ref_steps': must be >= 2, got " +
+                                std::to_string(spec.sde_ref_steps));
+}
+
+std::string converge_spec_json(const ConvergeSpec& spec) {
+  const ConvergeSpec r = resolved(spec);
+  json j;
+  j["model"] = r.model;
+  j["sde"] = r.sde;
+  j["samplers"] = r.samplers;
+  j["nfe"] = r.nfe;
+  j["tolerances"] = r.tolerances;
+  j["n"] = r.n;
+  j["seed"] = r.seed;
+  j["dtype"] = r.dtype;
+  j["t_end"] = r.t_end;
+  j["grid"] = r.grid;
+  j["ref_tol"] = r.ref_tol;
+  j["sde_ref_steps"] = r.sde_ref_steps;
+  return j.dump();
+}
+
+ConvergeSpec converge_spec_from_json(const std::string& text, const std::string& source) {
+  json j;
+  try {
+    j = json::parse(text);
+  } catch (const json::parse_error& e) {
+    throw std::invalid_argument(source + ": not valid JSON (" + e.what() + ")");
+  }
+  if (!j.is_object())
+    throw std::invalid_argument(source + ": expected a JSON object with the spec's fields, got " +
+                                std::string(j.type_name()));
+  ConvergeSpec spec;
+  for (auto it = j.begin(); it != j.end(); ++it) {
+    std::string key = it.key();
+    std::replace(key.begin(), key.end(), '-', '_');
+    const json& v = it.value();
+    auto bad = [&](const std::string& expected) {
+      return std::invalid_argument(source + ": field '" + it.key() + "': expected " + expected +
+                                   ", got " + v.dump());
+    };
+    auto str = [&]() {
+      if (!v.is_string()) throw bad("a string");
+      return v.get<std::string>();
+    };
+    if (key == "model") {
+      spec.model = str();
+    } else if (key == "sde") {
+      spec.sde = str();
+    } else if (key == "dtype") {
+      spec.dtype = str();
+    } else if (key == "grid") {
+      spec.grid = str();
+    } else if (key == "samplers") {
+      spec.samplers.clear();
+      if (v.is_string()) {
+        std::stringstream ss(v.get<std::string>());
+        for (std::string s; std::getline(ss, s, ',');)
+          if (!s.empty()) spec.samplers.push_back(s);
+      } else if (v.is_array()) {
+        for (const auto& e : v) {
+          if (!e.is_string()) throw bad("an array of sampler names");
+          spec.samplers.push_back(e.get<std::string>());
+        }
+      } else {
+        throw bad("an array of sampler names");
+      }
+    } else if (key == "nfe") {
+      if (!v.is_array()) throw bad("an array of positive integers");
+      spec.nfe.clear();
+      for (const auto& e : v) {
+        if (!e.is_number_integer()) throw bad("an array of positive integers");
+        spec.nfe.push_back(e.get<int>());
+      }
+    } else if (key == "tolerances") {
+      if (!v.is_array()) throw bad("an array of numbers");
+      spec.tolerances.clear();
+      for (const auto& e : v) {
+        if (!e.is_number()) throw bad("an array of numbers");
+        spec.tolerances.push_back(e.get<double>());
+      }
+    } else if (key == "n") {
+      if (!v.is_number_integer()) throw bad("an integer");
+      spec.n = v.get<int64_t>();
+    } else if (key == "seed") {
+      if (!v.is_number_unsigned()) throw bad("a non-negative integer");
+      spec.seed = v.get<uint64_t>();
+    } else if (key == "t_end") {
+      if (!v.is_number()) throw bad("a number");
+      spec.t_end = v.get<double>();
+    } else if (key == "ref_tol") {
+      if (!v.is_number()) throw bad("a number");
+      spec.ref_tol = v.get<double>();
+    } else if (key == "sde_ref_steps") {
+      if (!v.is_number_integer()) throw bad("an integer");
+      spec.sde_ref_steps = v.get<int>();
+    } else {
+      std::string valid;
+      for (const auto& f : kFields) valid += (valid.empty() ? "" : ", ") + f;
+      throw std::invalid_argument(source + ": unknown field '" + it.key() + "'; valid: " + valid);
+    }
+  }
+  try {
+    validate(spec);
+  } catch (const std::invalid_argument& e) {
+    throw std::invalid_argument(source + ": " + e.what());
+  }
+  return spec;
+}
+
+ConvergeReport run_converge(const ConvergeSpec& spec_in, const std::string& out_dir, bool fresh,
+                            const std::function<void(const ConvergeProgress&)>& progress) {
+  validate(spec_in);
+  const ConvergeSpec spec = resolved(spec_in);
+  validate(spec);
+  const auto t_start = std::chrono::steady_clock::now();
+  auto elapsed = [&] {
+    return std::chrono::duration<double>(std::chrono::steady_clock::now() - t_start).count();
+  };
+
+  ConvergeReport rep;
+  rep.spec = spec;
+  rep.grid = spec.grid;
+  const SDEPtr sde = make_sde(spec.sde);
+  const SchedulePtr kernel = sde->schedule();
+  const GaussianMixture mixture = load_mixture(spec.model);
+  GaussianMixtureModel model(mixture, kernel);
+  rep.T = sde->domain().hi;
+  rep.t_end = spec.t_end < 0 ? sde->default_t_end() : spec.t_end;
+  rep.dim = mixture.dim();
+  const double T = rep.T, t_end = rep.t_end;
+  const at::ScalarType dtype = dtype_of(spec.dtype);
+
+  // The plan: every cell in order, the skipped NFEs noted per sampler.
+  std::map<std::string, std::string> notes;
+  for (const auto& name : spec.samplers) {
+    const auto probe = make_sampler(name);
+    if (probe->adaptive()) {
+      for (double tol : spec.tolerances) {
+        ConvergeCell c;
+        c.sampler = name;
+        c.kind = "adaptive";
+        c.tol = tol;
+        rep.cells.push_back(c);
+      }
+      continue;
+    }
+    std::vector<int> nfes = spec.nfe;
+    std::sort(nfes.begin(), nfes.end());
+    nfes.erase(std::unique(nfes.begin(), nfes.end()), nfes.end());
+    std::vector<int> skipped;
+    for (int nfe : nfes) {
+      if (nfe < probe->nfe_per_step()) {
+        skipped.push_back(nfe);
+        continue;
+      }
+      SamplerOptions o;
+      o.nfe_budget = nfe;
+      ConvergeCell c;
+      c.sampler = name;
+      c.kind = probe->stochastic() ? "sde" : "ode";
+      c.target_nfe = nfe;
+      c.steps = make_sampler(name, o)->steps_for_nfe(nfe);
+      rep.cells.push_back(c);
+    }
+    if (!skipped.empty()) {
+      std::string s;
+      for (int v : skipped) s += (s.empty() ? "" : ", ") + std::to_string(v);
+      notes[name] =
+          "NFE " + s + " buy no step (" + std::to_string(probe->nfe_per_step()) + " NFE per step)";
+    }
+    if (probe->stochastic() && !strong_capable(name))
+      notes[name] += std::string(notes[name].empty() ? "" : "; ") +
+                     "no strong error (its Langevin noise is not a Brownian increment)";
+  }
+
+  std::vector<std::string> derived = {"reference.npy",      "reference.json", "sde_reference.npy",
+                                      "sde_reference.json", "results.csv",    "results.md"};
+  ResultsStore store(out_dir, converge_spec_json(spec), fresh, derived);
+  std::map<std::string, ConvergeCell> stored;
+  for (const auto& line : store.lines()) {
+    const json j = json::parse(line);
+    try {
+      const ConvergeCell c = cell_from_json(j);
+      stored[j["cell"].get<std::string>()] = c;
+    } catch (const json::exception& e) {
+      throw std::invalid_argument(store.path("results.jsonl") + ": cell " + j["cell"].dump() +
+                                  " is malformed (" + e.what() + "); use --fresh to start over");
+    }
+  }
+
+  bool need_ode = false, need_sde = false;
+  for (const auto& c : rep.cells) {
+    need_ode |= c.kind != "sde";
+    need_sde |= c.kind == "sde" && strong_capable(c.sampler);
+  }
+
+  at::Generator gen = at::make_generator<at::CPUGeneratorImpl>(spec.seed);
+  const at::Tensor xT = draw_prior(*sde, {spec.n, mixture.dim()}, gen, at::kDouble);
+  const double a_end = kernel->alpha(t_end), s_end = kernel->sigma(t_end);
+  const at::Tensor m_exact = mixture.mean(a_end), C_exact = mixture.covariance(a_end, s_end);
+  {
+    at::Generator g2 = at::make_generator<at::CPUGeneratorImpl>(spec.seed ^ 0x5eedf100dULL);
+    moment_errors(mixture.sample(spec.n, a_end, s_end, g2), m_exact, C_exact, rep.floor_mean_err,
+                  rep.floor_cov_err);
+  }
+  const std::vector<int64_t> shape = {spec.n, mixture.dim()};
+
+  auto report_progress = [&](std::size_t done, std::size_t total, const std::string& cell,
+                             double eta) {
+    if (progress) progress(ConvergeProgress{done, total, cell, elapsed(), eta});
+  };
+  std::size_t pending = 0;
+  for (const auto& c : rep.cells) pending += stored.count(c.key()) ? 0 : 1;
+
+  at::Tensor x_ode;
+  if (need_ode && !load_reference(store, "reference", shape, x_ode, rep.ode_reference)) {
+    report_progress(0, pending, "ODE reference", -1);
+    const auto t0 = std::chrono::steady_clock::now();
+    if (mixture.components() == 1) {
+      x_ode = gaussian_flow(mixture, *kernel, xT, T, t_end);
+      rep.ode_reference.method = "closed form (single Gaussian)";
+      rep.ode_reference.error_estimate = 0.0;
+    } else {
+      const ReferenceSolution ref =
+          reference_solve(model, *sde, xT, T, t_end, spec.ref_tol, spec.ref_tol);
+      x_ode = ref.x;
+      rep.ode_reference.method = "dopri5 rtol=atol=" + fmt_tol(spec.ref_tol);
+      rep.ode_reference.error_estimate = ref.error_estimate;
+      rep.ode_reference.nfe = ref.stats.nfe + ref.check_stats.nfe;
+    }
+    rep.ode_reference.seconds =
+        std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    save_reference(store, "reference", x_ode, rep.ode_reference);
+  }
+
+  // One Brownian path for every stochastic cell; its resolution is below the finest step of the
+  // reference grid, so each grid point of every run has its own leaf.
+  BrownianPtr path;
+  at::Tensor x_sde;
+  if (need_sde) {
+    const std::vector<double> fine = grid_times(spec, *kernel, spec.sde_ref_steps, T, t_end);
+    double h_min = T - t_end;
+    for (std::size_t i = 0; i + 1 < fine.size(); ++i)
+      h_min = std::min(h_min, std::abs(fine[i] - fine[i + 1]));
+    const double tol = std::max(h_min / 4.0, (T - t_end) * std::ldexp(1.0, -40));
+    path = std::make_shared<VirtualBrownianTree>(t_end, T, spec.seed, tol);
+    if (!load_reference(store, "sde_reference", shape, x_sde, rep.sde_reference)) {
+      report_progress(0, pending, "SDE reference", -1);
+      const auto t0 = std::chrono::steady_clock::now();
+      const auto sra = make_sampler("sra");
+      SampleRequest r;
+      r.model = &model;
+      r.sde = sde.get();
+      r.x_init = xT;
+      r.brownian = path;
+      r.times = fine;
+      const SampleResult full = sra->run(r);
+      r.times = grid_times(spec, *kernel, spec.sde_ref_steps / 2, T, t_end);
+      const SampleResult half = sra->run(r);
+      x_sde = full.x;
+      rep.sde_reference.method =
+          "sra " + std::to_string(spec.sde_ref_steps) + " steps on the same Brownian path";
+      rep.sde_reference.error_estimate = (full.x - half.x).abs().max().item<double>();
+      rep.sde_reference.nfe = full.nfe + half.nfe;
+      rep.sde_reference.seconds =
+          std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+      save_reference(store, "sde_reference", x_sde, rep.sde_reference);
+    }
+  }
+
+  // Cost model for the ETA: NFE (adaptive cells: a rough guess growing with -log10 tol).
+  auto cost = [](const ConvergeCell& c) {
+    return c.kind == "adaptive" ? 20.0 * (1.0 - std::log10(c.tol)) : double(c.target_nfe);
+  };
+  double total_cost = 0, done_cost = 0;
+  for (const auto& c : rep.cells)
+    if (!stored.count(c.key())) total_cost += cost(c);
+  const double t_cells = elapsed();
+  std::size_t done = 0;
+  const at::Tensor x_init = xT.to(dtype);
+  for (auto& c : rep.cells) {
+    const std::string key = c.key();
+    if (const auto it = stored.find(key); it != stored.end()) {
+      c = it->second;
+      ++rep.resumed;
+      continue;
+    }
+    const double spent = elapsed() - t_cells;
+    report_progress(done, pending, key,
+                    done_cost > 0 ? spent / done_cost * (total_cost - done_cost) : -1.0);
+    SamplerOptions o;
+    if (c.kind == "adaptive") {
+      o.rtol = o.atol = c.tol;
+    } else {
+      o.nfe_budget = c.target_nfe;
+    }
+    const auto sampler = make_sampler(c.sampler, o);
+    SampleRequest r;
+    r.model = &model;
+    r.sde = sde.get();
+    r.x_init = x_init;
+    r.times = c.kind == "adaptive" ? std::vector<double>{T, t_end}
+                                   : grid_times(spec, *kernel, c.steps, T, t_end);
+    const bool strong = c.kind == "sde" && strong_capable(c.sampler);
+    if (strong) {
+      r.brownian = path;
+    } else if (c.kind == "sde") {
+      r.generator = at::make_generator<at::CPUGeneratorImpl>(spec.seed ^ fnv1a(key));
+    }
+    const auto t0 = std::chrono::steady_clock::now();
+    try {
+      const SampleResult res = sampler->run(r);
+      c.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+      c.nfe = res.nfe;
+      c.steps = res.steps;
+      const at::Tensor x = res.x.to(at::kDouble);
+      if (c.kind != "sde" || strong) {
+        const at::Tensor diff = x - (c.kind == "sde" ? x_sde : x_ode);
+        c.rms = diff.pow(2).mean().sqrt().item<double>();
+        c.max = diff.abs().max().item<double>();
+      }
+      moment_errors(x, m_exact, C_exact, c.mean_err, c.cov_err);
+    } catch (const NonFiniteError& e) {
+      c.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+      c.failure = e.what();
+      c.mean_err = c.cov_err = std::numeric_limits<double>::quiet_NaN();
+    }
+    store.append(key, cell_json(c).dump());
+    ++rep.computed;
+    ++done;
+    done_cost += cost(c);
+  }
+  report_progress(done, pending, "", 0.0);
+
+  for (const auto& name : spec.samplers) {
+    SamplerSummary s;
+    s.sampler = name;
+    const auto probe = make_sampler(name);
+    s.declared_order = probe->order();
+    s.kind = probe->adaptive() ? "adaptive" : probe->stochastic() ? "sde" : "ode";
+    s.note = notes[name];
+    s.floor = s.kind == "sde" ? rep.sde_reference.error_estimate : rep.ode_reference.error_estimate;
+    std::vector<std::pair<double, double>> pts;
+    for (const auto& c : rep.cells)
+      if (c.sampler == name && std::isfinite(c.rms) && c.rms > 0 && c.nfe > 0)
+        pts.emplace_back(static_cast<double>(c.nfe), c.rms);
+    std::sort(pts.begin(), pts.end());
+    for (const auto& [n, e] : pts) {
+      s.nfe.push_back(n);
+      s.rms.push_back(e);
+    }
+    if (pts.size() >= 2) {
+      try {
+        s.fit = fit_order_auto(s.nfe, s.rms, s.floor);
+        s.fitted = true;
+      } catch (const std::invalid_argument& e) {
+        s.note += std::string(s.note.empty() ? "" : "; ") + e.what();
+      }
+    }
+    rep.summaries.push_back(s);
+  }
+  return rep;
+}
+
+namespace {
+
+json summary_json(const SamplerSummary& s) {
+  json j{{"sampler", s.sampler},
+         {"kind", s.kind},
+         {"declared_order", s.declared_order},
+         {"fitted", s.fitted},
+         {"note", s.note}};
+  if (s.fitted) {
+    j["order"] = s.fit.order;
+    j["std_error"] = s.fit.std_error;
+    j["range_nfe"] = {s.nfe[s.fit.first], s.nfe[s.fit.last]};
+    j["points"] = s.fit.points();
+  }
+  return j;
+}
+
+std::string protocol_text(const ConvergeReport& r) {
+  std::ostringstream os;
+  os << "Model " << r.spec.model << " (D = " << r.dim << "), SDE " << r.spec.sde << ", grid "
+     << r.grid << ", t: " << r.T << " -> " << r.t_end << ", batch n = " << r.spec.n << ", seed "
+     << r.spec.seed << ", " << r.spec.dtype << ".\n";
+  auto ref = [&](const char* what, const ReferenceInfo& i) {
+    if (i.method.empty()) return;
+    os << what << ": " << i.method << "; error estimate " << fmt(i.error_estimate) << " (max norm)";
+    if (i.nfe > 0) os << ", NFE " << i.nfe;
+    os << ", " << fmt(i.seconds) << " s" << (i.cached ? ", reused from the output folder" : "")
+       << ".\n";
+  };
+  ref("ODE reference", r.ode_reference);
+  ref("SDE reference (strong errors)", r.sde_reference);
+  os << "Errors: RMS over rows and coordinates of x - x_ref; orders fitted by least squares on "
+        "log RMS vs log NFE over the automatically chosen range.\n";
+  return os.str();
+}
+
+}  // namespace
+
+std::string converge_markdown(const ConvergeReport& r) {
+  std::ostringstream os;
+  // Fixed-step samplers: errors by NFE asked for.
+  std::vector<int> nfes = r.spec.nfe;
+  std::sort(nfes.begin(), nfes.end());
+  nfes.erase(std::unique(nfes.begin(), nfes.end()), nfes.end());
+  os << "RMS error by NFE (stochastic samplers: strong error on the same Brownian path):\n\n";
+  os << "| sampler          |";
+  for (int n : nfes) os << std::setw(8) << n << " |";
+  os << "\n|------------------|";
+  for (std::size_t i = 0; i < nfes.size(); ++i) os << "--------:|";
+  os << "\n";
+  for (const auto& s : r.summaries) {
+    if (s.kind == "adaptive") continue;
+    os << "| " << std::left << std::setw(16) << s.sampler << std::right << " |";
+    for (int n : nfes) {
+      std::string v = "";
+      for (const auto& c : r.cells)
+        if (c.sampler == s.sampler && c.target_nfe == n)
+          v = c.failure.empty() ? fmt(c.rms) : "fail";
+      os << std::setw(8) << v << " |";
+    }
+    os << "\n";
+  }
+  bool any_adaptive = false;
+  for (const auto& s : r.summaries) any_adaptive |= s.kind == "adaptive";
+  if (any_adaptive) {
+    os << "\nAdaptive samplers (rtol = atol = tol): NFE spent / RMS error:\n\n";
+    os << "| sampler          |";
+    for (double t : r.spec.tolerances) os << std::setw(14) << fmt_tol(t) << " |";
+    os << "\n|------------------|";
+    for (std::size_t i = 0; i < r.spec.tolerances.size(); ++i) os << "--------------:|";
+    os << "\n";
+    for (const auto& s : r.summaries) {
+      if (s.kind != "adaptive") continue;
+      os << "| " << std::left << std::setw(16) << s.sampler << std::right << " |";
+      for (double t : r.spec.tolerances) {
+        std::string v;
+        for (const auto& c : r.cells)
+          if (c.sampler == s.sampler && c.tol == t)
+            v = c.failure.empty() ? std::to_string(c.nfe) + " / " + fmt(c.rms, 2) : "fail";
+        os << std::setw(14) << v << " |";
+      }
+      os << "\n";
+    }
+  }
+  os << "\nEmpirical orders (slope of log RMS error against log NFE):\n\n";
+  os << "| sampler          | kind     | declared | fitted | std err | NFE range | points | note "
+        "|\n";
+  os << "|------------------|----------|---------:|-------:|--------:|----------:|-------:|------|"
+        "\n";
+  for (const auto& s : r.summaries) {
+    os << "| " << std::left << std::setw(16) << s.sampler << " | " << std::setw(8) << s.kind
+       << std::right << " | " << std::setw(8) << fmt(s.declared_order) << " | ";
+    if (s.fitted) {
+      std::ostringstream range;
+      range << s.nfe[s.fit.first] << "-" << s.nfe[s.fit.last];
+      os << std::setw(6) << fmt(s.fit.order) << " | " << std::setw(7) << fmt(s.fit.std_error, 2)
+         << " | " << std::setw(9) << range.str() << " | " << std::setw(6) << s.fit.points();
+    } else {
+      os << std::setw(6) << "-"
+         << " | " << std::setw(7) << "-"
+         << " | " << std::setw(9) << "-"
+         << " | " << std::setw(6) << "-";
+    }
+    os << " | " << s.note << " |\n";
+  }
+  // Weak errors of the stochastic samplers.
+  bool any_sde = false;
+  for (const auto& s : r.summaries) any_sde |= s.kind == "sde";
+  if (any_sde) {
+    os << "\nWeak errors of the stochastic samplers, mean error ||m - m_exact|| / relative "
+          "covariance error, by NFE; floor (n exact samples): "
+       << fmt(r.floor_mean_err) << " / " << fmt(r.floor_cov_err) << ":\n\n";
+    os << "| sampler          |";
+    for (int n : nfes) os << std::setw(14) << n << " |";
+    os << "\n|------------------|";
+    for (std::size_t i = 0; i < nfes.size(); ++i) os << "--------------:|";
+    os << "\n";
+    for (const auto& s : r.summaries) {
+      if (s.kind != "sde") continue;
+      os << "| " << std::left << std::setw(16) << s.sampler << std::right << " |";
+      for (int n : nfes) {
+        std::string v;
+        for (const auto& c : r.cells)
+          if (c.sampler == s.sampler && c.target_nfe == n)
+            v = c.failure.empty() ? fmt(c.mean_err, 2) + " / " + fmt(c.cov_err, 2) : "fail";
+        os << std::setw(14) << v << " |";
+      }
+      os << "\n";
+    }
+  }
+  return os.str();
+}
+
+void write_converge_tables(const ConvergeReport& r, const std::string& out_dir) {
+  namespace fs = std::filesystem;
+  using detail::csv_num;
+  std::ostringstream csv;
+  csv << "cell,sampler,kind,target_nfe,tol,steps,nfe,rms,max,mean_err,cov_err,seconds,failure\n";
+  for (const auto& c : r.cells)
+    csv << c.key() << "," << c.sampler << "," << c.kind << "," << c.target_nfe << ","
+        << (c.kind == "adaptive" ? csv_num(c.tol) : "") << "," << c.steps << "," << c.nfe << ","
+        << csv_num(c.rms) << "," << csv_num(c.max) << "," << csv_num(c.mean_err) << ","
+        << csv_num(c.cov_err) << "," << csv_num(c.seconds) << "," << detail::csv_text(c.failure)
+        << "\n";
+  detail::write_text_atomically((fs::path(out_dir) / "results.csv").string(), csv.str());
+  std::ostringstream md;
+  md << "# Convergence study\n\n" << protocol_text(r) << "\n" << converge_markdown(r);
+  md << "\nFiles: results.jsonl (one line per cell), results.csv, spec.json, error_vs_nfe.png, "
+        "strong_error_vs_nfe.png.\n";
+  detail::write_text_atomically((fs::path(out_dir) / "results.md").string(), md.str());
+}
+
+std::string converge_report_json(const ConvergeReport& r) {
+  json j;
+  j["spec"] = json::parse(converge_spec_json(r.spec));
+  j["grid"] = r.grid;
+  j["T"] = r.T;
+  j["t_end"] = r.t_end;
+  j["dim"] = r.dim;
+  if (!r.ode_reference.method.empty()) j["ode_reference"] = reference_json(r.ode_reference);
+  if (!r.sde_reference.method.empty()) j["sde_reference"] = reference_json(r.sde_reference);
+  j["weak_floor"] = {{"mean_err", r.floor_mean_err}, {"cov_err", r.floor_cov_err}};
+  j["cells"] = json::array();
+  for (const auto& c : r.cells) j["cells"].push_back(cell_json(c));
+  j["orders"] = json::array();
+  for (const auto& s : r.summaries) j["orders"].push_back(summary_json(s));
+  j["resumed"] = r.resumed;
+  j["computed"] = r.computed;
+  return j.dump(2);
+}
+
+std::string converge_protocol(const ConvergeReport& r) {
+  return protocol_text(r);
+}
+
+}  // namespace sdekit

@@ -1,0 +1,90 @@
+#include "experiments/features.hpp"
+
+#include <torch/script.h>
+
+#include <sstream>
+#include <stdexcept>
+
+namespace sdekit {
+
+namespace {
+
+std::string shape_str(at::IntArrayRef s) {
+  std::ostringstream os;
+  os << s;
+  return os.str();
+}
+
+class DataSpace final : public FeatureSpace {
+ public:
+  std::string name() const override { return "data"; }
+  at::Tensor operator()(const at::Tensor& x) override {
+    if (x.dim() < 1 || x.size(0) < 1)
+      throw std::invalid_argument("features 'data': expected a batch [n, ...], got " +
+                                  shape_str(x.sizes()));
+    return x.reshape({x.size(0), -1}).to(at::kCPU, at::kDouble);
+  }
+};
+
+class TorchScriptSpace final : public FeatureSpace {
+ public:
+  TorchScriptSpace(std::string path, int64_t batch) : path_(std::move(path)), batch_(batch) {
+    try {
+      module_ = torch::jit::load(path_);
+    } catch (const c10::Error& e) {
+      throw std::invalid_argument("features 'torchscript:" + path_ +
+                                  "': cannot load a TorchScript module (" +
+                                  e.what_without_backtrace() + ")");
+    }
+    module_.eval();
+  }
+  std::string name() const override { return "torchscript:" + path_; }
+  at::Tensor operator()(const at::Tensor& x) override {
+    c10::InferenceMode guard;
+    std::vector<at::Tensor> parts;
+    for (int64_t i = 0; i < x.size(0); i += batch_) {
+      const at::Tensor xb = x.narrow(0, i, std::min(batch_, x.size(0) - i)).to(at::kFloat);
+      c10::IValue out;
+      try {
+        out = module_.forward({xb});
+      } catch (const std::exception& e) {
+        throw std::invalid_argument("features '" + name() + "': forward failed on input " +
+                                    shape_str(xb.sizes()) + " (" + e.what() + ")");
+      }
+      if (!out.isTensor())
+        throw std::invalid_argument("features '" + name() +
+                                    "': forward must return one tensor [n, d], got " +
+                                    out.tagKind());
+      const at::Tensor f = out.toTensor();
+      if (f.dim() != 2 || f.size(0) != xb.size(0) || f.size(1) < 1)
+        throw std::invalid_argument("features '" + name() + "': expected output [" +
+                                    std::to_string(xb.size(0)) + ", d] for input " +
+                                    shape_str(xb.sizes()) + ", got " + shape_str(f.sizes()));
+      if (!at::isfinite(f).all().item<bool>())
+        throw std::invalid_argument("features '" + name() + "': non-finite features for input " +
+                                    shape_str(xb.sizes()));
+      parts.push_back(f.to(at::kCPU, at::kDouble));
+    }
+    return at::cat(parts, 0);
+  }
+
+ private:
+  std::string path_;
+  int64_t batch_;
+  torch::jit::Module module_;
+};
+
+}  // namespace
+
+std::unique_ptr<FeatureSpace> make_feature_space(const std::string& spec, int64_t batch) {
+  if (batch < 1)
+    throw std::invalid_argument("feature batch must be >= 1, got " + std::to_string(batch));
+  if (spec == "data") return std::make_unique<DataSpace>();
+  const std::string prefix = "torchscript:";
+  if (spec.rfind(prefix, 0) == 0 && spec.size() > prefix.size())
+    return std::make_unique<TorchScriptSpace>(spec.substr(prefix.size()), batch);
+  throw std::invalid_argument("unknown feature space '" + spec +
+                              "'; valid: data, torchscript:FILE.pt");
+}
+
+}  // namespace sdekit

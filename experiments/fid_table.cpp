@@ -1,0 +1,541 @@
+#include "experiments/fid_table.hpp"
+
+#include <ATen/ATen.h>
+
+#include <algorithm>
+#include <chrono>
+#include <filesystem>
+#include <map>
+#include <set>
+#include <sstream>
+#include <stdexcept>
+
+#include "experiments/detail/report_util.hpp"
+#include "experiments/features.hpp"
+#include "experiments/frechet.hpp"
+#include "experiments/kid.hpp"
+#include "experiments/npy_io.hpp"
+#include "experiments/results_store.hpp"
+#include "experiments/stats_io.hpp"
+#include "models/builtin.hpp"
+#include "schedules/registry.hpp"
+#include "schedules/time_grid.hpp"
+#include "solvers/registry.hpp"
+#include "solvers/sample.hpp"
+
+namespace sdekit {
+
+namespace fs = std::filesystem;
+using detail::fmt;
+using detail::json_num;
+using detail::json_num_of;
+using nlohmann::json;
+
+namespace {
+
+template <class F>
+auto field(const std::string& name, F&& f) -> decltype(f()) {
+  try {
+    return f();
+  } catch (const std::invalid_argument& e) {
+    throw std::invalid_argument("field '" + name + "': " + e.what());
+  }
+}
+
+// "mixture" | "npy:PATH" | "stats:PATH" -> (kind, path).
+std::pair<std::string, std::string> parse_reference(const std::string& ref) {
+  if (ref == "mixture") return {"mixture", ""};
+  for (const char* kind : {"npy", "stats"}) {
+    const std::string prefix = std::string(kind) + ":";
+    if (ref.rfind(prefix, 0) == 0 && ref.size() > prefix.size())
+      return {kind, ref.substr(prefix.size())};
+  }
+  throw std::invalid_argument("unknown reference '" + ref +
+                              "'; valid: mixture, npy:FILE.npy, stats:FILE.npz");
+}
+
+const std::vector<std::string> kFields = {
+    "model", "sde",   "samplers", "nfe",       "n",     "seed",        "dtype",
+    "grid",  "t_end", "features", "reference", "n_ref", "kid_subsets", "kid_subset_size"};
+
+json cell_json(const FidCell& c, const FidTableSpec& spec, const std::string& reference) {
+  return json{{"cell", c.key()},
+              {"sampler", c.sampler},
+              {"target_nfe", c.target_nfe},
+              {"steps", c.steps},
+              {"nfe", c.nfe},
+              {"fd", json_num(c.fd)},
+              {"kid", json_num(c.kid)},
+              {"kid_se", json_num(c.kid_se)},
+              {"seconds", c.seconds},
+              {"failure", c.failure},
+              // The protocol travels with every result.
+              {"n", spec.n},
+              {"seed", spec.seed},
+              {"features", spec.features},
+              {"reference", reference}};
+}
+
+FidCell cell_from_json(const json& j) {
+  FidCell c;
+  c.sampler = j.at("sampler").get<std::string>();
+  c.target_nfe = j.at("target_nfe").get<int>();
+  c.steps = j.at("steps").get<int>();
+  c.nfe = j.at("nfe").get<int64_t>();
+  c.fd = json_num_of(j, "fd");
+  c.kid = json_num_of(j, "kid");
+  c.kid_se = json_num_of(j, "kid_se");
+  c.seconds = j.at("seconds").get<double>();
+  c.failure = j.value("failure", std::string());
+  c.resumed = true;
+  return c;
+}
+
+std::string file_part(std::string key) {
+  for (char& ch : key)
+    if (ch == '/' || ch == '=') ch = '_';
+  return key;
+}
+
+}  // namespace
+
+std::string FidCell::key() const {
+  return sampler + "/nfe=" + std::to_string(target_nfe);
+}
+
+void validate(const FidTableSpec& spec) {
+  const SDEPtr sde = field("sde", [&] { return make_sde(spec.sde); });
+  if (!sde->schedule())
+    throw std::invalid_argument("field 'sde': '" + spec.sde +
+                                "' has no Gaussian kernel, which the mixture models need");
+  field("model", [&] { return load_mixture(spec.model); });
+  if (spec.samplers.empty()) throw std::invalid_argument("field 'samplers': the list is empty");
+  std::set<std::string> seen;
+  for (const auto& s : spec.samplers) {
+    field("samplers", [&] { return make_sampler(s); });
+    if (!seen.insert(s).second)
+      throw std::invalid_argument("field 'samplers': '" + s + "' is listed twice");
+  }
+  if (spec.nfe.empty()) throw std::invalid_argument("field 'nfe': the list is empty");
+  for (int v : spec.nfe)
+    if (v <= 0)
+      throw std::invalid_argument("field 'nfe': every NFE must be >= 1, got " + std::to_string(v));
+  if (spec.n < 2)
+    throw std::invalid_argument("field 'n': needs >= 2 samples per cell, got " +
+                                std::to_string(spec.n));
+  if (spec.n_ref < 2)
+    throw std::invalid_argument("field 'n_ref': needs >= 2 reference samples, got " +
+                                std::to_string(spec.n_ref));
+  if (spec.dtype != "float32" && spec.dtype != "float64")
+    throw std::invalid_argument("field 'dtype': expected float32 or float64, got '" + spec.dtype +
+                                "'");
+  const Interval d = sde->domain();
+  if (spec.t_end >= 0 && !(spec.t_end > d.lo && spec.t_end < d.hi)) {
+    std::ostringstream os;
+    os << "field 't_end': must lie in (" << d.lo << ", " << d.hi << ") for SDE " << spec.sde
+       << ", got " << spec.t_end;
+    throw std::invalid_argument(os.str());
+  }
+  if (!spec.grid.empty()) field("grid", [&] { return parse_grid(spec.grid); });
+  if (spec.features != "data" && spec.features.rfind("torchscript:", 0) != 0)
+    throw std::invalid_argument("field 'features': unknown feature space '" + spec.features +
+                                "'; valid: data, torchscript:FILE.pt");
+  if (spec.features != "data" && !fs::exists(spec.features.substr(12)))
+    throw std::invalid_argument("field 'features': file '" + spec.features.substr(12) +
+                                "' does not exist");
+  const auto [kind, path] = field("reference", [&] { return parse_reference(spec.reference); });
+  if (!path.empty() && !fs::exists(path))
+    throw std::invalid_argument("field 'reference': file '" + path + "' does not exist");
+  if (spec.kid_subsets < 1)
+    throw std::invalid_argument("field 'kid_subsets': must be >= 1, got " +
+                                std::to_string(spec.kid_subsets));
+  if (spec.kid_subset_size < 2)
+    throw std::invalid_argument("field 'kid_subset_size': must be >= 2, got " +
+                                std::to_string(spec.kid_subset_size));
+}
+
+std::string fid_spec_json(const FidTableSpec& s) {
+  std::string grid = s.grid;
+  if (grid.empty()) grid = grid_name(default_grid(*make_sde(s.sde)->schedule()));
+  return json{{"model", s.model},
+              {"sde", s.sde},
+              {"samplers", s.samplers},
+              {"nfe", s.nfe},
+              {"n", s.n},
+              {"seed", s.seed},
+              {"dtype", s.dtype},
+              {"grid", grid},
+              {"t_end", s.t_end},
+              {"features", s.features},
+              {"reference", s.reference},
+              {"n_ref", s.n_ref},
+              {"kid_subsets", s.kid_subsets},
+              {"kid_subset_size", s.kid_subset_size}}
+      .dump();
+}
+
+FidTableSpec fid_spec_from_json(const std::string& text, const std::string& source) {
+  json j;
+  try {
+    j = json::parse(text);
+  } catch (const json::parse_error& e) {
+    throw std::invalid_argument(source + ": not valid JSON (" + e.what() + ")");
+  }
+  if (!j.is_object())
+    throw std::invalid_argument(source + ": expected a JSON object with the spec's fields, got " +
+                                std::string(j.type_name()));
+  FidTableSpec spec;
+  for (auto it = j.begin(); it != j.end(); ++it) {
+    std::string key = it.key();
+    std::replace(key.begin(), key.end(), '-', '_');
+    const json& v = it.value();
+    auto bad = [&](const std::string& expected) {
+      return std::invalid_argument(source + ": field '" + it.key() + "': expected " + expected +
+                                   ", got " + v.dump());
+    };
+    auto str = [&](std::string& out) {
+      if (!v.is_string()) throw bad("a string");
+      out = v.get<std::string>();
+    };
+    auto integer = [&](auto& out, bool non_negative) {
+      if (!(non_negative ? v.is_number_unsigned() : v.is_number_integer()))
+        throw bad(non_negative ? "a non-negative integer" : "an integer");
+      out = v.get<std::decay_t<decltype(out)>>();
+    };
+    if (key == "model") {
+      str(spec.model);
+    } else if (key == "sde") {
+      str(spec.sde);
+    } else if (key == "dtype") {
+      str(spec.dtype);
+    } else if (key == "grid") {
+      str(spec.grid);
+    } else if (key == "features") {
+      str(spec.features);
+    } else if (key == "reference") {
+      str(spec.reference);
+    } else if (key == "samplers") {
+      if (!v.is_array()) throw bad("an array of sampler names");
+      spec.samplers.clear();
+      for (const auto& e : v) {
+        if (!e.is_string()) throw bad("an array of sampler names");
+        spec.samplers.push_back(e.get<std::string>());
+      }
+    } else if (key == "nfe") {
+      if (!v.is_array()) throw bad("an array of positive integers");
+      spec.nfe.clear();
+      for (const auto& e : v) {
+        if (!e.is_number_integer()) throw bad("an array of positive integers");
+        spec.nfe.push_back(e.get<int>());
+      }
+    } else if (key == "n") {
+      integer(spec.n, false);
+    } else if (key == "seed") {
+      integer(spec.seed, true);
+    } else if (key == "n_ref") {
+      integer(spec.n_ref, false);
+    } else if (key == "kid_subsets") {
+      integer(spec.kid_subsets, false);
+    } else if (key == "kid_subset_size") {
+      integer(spec.kid_subset_size, false);
+    } else if (key == "t_end") {
+      if (!v.is_number()) throw bad("a number");
+      spec.t_end = v.get<double>();
+    } else {
+      throw std::invalid_argument(source + ": unknown field '" + it.key() +
+                                  "'; valid: " + detail::join(kFields));
+    }
+  }
+  try {
+    validate(spec);
+  } catch (const std::invalid_argument& e) {
+    throw std::invalid_argument(source + ": " + e.what());
+  }
+  return spec;
+}
+
+FidTableReport run_fid_table(const FidTableSpec& spec, const std::string& out_dir, bool fresh,
+                             const std::function<void(const FidProgress&)>& progress) {
+  validate(spec);
+  const auto t_start = std::chrono::steady_clock::now();
+  auto elapsed = [&] {
+    return std::chrono::duration<double>(std::chrono::steady_clock::now() - t_start).count();
+  };
+  FidTableReport rep;
+  rep.spec = spec;
+  const SDEPtr sde = make_sde(spec.sde);
+  const SchedulePtr kernel = sde->schedule();
+  const GaussianMixture mixture = load_mixture(spec.model);
+  GaussianMixtureModel model(mixture, kernel);
+  const GridKind grid = spec.grid.empty() ? default_grid(*kernel) : parse_grid(spec.grid);
+  rep.grid = grid_name(grid);
+  rep.t_end = spec.t_end < 0 ? sde->default_t_end() : spec.t_end;
+  const auto features = make_feature_space(spec.features);
+  rep.feature_space = features->name();
+  const auto [ref_kind, ref_path] = parse_reference(spec.reference);
+
+  // The plan.
+  for (const auto& name : spec.samplers) {
+    const auto probe = make_sampler(name);
+    std::vector<int> nfes = spec.nfe;
+    std::sort(nfes.begin(), nfes.end());
+    nfes.erase(std::unique(nfes.begin(), nfes.end()), nfes.end());
+    for (int nfe : nfes) {
+      FidCell c;
+      c.sampler = name;
+      c.target_nfe = nfe;
+      if (probe->adaptive() || nfe < probe->nfe_per_step()) {
+        c.failure = probe->adaptive()
+                        ? "adaptive sampler: chooses its own NFE"
+                        : "NFE " + std::to_string(nfe) + " buys no step (" +
+                              std::to_string(probe->nfe_per_step()) + " NFE per step)";
+      } else {
+        SamplerOptions o;
+        o.nfe_budget = nfe;
+        c.steps = make_sampler(name, o)->steps_for_nfe(nfe);
+      }
+      rep.cells.push_back(c);
+    }
+  }
+
+  ResultsStore store(out_dir, fid_spec_json(spec), fresh,
+                     {"reference_stats.npz", "results.csv", "results.md"});
+  std::map<std::string, FidCell> stored;
+  for (const auto& line : store.lines()) {
+    const json j = json::parse(line);
+    try {
+      stored[j["cell"].get<std::string>()] = cell_from_json(j);
+    } catch (const json::exception& e) {
+      throw std::invalid_argument(store.path("results.jsonl") + ": cell " + j["cell"].dump() +
+                                  " is malformed (" + e.what() + "); use --fresh to start over");
+    }
+  }
+
+  // Reference features / statistics, and the floor.
+  const double a = kernel->alpha(rep.t_end), s = kernel->sigma(rep.t_end);
+  at::Tensor ref_features;
+  GaussianStats ref_stats;
+  if (ref_kind == "mixture") {
+    at::Generator g = at::make_generator<at::CPUGeneratorImpl>(spec.seed ^ 0x7ef5eedULL);
+    ref_features = (*features)(mixture.sample(spec.n_ref, a, s, g));
+    ref_stats.add(ref_features);
+    rep.reference = std::to_string(spec.n_ref) + " exact samples of p(t_end) of " + spec.model;
+    const at::Tensor other = (*features)(mixture.sample(spec.n, a, s, g));
+    GaussianStats o;
+    o.add(other);
+    rep.floor_fd = frechet_distance(o, ref_stats);
+    const int64_t m = std::min({spec.kid_subset_size, spec.n, spec.n_ref});
+    const KidResult k =
+        kernel_inception_distance(other, ref_features, spec.kid_subsets, m, spec.seed);
+    rep.floor_kid = k.mean;
+    rep.floor_kid_se = k.std_error;
+    rep.floor_note =
+        "FD/KID of " + std::to_string(spec.n) + " further exact samples against the reference set";
+  } else if (ref_kind == "npy") {
+    const at::Tensor data = read_npy(ref_path);
+    if (data.dim() < 2 || data[0].numel() != mixture.dim())
+      throw std::invalid_argument("reference 'npy:" + ref_path + "': expected rows of " +
+                                  std::to_string(mixture.dim()) + " values for model " +
+                                  spec.model);
+    ref_features = (*features)(data.reshape({data.size(0), mixture.dim()}));
+    ref_stats.add(ref_features);
+    rep.reference = "data set " + ref_path + " (" + std::to_string(data.size(0)) + " rows)";
+    if (data.size(0) >= 2 * spec.n) {
+      at::Generator g = at::make_generator<at::CPUGeneratorImpl>(spec.seed ^ 0x7ef5eedULL);
+      const at::Tensor perm = at::randperm(data.size(0), g, at::kLong);
+      const at::Tensor A = ref_features.index_select(0, perm.narrow(0, 0, spec.n)),
+                       B = ref_features.index_select(0, perm.narrow(0, spec.n, spec.n));
+      GaussianStats sa, sb;
+      sa.add(A);
+      sb.add(B);
+      rep.floor_fd = frechet_distance(sa, sb);
+      const KidResult k = kernel_inception_distance(
+          A, B, spec.kid_subsets, std::min(spec.kid_subset_size, spec.n), spec.seed);
+      rep.floor_kid = k.mean;
+      rep.floor_kid_se = k.std_error;
+      rep.floor_note = "FD/KID between two disjoint random sets of " + std::to_string(spec.n) +
+                       " rows of the data set";
+    } else {
+      rep.floor_note = "not available: the data set has fewer than 2n rows";
+    }
+  } else {
+    const StatsFile f = read_stats_npz(ref_path);
+    // Only mean and covariance enter the distance: without a stored n, any count >= 2 with
+    // m2 = sigma (count - 1) reproduces sigma exactly.
+    ref_stats.count = f.count > 1 ? f.count : 2;
+    ref_stats.mu = f.mu;
+    ref_stats.m2 = f.sigma * static_cast<double>(ref_stats.count - 1);
+    rep.reference = "statistics file " + ref_path +
+                    (f.count > 0 ? " (n = " + std::to_string(f.count) + ")" : std::string());
+    rep.floor_note =
+        "not available for a statistics-file reference (no samples); KID needs "
+        "samples too";
+  }
+  rep.feature_dim = ref_stats.dim();
+  rep.reference_rows = ref_features.defined() ? ref_features.size(0) : ref_stats.count;
+  write_stats_npz(store.path("reference_stats.npz"), ref_stats);
+  fs::create_directories(store.path("stats"));
+
+  std::size_t pending = 0;
+  double total_cost = 0, done_cost = 0;
+  for (const auto& c : rep.cells)
+    if (c.failure.empty() && !stored.count(c.key())) {
+      ++pending;
+      total_cost += c.target_nfe;
+    }
+  const double t_cells = elapsed();
+  std::size_t done = 0;
+  const auto opts = at::TensorOptions().dtype(spec.dtype == "float32" ? at::kFloat : at::kDouble);
+  for (auto& c : rep.cells) {
+    if (const auto it = stored.find(c.key()); it != stored.end()) {
+      c = it->second;
+      ++rep.resumed;
+      continue;
+    }
+    if (!c.failure.empty()) continue;  // planned as not runnable: reported, not stored
+    if (progress) {
+      const double spent = elapsed() - t_cells;
+      progress(FidProgress{done, pending, c.key(), elapsed(),
+                           done_cost > 0 ? spent / done_cost * (total_cost - done_cost) : -1.0});
+    }
+    SamplerOptions o;
+    o.nfe_budget = c.target_nfe;
+    const auto sampler = make_sampler(c.sampler, o);
+    SampleSpec ss;
+    ss.steps = c.steps;
+    ss.grid = grid;
+    ss.t_end = rep.t_end;
+    ss.n = spec.n;
+    ss.event_shape = {mixture.dim()};
+    ss.seed = spec.seed;
+    ss.options = opts;
+    const auto t0 = std::chrono::steady_clock::now();
+    try {
+      const SampleResult res = sample(*sampler, model, *sde, ss);
+      c.nfe = res.nfe;
+      const at::Tensor f = (*features)(res.x);
+      GaussianStats st;
+      st.add(f);
+      c.fd = frechet_distance(st, ref_stats);
+      if (ref_features.defined()) {
+        const KidResult k = kernel_inception_distance(
+            f, ref_features, spec.kid_subsets,
+            std::min({spec.kid_subset_size, spec.n, ref_features.size(0)}), spec.seed);
+        c.kid = k.mean;
+        c.kid_se = k.std_error;
+      }
+      write_stats_npz(store.path("stats/" + file_part(c.key()) + ".npz"), st);
+    } catch (const NonFiniteError& e) {
+      c.failure = e.what();
+    }
+    c.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    store.append(c.key(), cell_json(c, spec, rep.reference).dump());
+    ++rep.computed;
+    ++done;
+    done_cost += c.target_nfe;
+  }
+  if (progress) progress(FidProgress{done, pending, "", elapsed(), 0.0});
+  return rep;
+}
+
+std::string fid_protocol(const FidTableReport& r) {
+  std::ostringstream os;
+  os << "Model " << r.spec.model << ", SDE " << r.spec.sde << ", grid " << r.grid
+     << ", t_end = " << r.t_end << ", " << r.spec.dtype << ". Every cell: n = " << r.spec.n
+     << " samples from the same x_T and noise seed (" << r.spec.seed << ").\n";
+  os << "Features: " << r.feature_space << " (d = " << r.feature_dim
+     << "). Reference: " << r.reference << ".\n";
+  os << "FD: Frechet distance of Gaussians fitted in float64 (matrix square root by symmetric "
+        "eigendecomposition). KID: unbiased cubic-kernel MMD^2 over "
+     << r.spec.kid_subsets << " subsets of up to " << r.spec.kid_subset_size << " (mean +- SE).\n";
+  os << "Floor: ";
+  if (std::isnan(r.floor_fd))
+    os << r.floor_note << ".\n";
+  else
+    os << "FD " << fmt(r.floor_fd) << ", KID " << fmt(r.floor_kid) << " +- " << fmt(r.floor_kid_se)
+       << " (" << r.floor_note << "); differences below it are not resolved at this n.\n";
+  return os.str();
+}
+
+std::string fid_markdown(const FidTableReport& r) {
+  std::vector<int> nfes = r.spec.nfe;
+  std::sort(nfes.begin(), nfes.end());
+  nfes.erase(std::unique(nfes.begin(), nfes.end()), nfes.end());
+  std::ostringstream os;
+  auto table = [&](const char* title, auto value) {
+    os << title << "\n\n| sampler          |";
+    for (int n : nfes) os << std::setw(17) << ("NFE " + std::to_string(n)) << " |";
+    os << "\n|------------------|";
+    for (std::size_t i = 0; i < nfes.size(); ++i) os << "------------------:|";
+    os << "\n";
+    for (const auto& name : r.spec.samplers) {
+      os << "| " << std::left << std::setw(16) << name << std::right << " |";
+      for (int n : nfes) {
+        std::string v;
+        for (const auto& c : r.cells)
+          if (c.sampler == name && c.target_nfe == n) v = c.failure.empty() ? value(c) : "-";
+        os << std::setw(17) << v << " |";
+      }
+      os << "\n";
+    }
+  };
+  table("Frechet distance (lower is better):", [](const FidCell& c) { return fmt(c.fd, 4); });
+  bool any_kid = false;
+  for (const auto& c : r.cells) any_kid |= !std::isnan(c.kid);
+  if (any_kid) {
+    os << "\n";
+    table("KID (mean +- SE over subsets):",
+          [](const FidCell& c) { return fmt(c.kid, 3) + " +- " + fmt(c.kid_se, 2); });
+  }
+  std::vector<std::string> notes;
+  for (const auto& c : r.cells)
+    if (!c.failure.empty()) notes.push_back(c.key() + ": " + c.failure);
+  if (!notes.empty()) {
+    os << "\nCells without a value:\n";
+    for (const auto& n : notes) os << "- " << n << "\n";
+  }
+  return os.str();
+}
+
+std::string fid_report_json(const FidTableReport& r) {
+  json j;
+  j["spec"] = json::parse(fid_spec_json(r.spec));
+  j["protocol"] = {{"grid", r.grid},
+                   {"t_end", r.t_end},
+                   {"n", r.spec.n},
+                   {"seed", r.spec.seed},
+                   {"features", r.feature_space},
+                   {"feature_dim", r.feature_dim},
+                   {"reference", r.reference},
+                   {"reference_rows", r.reference_rows},
+                   {"floor_fd", json_num(r.floor_fd)},
+                   {"floor_kid", json_num(r.floor_kid)},
+                   {"floor_kid_se", json_num(r.floor_kid_se)},
+                   {"floor_note", r.floor_note}};
+  j["cells"] = json::array();
+  for (const auto& c : r.cells) j["cells"].push_back(cell_json(c, r.spec, r.reference));
+  j["resumed"] = r.resumed;
+  j["computed"] = r.computed;
+  return j.dump(2);
+}
+
+void write_fid_tables(const FidTableReport& r, const std::string& out_dir) {
+  using detail::csv_num;
+  std::ostringstream csv;
+  csv << "cell,sampler,target_nfe,steps,nfe,fd,kid,kid_se,seconds,n,seed,features,reference,"
+         "failure\n";
+  for (const auto& c : r.cells)
+    csv << c.key() << "," << c.sampler << "," << c.target_nfe << "," << c.steps << "," << c.nfe
+        << "," << csv_num(c.fd) << "," << csv_num(c.kid) << "," << csv_num(c.kid_se) << ","
+        << csv_num(c.seconds) << "," << r.spec.n << "," << r.spec.seed << ","
+        << detail::csv_text(r.feature_space) << "," << detail::csv_text(r.reference) << ","
+        << detail::csv_text(c.failure) << "\n";
+  detail::write_text_atomically((fs::path(out_dir) / "results.csv").string(), csv.str());
+  detail::write_text_atomically(
+      (fs::path(out_dir) / "results.md").string(),
+      "# NFE vs Frechet distance\n\n" + fid_protocol(r) + "\n" + fid_markdown(r) +
+          "\nFiles: results.jsonl (one line per cell), results.csv, spec.json, "
+          "reference_stats.npz and stats/CELL.npz (pytorch-fid layout: mu, sigma, plus n).\n");
+}
+
+}  // namespace sdekit
