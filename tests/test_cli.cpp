@@ -123,6 +123,39 @@ TEST_CASE("x-init starts the sampler from the given points", "[cli][npy]") {
   CHECK(at::allclose(read_npy(out.string()), expected, 1e-12, 1e-12));
 }
 
+TEST_CASE("sample --plot: a scatter for 2-D samples, an image grid for square ones",
+          "[cli][plot]") {
+  const fs::path png = scratch("ring.png");
+  const CliRun r = cli({"sample", "--steps", "10", "--n", "300", "--plot", png.string()});
+  INFO(r.err);
+  REQUIRE(r.rc == 0);
+  CHECK(fs::exists(scratch("ring.gp")));  // the script is written with or without gnuplot
+  if (std::system("command -v gnuplot > /dev/null 2>&1") == 0) CHECK(fs::file_size(png) > 1000);
+  // gmm64: D = 64 = 8 x 8, so 64 samples become an 8 x 8 grid of 8 x 8 tiles with 2 px padding.
+  const fs::path grid = scratch("grid.png");
+  REQUIRE(cli({"sample", "--model", "gmm64", "--steps", "10", "--n", "70", "--plot", grid.string()})
+              .rc == 0);
+  std::ifstream f(grid, std::ios::binary);
+  std::string head(24, '\0');
+  f.read(head.data(), 24);
+  auto be32 = [&](int at) {
+    return (static_cast<unsigned char>(head[at]) << 24) |
+           (static_cast<unsigned char>(head[at + 1]) << 16) |
+           (static_cast<unsigned char>(head[at + 2]) << 8) |
+           static_cast<unsigned char>(head[at + 3]);
+  };
+  CHECK(head.substr(1, 3) == "PNG");
+  CHECK(be32(16) == 8 * 8 + 7 * 2);
+  CHECK(be32(20) == 8 * 8 + 7 * 2);
+  // D = 3 is neither.
+  const fs::path mix = scratch("three.json");
+  write_text(mix, R"({"weights": [1], "means": [[0, 0, 0]], "stds": [1]})");
+  const CliRun bad =
+      cli({"sample", "--model", "gmm:" + mix.string(), "--plot", scratch("x.png").string()});
+  CHECK(bad.rc == 2);
+  CHECK_THAT(bad.err, Catch::Contains("--plot") && Catch::Contains("D = 3"));
+}
+
 TEST_CASE("sdekit moments prints one row per sampler and the exact-sample floor", "[cli]") {
   const CliRun r = cli({"moments", "--n", "200", "--steps", "5", "--samplers", "euler,ddim"});
   REQUIRE(r.rc == 0);
