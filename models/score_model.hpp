@@ -21,6 +21,9 @@ class ScoreModel {
   /// Every row at the same time t, as samplers call it. The default builds a [n] tensor of t on
   /// x's device and calls predict(x, t); models override it where a scalar time is cheaper.
   virtual at::Tensor predict_at(const at::Tensor& x, double t);
+  /// Network evaluations one predict() costs: 1, or 2 for classifier-free guidance (a
+  /// conditional and an unconditional call). CountingModel counts NFE in these units.
+  virtual int calls_per_predict() const { return 1; }
 };
 
 /// Forwards to a model and counts its calls: one batched call is one network function
@@ -31,13 +34,14 @@ class CountingModel final : public ScoreModel {
   Param param() const override { return inner_.param(); }
   std::string name() const override { return inner_.name(); }
   at::Tensor predict(const at::Tensor& x, const at::Tensor& t) override {
-    ++count_;
+    count_ += inner_.calls_per_predict();
     return inner_.predict(x, t);
   }
   at::Tensor predict_at(const at::Tensor& x, double t) override {
-    ++count_;
+    count_ += inner_.calls_per_predict();
     return inner_.predict_at(x, t);
   }
+  int calls_per_predict() const override { return inner_.calls_per_predict(); }
   int64_t count() const { return count_; }
   void reset() { count_ = 0; }
 
