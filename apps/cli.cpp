@@ -14,7 +14,9 @@
 #include <sstream>
 #include <stdexcept>
 
+#include <nlohmann/json.hpp>
 #include "apps/plot.hpp"
+#include "datasets/idx.hpp"
 #include "experiments/converge.hpp"
 #include "experiments/fid_table.hpp"
 #include "experiments/frechet.hpp"
@@ -22,6 +24,9 @@
 #include "experiments/npy_io.hpp"
 #include "experiments/stats_io.hpp"
 #include "models/builtin.hpp"
+#include "networks/classifier.hpp"
+#include "networks/loader.hpp"
+#include "networks/train.hpp"
 #include "schedules/registry.hpp"
 #include "schedules/time_grid.hpp"
 #include "solvers/brownian_tree.hpp"
@@ -153,10 +158,51 @@ void add_sampler_options(CLI::App* c, SamplerArgs& a) {
       ->capture_default_str();
 }
 
+std::vector<double> parse_number_list(const std::string& text, const std::string& option);
+
+// Options of learned models, shared by the commands that load a model.
+struct ModelArgs {
+  std::string param;        // torchscript
+  std::string event_shape;  // torchscript: "2" or "1,28,28"
+  int64_t label = -1;
+  double guidance = 0;
+  std::string device = "cpu";
+
+  ModelOptions options() const {
+    ModelOptions o;
+    o.param = param;
+    if (!event_shape.empty())
+      for (double v : parse_number_list(event_shape, "--event-shape")) {
+        if (v < 1 || v != std::floor(v))
+          throw std::invalid_argument("--event-shape: sizes must be positive integers, got " +
+                                      fmt(v));
+        o.event_shape.push_back(static_cast<int64_t>(v));
+      }
+    o.label = label;
+    o.guidance = guidance;
+    o.device = device;
+    return o;
+  }
+};
+
+void add_model_options(CLI::App* c, ModelArgs& m) {
+  c->add_option("--param", m.param, "torchscript models: eps | x0 | v | score | denoiser");
+  c->add_option("--event-shape", m.event_shape,
+                "torchscript models: one sample's shape, e.g. 2 or 1,28,28");
+  c->add_option("--class", m.label,
+                "Class-conditional models: a class, -1 for balanced classes, K for none")
+      ->capture_default_str();
+  c->add_option("--guidance", m.guidance,
+                "Classifier-free guidance weight w (0: none; w != 0 doubles the NFE)")
+      ->capture_default_str();
+  c->add_option("--device", m.device, "cpu | cuda (learned models)")->capture_default_str();
+}
+
 struct SampleArgs {
   std::string model = "ring2d";
   std::string sde = "vp-linear";
   SamplerArgs s;
+  ModelArgs m;
   std::string grid;  // empty: the schedule's default
   int steps = 20;
   int64_t n = 1000;
@@ -174,14 +220,16 @@ int cmd_sample(const SampleArgs& a, bool n_given, std::ostream& out) {
   const SDEPtr sde = make_sde(a.sde);
   const SchedulePtr kernel = sde->schedule();
   const auto sampler = make_sampler(a.s.sampler, a.s.options());
-  const GaussianMixture mixture = load_mixture(a.model);
+  const LoadedModel lm = load_model(a.model, kernel, a.m.options());
+  int64_t D = 1;
+  for (int64_t v : lm.event_shape) D *= v;
   SampleSpec spec;
   spec.options = at::TensorOptions().dtype(parse_dtype(a.dtype));
   spec.steps = a.s.nfe > 0 ? sampler->steps_for_nfe(a.s.nfe) : a.steps;
   if (!a.grid.empty()) spec.grid = parse_grid(a.grid);
   spec.t_end = a.t_end;
   spec.n = a.n;
-  spec.event_shape = {mixture.dim()};
+  spec.event_shape = lm.event_shape;
   spec.seed = a.seed;
   const Interval d = sde->domain();
   if (a.t_end >= 0 && !(a.t_end > d.lo && a.t_end < d.hi)) {
@@ -198,10 +246,13 @@ int cmd_sample(const SampleArgs& a, bool n_given, std::ostream& out) {
   }
   if (!a.x_init.empty()) {
     spec.x_init = read_npy(a.x_init);
-    if (spec.x_init.dim() != 2 || spec.x_init.size(1) != mixture.dim())
+    std::vector<int64_t> want = {spec.x_init.dim() > 0 ? spec.x_init.size(0) : 0};
+    want.insert(want.end(), lm.event_shape.begin(), lm.event_shape.end());
+    if (spec.x_init.dim() == 2 && spec.x_init.size(1) == D) spec.x_init = spec.x_init.reshape(want);
+    if (spec.x_init.sizes() != at::IntArrayRef(want))
       throw std::invalid_argument("--x-init '" + a.x_init + "': expected shape [n, " +
-                                  std::to_string(mixture.dim()) + "] for model " + a.model +
-                                  ", got " + fmt_shape(spec.x_init));
+                                  std::to_string(D) + "] for model " + a.model + ", got " +
+                                  fmt_shape(spec.x_init));
     if (spec.x_init.size(0) < 1)
       throw std::invalid_argument("--x-init '" + a.x_init + "': holds no rows");
     if (n_given && spec.x_init.size(0) != a.n)
@@ -209,46 +260,52 @@ int cmd_sample(const SampleArgs& a, bool n_given, std::ostream& out) {
                                   std::to_string(spec.x_init.size(0)) + " rows of --x-init '" +
                                   a.x_init + "'");
   }
-  const int64_t side = static_cast<int64_t>(std::lround(std::sqrt(double(mixture.dim()))));
-  if (!a.plot.empty() && mixture.dim() != 2 && side * side != mixture.dim())
+  const int64_t side = static_cast<int64_t>(std::lround(std::sqrt(double(D))));
+  const bool scatter = lm.mixture && D == 2;
+  if (!a.plot.empty() && !scatter && side * side != D)
     throw std::invalid_argument(
-        "--plot: needs 2-D samples (a scatter over the density) or "
+        "--plot: needs 2-D samples of a mixture (a scatter over the density) or "
         "square images (D = k^2, a PNG grid); model " +
-        a.model + " has D = " + std::to_string(mixture.dim()));
+        a.model + " has D = " + std::to_string(D));
   if (!a.out.empty()) {  // fail on an unwritable output before sampling, not after
     std::ofstream probe(a.out, std::ios::binary | std::ios::app);
     if (!probe) throw std::invalid_argument("--out '" + a.out + "': cannot open for writing");
   }
 
-  GaussianMixtureModel model(mixture, kernel);
   const auto t0 = std::chrono::steady_clock::now();
-  const SampleResult res = sample(*sampler, model, *sde, spec);
+  const SampleResult res = sample(*sampler, *lm.model, *sde, spec);
   const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-  if (!a.out.empty()) write_npy(a.out, res.x);
+  if (!a.out.empty()) write_npy(a.out, res.x.reshape({res.x.size(0), D}));
 
   const double t_end = a.t_end < 0 ? sde->default_t_end() : a.t_end;
-  const at::Tensor m = res.x.to(at::kDouble).mean(0);
-  const at::Tensor m_exact = mixture.mean(kernel->alpha(t_end));
-  out << "sampled " << res.x.size(0) << " x " << res.x.size(1) << " (" << a.dtype << ") from "
-      << a.model << " with " << sampler->name() << " on " << a.sde << ", " << a.steps << " steps ("
+  out << "sampled " << res.x.size(0) << " x " << D << " (" << a.dtype << ") from " << lm.description
+      << " with " << sampler->name() << " on " << a.sde << ", " << spec.steps << " steps ("
       << grid_name(spec.grid.value_or(default_grid(*kernel))) << "), t: " << d.hi << " -> " << t_end
       << ", NFE " << res.nfe << ", " << fmt(secs, 3) << " s\n";
-  out << "mean error ||m - m_exact|| = " << fmt((m - m_exact).norm().item<double>()) << "\n";
-  if (!a.out.empty()) out << "wrote " << a.out << "\n";
+  if (lm.mixture) {
+    const at::Tensor m = res.x.to(at::kDouble).mean(0);
+    const at::Tensor m_exact = lm.mixture->mean(kernel->alpha(t_end));
+    out << "mean error ||m - m_exact|| = " << fmt((m - m_exact).norm().item<double>()) << "\n";
+  }
+  if (!a.out.empty()) out << "wrote " << a.out << " [n, " << D << "]\n";
   if (!a.plot.empty()) {
-    if (mixture.dim() == 2) {
+    if (scatter) {
       out << plot_scatter_density(a.plot,
                                   std::string(sampler->name()) + ", NFE " +
                                       std::to_string(res.nfe) + ": samples over log p(t_end)",
-                                  res.x, mixture, kernel->alpha(t_end), kernel->sigma(t_end))
+                                  res.x, *lm.mixture, kernel->alpha(t_end), kernel->sigma(t_end))
                  .message
           << "\n";
     } else {
-      // Square images: the first 64 samples, grey levels spanning the samples' range.
+      // Square images: the first 64 samples. Learned image models work in [-1, 1]; analytic
+      // ones are shown over the samples' own range.
       const at::Tensor x = res.x.narrow(0, 0, std::min<int64_t>(64, res.x.size(0)));
-      const double lo = x.min().item<double>(), hi = x.max().item<double>();
-      write_image_grid_png(a.plot, x.reshape({x.size(0), 1, side, side}), 0, 2, lo,
-                           hi > lo ? hi : lo + 1);
+      double lo = -1, hi = 1;
+      if (lm.mixture) {
+        lo = x.min().item<double>();
+        hi = std::max(lo + 1e-12, x.max().item<double>());
+      }
+      write_image_grid_png(a.plot, x.reshape({x.size(0), 1, side, side}), 0, 2, lo, hi);
       out << "wrote " << a.plot << " (" << x.size(0) << " samples as " << side << "x" << side
           << " images, grey levels from " << fmt(lo) << " to " << fmt(hi) << ")\n";
     }
@@ -567,6 +624,7 @@ int cmd_fid_table(FidArgs& a, const CLI::App& cmd, std::ostream& out, std::ostre
   if (given("--n-ref")) spec.n_ref = a.spec.n_ref;
   if (given("--kid-subsets")) spec.kid_subsets = a.spec.kid_subsets;
   if (given("--kid-subset-size")) spec.kid_subset_size = a.spec.kid_subset_size;
+  if (given("--guidance")) spec.guidance = a.spec.guidance;
   if (given("--nfe")) {
     spec.nfe.clear();
     for (double v : parse_number_list(a.nfe_list, "--nfe")) {
@@ -625,6 +683,97 @@ int cmd_fd(const std::string& a, const std::string& b, std::ostream& out) {
   return 0;
 }
 
+// ------------------------------------------------------------------------------------------
+// sdekit train, sdekit classifier
+
+struct TrainArgs {
+  TrainConfig c;
+  std::string param = "eps";
+  std::string channel_mult = "1,2,2";
+  std::string arch;  // empty: unet for images, mlp otherwise
+  std::string out = "out/train";
+  bool resume = false, quiet = false;
+  std::string command;
+};
+
+int cmd_train(TrainArgs& a, const CLI::App& cmd, std::ostream& out, std::ostream& err) {
+  TrainConfig c = a.c;
+  c.net.param = parse_param(a.param);
+  const bool images = c.data == "fashion-mnist";
+  c.net.arch = a.arch.empty() ? (images ? "unet" : "mlp") : a.arch;
+  if (images) {
+    c.net.event_shape = {1, 28, 28};
+  } else if (c.data.rfind("mixture:", 0) == 0) {
+    c.net.event_shape = {load_mixture(c.data.substr(8)).dim()};
+  } else {
+    c.net.event_shape = {2};
+  }
+  c.net.channel_mult.clear();
+  for (double v : parse_number_list(a.channel_mult, "--channel-mult"))
+    c.net.channel_mult.push_back(static_cast<int64_t>(v));
+  if (cmd.get_option("--width")->count() == 0 && c.net.arch == "unet") c.net.width = 32;
+  if (cmd.get_option("--depth")->count() == 0 && c.net.arch == "unet") c.net.depth = 2;
+  c.validate();
+  const bool quiet = a.quiet;
+  const TrainResult r = train(c, a.out, a.resume, [&](const TrainProgress& p) {
+    if (!quiet)
+      err << "step " << p.step << "/" << p.steps << "  loss " << fmt(p.loss, 5) << "  "
+          << fmt(p.steps_per_second, 3) << " steps/s  " << fmt(p.elapsed, 4) << " s\n"
+          << std::flush;
+  });
+  const std::filesystem::path info = std::filesystem::path(a.out) / "train.json";
+  if (r.steps == c.steps && std::filesystem::exists(info)) {  // record how it was made
+    std::ifstream in(info);
+    nlohmann::json j = nlohmann::json::parse(in);
+    j["command"] = a.command;
+    in.close();
+    std::ofstream(info) << j.dump(2) << "\n";
+  }
+  out << "trained " << r.ema->name() << " on " << c.data << " (" << c.sde << ", "
+      << param_name(c.net.param) << " target"
+      << (c.net.num_classes > 0 ? ", class-conditional" : "") << "): steps " << r.resumed_from
+      << " -> " << r.steps << " in " << fmt(r.seconds, 4) << " s, final loss "
+      << fmt(r.final_loss, 5) << "\n";
+  out << "wrote " << a.out << "/checkpoint.pt"
+      << (r.steps == c.steps ? ", " + a.out + "/model.pt (EMA weights; --model net:" + a.out +
+                                   "/model.pt), " + a.out + "/train.json"
+                             : std::string())
+      << "\n";
+  return 0;
+}
+
+struct ClassifierArgs {
+  ClassifierTraining c;
+  std::string out = "out/classifier.pt";
+  std::string stats;
+  bool quiet = false;
+};
+
+int cmd_classifier(const ClassifierArgs& a, std::ostream& out, std::ostream& err) {
+  const ImageDataset train_set = load_fashion_mnist("train"), test_set = load_fashion_mnist("test");
+  const auto t0 = std::chrono::steady_clock::now();
+  const auto clf =
+      train_classifier(a.c, train_set.images, train_set.labels, [&](int64_t e, double loss) {
+        if (!a.quiet)
+          err << "epoch " << e << "/" << a.c.epochs << "  loss " << fmt(loss, 4) << "\n"
+              << std::flush;
+      });
+  const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  const double acc = clf->accuracy(test_set.images, test_set.labels);
+  clf->save(a.out);
+  out << "classifier: test accuracy " << fmt(100 * acc, 4) << "% on " << test_set.images.size(0)
+      << " Fashion-MNIST test images after " << a.c.epochs << " epochs (" << fmt(secs, 3)
+      << " s); wrote " << a.out << "\n";
+  if (!a.stats.empty()) {
+    GaussianStats st;
+    st.add(clf->features(test_set.images));
+    write_stats_npz(a.stats, st);
+    out << "wrote " << a.stats << " (features of the " << st.count
+        << " test images, d = " << st.dim() << ")\n";
+  }
+  return 0;
+}
+
 }  // namespace
 
 int run_cli(int argc, const char* const* argv, std::ostream& out, std::ostream& err) {
@@ -637,9 +786,10 @@ int run_cli(int argc, const char* const* argv, std::ostream& out, std::ostream& 
   SampleArgs sa;
   auto* sample =
       app.add_subcommand("sample", "Sample a model with one sampler; write the samples as .npy");
-  sample->add_option("--model", sa.model, "ring2d | gmm64 | gmm:FILE.json")->capture_default_str();
+  sample->add_option("--model", sa.model, model_spec_help())->capture_default_str();
   sample->add_option("--sde", sa.sde, "SDE / schedule (see `sdekit list`)")->capture_default_str();
   add_sampler_options(sample, sa.s);
+  add_model_options(sample, sa.m);
   sample->add_option("--steps", sa.steps, "Number of steps")->capture_default_str();
   sample->add_option("--grid", sa.grid, "Time grid (default: karras for edm, uniform-t otherwise)");
   auto* n_opt = sample->add_option("--n", sa.n, "Number of samples (ignored with --x-init)")
@@ -695,7 +845,9 @@ int run_cli(int argc, const char* const* argv, std::ostream& out, std::ostream& 
       "orders; resumable (results.jsonl), tables and a log-log plot in --out");
   converge->add_option("--spec", ca.spec_file,
                        "JSON spec file with the same field names (flags override it)");
-  converge->add_option("--model", ca.spec.model, "ring2d | gmm64 | gmm:FILE.json")
+  converge
+      ->add_option("--model", ca.spec.model,
+                   "ring2d | gmm64 | gmm:FILE.json | net:FILE.pt | fmnist")
       ->capture_default_str();
   converge->add_option("--sde", ca.spec.sde, "SDE / schedule")->capture_default_str();
   converge
@@ -730,7 +882,7 @@ int run_cli(int argc, const char* const* argv, std::ostream& out, std::ostream& 
       "Samplers x NFE -> Frechet distance and KID to a reference set in a stated feature space; "
       "resumable (results.jsonl), tables, statistics (.npz) and a plot in --out");
   fid->add_option("--spec", fa.spec_file, "JSON spec file with the same field names");
-  fid->add_option("--model", fa.spec.model, "ring2d | gmm64 | gmm:FILE.json")
+  fid->add_option("--model", fa.spec.model, "ring2d | gmm64 | gmm:FILE.json | net:FILE.pt | fmnist")
       ->capture_default_str();
   fid->add_option("--sde", fa.spec.sde, "SDE / schedule")->capture_default_str();
   fid->add_option("--samplers", fa.spec.samplers, "Samplers, comma separated")
@@ -744,14 +896,20 @@ int run_cli(int argc, const char* const* argv, std::ostream& out, std::ostream& 
   fid->add_option("--grid", fa.spec.grid, "Time grid (default: the schedule's)");
   fid->add_option("--t-end", fa.spec.t_end, "End time in (0, T) (default: the SDE's)");
   fid->add_option("--features", fa.spec.features,
-                  "data | torchscript:FILE.pt (forward(x) -> [n, d])")
+                  "data | fmnist (the committed classifier) | torchscript:FILE.pt (forward(x) "
+                  "-> [n, d])")
       ->capture_default_str();
   fid->add_option("--reference", fa.spec.reference,
-                  "mixture (exact samples) | npy:FILE.npy (data set) | stats:FILE.npz (mu, sigma)")
+                  "mixture (exact samples) | fashion-mnist (test set) | "
+                  "npy:FILE.npy (data set) | "
+                  "stats:FILE.npz (mu, sigma)")
       ->capture_default_str();
   fid->add_option("--n-ref", fa.spec.n_ref, "Exact reference samples (reference mixture)")
       ->capture_default_str();
   fid->add_option("--kid-subsets", fa.spec.kid_subsets, "KID: subsets")->capture_default_str();
+  fid->add_option("--guidance", fa.spec.guidance,
+                  "Class-conditional models (balanced classes): guidance weight")
+      ->capture_default_str();
   fid->add_option("--kid-subset-size", fa.spec.kid_subset_size, "KID: subset size")
       ->capture_default_str();
   fid->add_option("--out", fa.out, "Output folder")->capture_default_str();
@@ -759,9 +917,66 @@ int run_cli(int argc, const char* const* argv, std::ostream& out, std::ostream& 
   fid->add_flag("--quiet", fa.quiet, "No progress line on stderr");
   fid->add_flag("--json", fa.json, "Print the report as JSON instead of tables");
 
+  TrainArgs ta;
+  auto* tr = app.add_subcommand("train",
+                                "Train a score network (MLP or U-Net) by denoising "
+                                "score matching; checkpoints resume");
+  tr->add_option("--data", ta.c.data,
+                 "two-moons | swiss-roll | checkerboard | mixture:ring2d | mixture:gmm64 | "
+                 "mixture:gmm:FILE.json | fashion-mnist")
+      ->capture_default_str();
+  tr->add_option("--sde", ta.c.sde, "SDE whose kernel noises the data")->capture_default_str();
+  tr->add_option("--param", ta.param, "Target: eps | x0 | v")->capture_default_str();
+  tr->add_option("--arch", ta.arch, "mlp | unet (default: unet for images, mlp otherwise)");
+  tr->add_option("--classes", ta.c.net.num_classes,
+                 "Class-conditional with this many classes (fashion-mnist: 10), 0: none")
+      ->capture_default_str();
+  tr->add_option("--width", ta.c.net.width, "mlp: hidden units; unet: base channels (32)")
+      ->capture_default_str();
+  tr->add_option("--depth", ta.c.net.depth, "mlp: residual blocks; unet: blocks per level (2)")
+      ->capture_default_str();
+  tr->add_option("--channel-mult", ta.channel_mult, "unet: channel multipliers per level")
+      ->capture_default_str();
+  tr->add_flag("--discrete", ta.c.discrete,
+               "Discrete times t = n/N (DDPM steps) instead of U(t_min, T)");
+  tr->add_option("--discrete-steps", ta.c.discrete_steps, "N for --discrete")
+      ->capture_default_str();
+  tr->add_option("--weighting", ta.c.weighting, "none | min-snr")->capture_default_str();
+  tr->add_option("--steps", ta.c.steps, "Optimizer steps")->capture_default_str();
+  tr->add_option("--batch", ta.c.batch, "Batch size")->capture_default_str();
+  tr->add_option("--lr", ta.c.lr, "Adam learning rate")->capture_default_str();
+  tr->add_option("--warmup", ta.c.warmup, "Linear warm-up steps")->capture_default_str();
+  tr->add_option("--grad-clip", ta.c.grad_clip, "Gradient-norm clip")->capture_default_str();
+  tr->add_option("--ema", ta.c.ema_decay, "EMA decay")->capture_default_str();
+  tr->add_option("--label-dropout", ta.c.label_dropout, "P(label -> null) for guidance")
+      ->capture_default_str();
+  tr->add_option("--seed", ta.c.seed, "Seed (weights, batches, times, noise)")
+      ->capture_default_str();
+  tr->add_option("--device", ta.c.device, "cpu | cuda")->capture_default_str();
+  tr->add_option("--checkpoint-every", ta.c.checkpoint_every, "Steps between checkpoints")
+      ->capture_default_str();
+  tr->add_option("--log-every", ta.c.log_every, "Steps between progress lines")
+      ->capture_default_str();
+  tr->add_option("--out", ta.out, "Output folder")->capture_default_str();
+  tr->add_flag("--resume", ta.resume, "Continue from --out/checkpoint.pt (same config)");
+  tr->add_flag("--quiet", ta.quiet, "No progress lines on stderr");
+
+  ClassifierArgs cla;
+  auto* clc = app.add_subcommand("classifier",
+                                 "Train the Fashion-MNIST feature classifier; "
+                                 "report test accuracy; write stats");
+  clc->add_option("--epochs", cla.c.epochs, "Epochs")->capture_default_str();
+  clc->add_option("--batch", cla.c.batch, "Batch size")->capture_default_str();
+  clc->add_option("--lr", cla.c.lr, "Adam learning rate")->capture_default_str();
+  clc->add_option("--seed", cla.c.seed, "Seed")->capture_default_str();
+  clc->add_option("--out", cla.out, "Output file")->capture_default_str();
+  clc->add_option("--stats", cla.stats, "Also write the test set's feature statistics (.npz)");
+  clc->add_flag("--quiet", cla.quiet, "No progress lines on stderr");
+
   std::string fd_a, fd_b;
-  auto* fd = app.add_subcommand(
-      "fd", "Frechet distance between two statistics files (.npz with mu and sigma, pytorch-fid)");
+  auto* fd = app.add_subcommand("fd",
+                                "Frechet distance between two statistics files "
+                                "(.npz with mu and sigma, pytorch-fid)");
   fd->add_option("A", fd_a, "First .npz")->required();
   fd->add_option("B", fd_b, "Second .npz")->required();
 
@@ -793,6 +1008,11 @@ int run_cli(int argc, const char* const* argv, std::ostream& out, std::ostream& 
     }
     if (app.got_subcommand("fid-table")) return cmd_fid_table(fa, *fid, out, err);
     if (app.got_subcommand("fd")) return cmd_fd(fd_a, fd_b, out);
+    if (app.got_subcommand("train")) {
+      for (int i = 0; i < argc; ++i) ta.command += (i ? " " : "") + std::string(argv[i]);
+      return cmd_train(ta, *tr, out, err);
+    }
+    if (app.got_subcommand("classifier")) return cmd_classifier(cla, out, err);
     if (app.got_subcommand("moments")) {
       if (ma.steps < 1)
         throw std::invalid_argument("--steps must be >= 1, got " + std::to_string(ma.steps));

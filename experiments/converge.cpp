@@ -19,6 +19,7 @@
 #include "experiments/npy_io.hpp"
 #include "experiments/results_store.hpp"
 #include "models/builtin.hpp"
+#include "networks/loader.hpp"
 #include "schedules/registry.hpp"
 #include "schedules/time_grid.hpp"
 #include "solvers/brownian_tree.hpp"
@@ -203,7 +204,7 @@ void validate(const ConvergeSpec& spec) {
   if (!sde->schedule())
     throw std::invalid_argument("field 'sde': '" + spec.sde +
                                 "' has no Gaussian kernel, which the mixture models need");
-  field("model", [&] { return load_mixture(spec.model); });
+  field("model", [&] { return load_model(spec.model, sde->schedule()); });
   std::set<std::string> seen;
   for (const auto& s : spec.samplers) {
     field("samplers", [&] { return make_sampler(s); });
@@ -360,11 +361,13 @@ ConvergeReport run_converge(const ConvergeSpec& spec_in, const std::string& out_
   rep.grid = spec.grid;
   const SDEPtr sde = make_sde(spec.sde);
   const SchedulePtr kernel = sde->schedule();
-  const GaussianMixture mixture = load_mixture(spec.model);
-  GaussianMixtureModel model(mixture, kernel);
+  const LoadedModel lm = load_model(spec.model, kernel);
+  ScoreModel& model = *lm.model;
+  const GaussianMixture* mixture = lm.mixture ? &*lm.mixture : nullptr;
   rep.T = sde->domain().hi;
   rep.t_end = spec.t_end < 0 ? sde->default_t_end() : spec.t_end;
-  rep.dim = mixture.dim();
+  rep.dim = 1;
+  for (int64_t v : lm.event_shape) rep.dim *= v;
   const double T = rep.T, t_end = rep.t_end;
   const at::ScalarType dtype = dtype_of(spec.dtype);
 
@@ -433,15 +436,21 @@ ConvergeReport run_converge(const ConvergeSpec& spec_in, const std::string& out_
   }
 
   at::Generator gen = at::make_generator<at::CPUGeneratorImpl>(spec.seed);
-  const at::Tensor xT = draw_prior(*sde, {spec.n, mixture.dim()}, gen, at::kDouble);
+  std::vector<int64_t> shape = {spec.n};
+  shape.insert(shape.end(), lm.event_shape.begin(), lm.event_shape.end());
+  const at::Tensor xT = draw_prior(*sde, shape, gen, at::kDouble);
   const double a_end = kernel->alpha(t_end), s_end = kernel->sigma(t_end);
-  const at::Tensor m_exact = mixture.mean(a_end), C_exact = mixture.covariance(a_end, s_end);
-  {
+  // Weak errors need the exact moments: analytic models only.
+  at::Tensor m_exact, C_exact;
+  if (mixture) {
+    m_exact = mixture->mean(a_end);
+    C_exact = mixture->covariance(a_end, s_end);
     at::Generator g2 = at::make_generator<at::CPUGeneratorImpl>(spec.seed ^ 0x5eedf100dULL);
-    moment_errors(mixture.sample(spec.n, a_end, s_end, g2), m_exact, C_exact, rep.floor_mean_err,
+    moment_errors(mixture->sample(spec.n, a_end, s_end, g2), m_exact, C_exact, rep.floor_mean_err,
                   rep.floor_cov_err);
+  } else {
+    rep.floor_mean_err = rep.floor_cov_err = std::numeric_limits<double>::quiet_NaN();
   }
-  const std::vector<int64_t> shape = {spec.n, mixture.dim()};
 
   auto report_progress = [&](std::size_t done, std::size_t total, const std::string& cell,
                              double eta) {
@@ -454,8 +463,8 @@ ConvergeReport run_converge(const ConvergeSpec& spec_in, const std::string& out_
   if (need_ode && !load_reference(store, "reference", shape, x_ode, rep.ode_reference)) {
     report_progress(0, pending, "ODE reference", -1);
     const auto t0 = std::chrono::steady_clock::now();
-    if (mixture.components() == 1) {
-      x_ode = gaussian_flow(mixture, *kernel, xT, T, t_end);
+    if (mixture && mixture->components() == 1) {
+      x_ode = gaussian_flow(*mixture, *kernel, xT, T, t_end);
       rep.ode_reference.method = "closed form (single Gaussian)";
       rep.ode_reference.error_estimate = 0.0;
     } else {
@@ -557,7 +566,11 @@ ConvergeReport run_converge(const ConvergeSpec& spec_in, const std::string& out_
         c.rms = diff.pow(2).mean().sqrt().item<double>();
         c.max = diff.abs().max().item<double>();
       }
-      moment_errors(x, m_exact, C_exact, c.mean_err, c.cov_err);
+      if (mixture) {
+        moment_errors(x.reshape({x.size(0), -1}), m_exact, C_exact, c.mean_err, c.cov_err);
+      } else {
+        c.mean_err = c.cov_err = std::numeric_limits<double>::quiet_NaN();
+      }
     } catch (const NonFiniteError& e) {
       c.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
       c.failure = e.what();

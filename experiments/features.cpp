@@ -2,8 +2,12 @@
 
 #include <torch/script.h>
 
+#include <filesystem>
 #include <sstream>
+
 #include <stdexcept>
+#include "networks/classifier.hpp"
+#include "networks/loader.hpp"
 
 namespace sdekit {
 
@@ -74,17 +78,40 @@ class TorchScriptSpace final : public FeatureSpace {
   torch::jit::Module module_;
 };
 
+class ClassifierSpace final : public FeatureSpace {
+ public:
+  ClassifierSpace() {
+    path_ = (std::filesystem::path(sdekit_data_dir()) / "fmnist" / "classifier.pt").string();
+    if (!std::filesystem::exists(path_))
+      throw std::invalid_argument("features 'fmnist': '" + path_ +
+                                  "' is missing (set SDEKIT_DATA_DIR to sdekit's data folder)");
+    net_ = ImageClassifier::load(path_);
+  }
+  std::string name() const override { return "fmnist"; }
+  at::Tensor operator()(const at::Tensor& x) override {
+    if (x.dim() < 1 || x[0].numel() != 784)
+      throw std::invalid_argument("features 'fmnist': expected 1x28x28 images, got " +
+                                  shape_str(x.sizes()));
+    return net_->features(x.reshape({x.size(0), 1, 28, 28}));
+  }
+
+ private:
+  std::string path_;
+  std::shared_ptr<ImageClassifier> net_;
+};
+
 }  // namespace
 
 std::unique_ptr<FeatureSpace> make_feature_space(const std::string& spec, int64_t batch) {
   if (batch < 1)
     throw std::invalid_argument("feature batch must be >= 1, got " + std::to_string(batch));
   if (spec == "data") return std::make_unique<DataSpace>();
+  if (spec == "fmnist") return std::make_unique<ClassifierSpace>();
   const std::string prefix = "torchscript:";
   if (spec.rfind(prefix, 0) == 0 && spec.size() > prefix.size())
     return std::make_unique<TorchScriptSpace>(spec.substr(prefix.size()), batch);
   throw std::invalid_argument("unknown feature space '" + spec +
-                              "'; valid: data, torchscript:FILE.pt");
+                              "'; valid: data, fmnist, torchscript:FILE.pt");
 }
 
 }  // namespace sdekit

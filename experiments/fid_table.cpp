@@ -10,6 +10,7 @@
 #include <sstream>
 #include <stdexcept>
 
+#include "datasets/idx.hpp"
 #include "experiments/detail/report_util.hpp"
 #include "experiments/features.hpp"
 #include "experiments/frechet.hpp"
@@ -18,6 +19,7 @@
 #include "experiments/results_store.hpp"
 #include "experiments/stats_io.hpp"
 #include "models/builtin.hpp"
+#include "networks/loader.hpp"
 #include "schedules/registry.hpp"
 #include "schedules/time_grid.hpp"
 #include "solvers/registry.hpp"
@@ -45,18 +47,20 @@ auto field(const std::string& name, F&& f) -> decltype(f()) {
 // "mixture" | "npy:PATH" | "stats:PATH" -> (kind, path).
 std::pair<std::string, std::string> parse_reference(const std::string& ref) {
   if (ref == "mixture") return {"mixture", ""};
+  if (ref == "fashion-mnist") return {"fashion-mnist", ""};
   for (const char* kind : {"npy", "stats"}) {
     const std::string prefix = std::string(kind) + ":";
     if (ref.rfind(prefix, 0) == 0 && ref.size() > prefix.size())
       return {kind, ref.substr(prefix.size())};
   }
   throw std::invalid_argument("unknown reference '" + ref +
-                              "'; valid: mixture, npy:FILE.npy, stats:FILE.npz");
+                              "'; valid: mixture, fashion-mnist, npy:FILE.npy, stats:FILE.npz");
 }
 
 const std::vector<std::string> kFields = {
-    "model", "sde",   "samplers", "nfe",       "n",     "seed",        "dtype",
-    "grid",  "t_end", "features", "reference", "n_ref", "kid_subsets", "kid_subset_size"};
+    "model",   "sde",   "samplers", "nfe",       "n",     "seed",        "dtype",
+    "grid",    "t_end", "features", "reference", "n_ref", "kid_subsets", "kid_subset_size",
+    "guidance"};
 
 json cell_json(const FidCell& c, const FidTableSpec& spec, const std::string& reference) {
   return json{{"cell", c.key()},
@@ -108,7 +112,11 @@ void validate(const FidTableSpec& spec) {
   if (!sde->schedule())
     throw std::invalid_argument("field 'sde': '" + spec.sde +
                                 "' has no Gaussian kernel, which the mixture models need");
-  field("model", [&] { return load_mixture(spec.model); });
+  const LoadedModel lm = field("model", [&] {
+    ModelOptions o;
+    o.guidance = spec.guidance;
+    return load_model(spec.model, sde->schedule(), o);
+  });
   if (spec.samplers.empty()) throw std::invalid_argument("field 'samplers': the list is empty");
   std::set<std::string> seen;
   for (const auto& s : spec.samplers) {
@@ -137,13 +145,17 @@ void validate(const FidTableSpec& spec) {
     throw std::invalid_argument(os.str());
   }
   if (!spec.grid.empty()) field("grid", [&] { return parse_grid(spec.grid); });
-  if (spec.features != "data" && spec.features.rfind("torchscript:", 0) != 0)
+  if (spec.features != "data" && spec.features != "fmnist" &&
+      spec.features.rfind("torchscript:", 0) != 0)
     throw std::invalid_argument("field 'features': unknown feature space '" + spec.features +
-                                "'; valid: data, torchscript:FILE.pt");
-  if (spec.features != "data" && !fs::exists(spec.features.substr(12)))
+                                "'; valid: data, fmnist, torchscript:FILE.pt");
+  if (spec.features.rfind("torchscript:", 0) == 0 && !fs::exists(spec.features.substr(12)))
     throw std::invalid_argument("field 'features': file '" + spec.features.substr(12) +
                                 "' does not exist");
   const auto [kind, path] = field("reference", [&] { return parse_reference(spec.reference); });
+  if (kind == "mixture" && !lm.mixture)
+    throw std::invalid_argument("field 'reference': 'mixture' needs an analytic model; model '" +
+                                spec.model + "' is not one (use fashion-mnist, npy: or stats:)");
   if (!path.empty() && !fs::exists(path))
     throw std::invalid_argument("field 'reference': file '" + path + "' does not exist");
   if (spec.kid_subsets < 1)
@@ -170,7 +182,8 @@ std::string fid_spec_json(const FidTableSpec& s) {
               {"reference", s.reference},
               {"n_ref", s.n_ref},
               {"kid_subsets", s.kid_subsets},
-              {"kid_subset_size", s.kid_subset_size}}
+              {"kid_subset_size", s.kid_subset_size},
+              {"guidance", s.guidance}}
       .dump();
 }
 
@@ -238,6 +251,9 @@ FidTableSpec fid_spec_from_json(const std::string& text, const std::string& sour
       integer(spec.kid_subsets, false);
     } else if (key == "kid_subset_size") {
       integer(spec.kid_subset_size, false);
+    } else if (key == "guidance") {
+      if (!v.is_number()) throw bad("a number");
+      spec.guidance = v.get<double>();
     } else if (key == "t_end") {
       if (!v.is_number()) throw bad("a number");
       spec.t_end = v.get<double>();
@@ -265,8 +281,12 @@ FidTableReport run_fid_table(const FidTableSpec& spec, const std::string& out_di
   rep.spec = spec;
   const SDEPtr sde = make_sde(spec.sde);
   const SchedulePtr kernel = sde->schedule();
-  const GaussianMixture mixture = load_mixture(spec.model);
-  GaussianMixtureModel model(mixture, kernel);
+  ModelOptions mo;
+  mo.guidance = spec.guidance;
+  const LoadedModel lm = load_model(spec.model, kernel, mo);
+  ScoreModel& model = *lm.model;
+  int64_t D = 1;
+  for (int64_t v : lm.event_shape) D *= v;
   const GridKind grid = spec.grid.empty() ? default_grid(*kernel) : parse_grid(spec.grid);
   rep.grid = grid_name(grid);
   rep.t_end = spec.t_end < 0 ? sde->default_t_end() : spec.t_end;
@@ -317,6 +337,7 @@ FidTableReport run_fid_table(const FidTableSpec& spec, const std::string& out_di
   GaussianStats ref_stats;
   if (ref_kind == "mixture") {
     at::Generator g = at::make_generator<at::CPUGeneratorImpl>(spec.seed ^ 0x7ef5eedULL);
+    const GaussianMixture& mixture = *lm.mixture;
     ref_features = (*features)(mixture.sample(spec.n_ref, a, s, g));
     ref_stats.add(ref_features);
     rep.reference = std::to_string(spec.n_ref) + " exact samples of p(t_end) of " + spec.model;
@@ -331,15 +352,22 @@ FidTableReport run_fid_table(const FidTableSpec& spec, const std::string& out_di
     rep.floor_kid_se = k.std_error;
     rep.floor_note =
         "FD/KID of " + std::to_string(spec.n) + " further exact samples against the reference set";
-  } else if (ref_kind == "npy") {
-    const at::Tensor data = read_npy(ref_path);
-    if (data.dim() < 2 || data[0].numel() != mixture.dim())
-      throw std::invalid_argument("reference 'npy:" + ref_path + "': expected rows of " +
-                                  std::to_string(mixture.dim()) + " values for model " +
-                                  spec.model);
-    ref_features = (*features)(data.reshape({data.size(0), mixture.dim()}));
+  } else if (ref_kind == "npy" || ref_kind == "fashion-mnist") {
+    at::Tensor data;
+    if (ref_kind == "npy") {
+      data = read_npy(ref_path);
+      rep.reference = "data set " + ref_path + " (" + std::to_string(data.size(0)) + " rows)";
+    } else {
+      data = load_fashion_mnist("test").images;
+      rep.reference = "the Fashion-MNIST test set (10000 images in [-1, 1])";
+    }
+    if (data.dim() < 2 || data[0].numel() != D)
+      throw std::invalid_argument("reference '" + spec.reference + "': expected rows of " +
+                                  std::to_string(D) + " values for model " + spec.model);
+    std::vector<int64_t> shape = {data.size(0)};
+    shape.insert(shape.end(), lm.event_shape.begin(), lm.event_shape.end());
+    ref_features = (*features)(data.reshape(shape));
     ref_stats.add(ref_features);
-    rep.reference = "data set " + ref_path + " (" + std::to_string(data.size(0)) + " rows)";
     if (data.size(0) >= 2 * spec.n) {
       at::Generator g = at::make_generator<at::CPUGeneratorImpl>(spec.seed ^ 0x7ef5eedULL);
       const at::Tensor perm = at::randperm(data.size(0), g, at::kLong);
@@ -406,7 +434,7 @@ FidTableReport run_fid_table(const FidTableSpec& spec, const std::string& out_di
     ss.grid = grid;
     ss.t_end = rep.t_end;
     ss.n = spec.n;
-    ss.event_shape = {mixture.dim()};
+    ss.event_shape = lm.event_shape;
     ss.seed = spec.seed;
     ss.options = opts;
     const auto t0 = std::chrono::steady_clock::now();

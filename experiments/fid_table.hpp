@@ -7,6 +7,7 @@
 // with the same sampler noise seed, so cells differ only by the sampler and its NFE; features
 // are "data" (the samples themselves) or a TorchScript network; the reference is
 //   - "mixture": n_ref exact samples of the model's noised marginal p(t_end) (seed-derived);
+//   - "fashion-mnist": the 10000 Fashion-MNIST test images;
 //   - "npy:FILE": a data set [N, ...] (all N rows);
 //   - "stats:FILE.npz": statistics in pytorch-fid's layout (mu, sigma): FD only, no KID;
 // and the floor is the distance between two independent reference sets of n samples each
@@ -38,6 +39,7 @@ struct FidTableSpec {
   int64_t n_ref = 10000;  // "mixture" reference: exact samples
   int kid_subsets = 20;
   int64_t kid_subset_size = 1000;  // capped at min(n, reference rows)
+  double guidance = 0.0;           // class-conditional models: classifier-free guidance weight
 };
 
 /// Throws std::invalid_argument naming the field for unknown model / SDE / sampler / grid /

@@ -1,0 +1,112 @@
+#include "networks/loader.hpp"
+
+#include <cstdlib>
+#include <filesystem>
+#include <sstream>
+#include <stdexcept>
+
+#include "models/builtin.hpp"
+#include "models/conditional.hpp"
+#include "networks/network.hpp"
+#include "networks/torchscript_model.hpp"
+
+namespace sdekit {
+
+namespace fs = std::filesystem;
+
+std::string sdekit_data_dir() {
+  if (const char* env = std::getenv("SDEKIT_DATA_DIR"); env && *env) return env;
+#ifdef SDEKIT_SOURCE_DATA_DIR
+  if (fs::is_directory(SDEKIT_SOURCE_DATA_DIR)) return SDEKIT_SOURCE_DATA_DIR;
+#endif
+#ifdef SDEKIT_INSTALL_DATA_DIR
+  return SDEKIT_INSTALL_DATA_DIR;
+#else
+  return "data";
+#endif
+}
+
+std::string model_spec_help() {
+  return "ring2d | gmm64 | gmm:FILE.json | net:FILE.pt | fmnist | torchscript:FILE.pt";
+}
+
+namespace {
+
+// Binds labels and guidance to a conditional model; an unconditional one refuses guidance.
+std::shared_ptr<ScoreModel> bind_labels(const std::shared_ptr<ConditionalModel>& cond,
+                                        const std::shared_ptr<ScoreModel>& plain,
+                                        int64_t num_classes, const ModelOptions& o,
+                                        const std::string& spec) {
+  if (num_classes == 0) {
+    if (o.guidance != 0.0)
+      throw std::invalid_argument("--guidance: model '" + spec +
+                                  "' is not class-conditional; guidance needs class labels");
+    if (o.label >= 0)
+      throw std::invalid_argument("--class: model '" + spec + "' is not class-conditional");
+    return plain;
+  }
+  if (o.label < -1 || o.label > num_classes)
+    throw std::invalid_argument("--class must lie in [0, " + std::to_string(num_classes - 1) +
+                                "] (or -1 for balanced classes, " + std::to_string(num_classes) +
+                                " for unconditional), got " + std::to_string(o.label));
+  const at::Tensor labels =
+      o.label == -1 ? at::arange(num_classes, at::kLong) : at::full({1}, o.label, at::kLong);
+  return std::make_shared<GuidedModel>(cond, labels, o.guidance);
+}
+
+}  // namespace
+
+LoadedModel load_model(const std::string& spec, const SchedulePtr& kernel, const ModelOptions& o) {
+  LoadedModel m;
+  auto file_of = [&](const std::string& prefix) {
+    const std::string path = spec.substr(prefix.size());
+    if (path.empty() || !fs::exists(path))
+      throw std::invalid_argument("model '" + spec + "': file '" + path + "' does not exist");
+    return path;
+  };
+  if (spec.rfind("net:", 0) == 0 || spec == "fmnist") {
+    const std::string path = spec == "fmnist"
+                                 ? (fs::path(sdekit_data_dir()) / "fmnist" / "unet.pt").string()
+                                 : file_of("net:");
+    if (spec == "fmnist" && !fs::exists(path))
+      throw std::invalid_argument("model 'fmnist': '" + path +
+                                  "' is missing (set SDEKIT_DATA_DIR to sdekit's data folder)");
+    const auto net = Network::load(path, o.device);
+    m.event_shape = net->config().event_shape;
+    m.num_classes = net->num_classes();
+    m.model = bind_labels(net, net, m.num_classes, o, spec);
+    m.description = spec + ": " + net->name();
+    return m;
+  }
+  if (spec.rfind("torchscript:", 0) == 0) {
+    const std::string path = file_of("torchscript:");
+    if (o.param.empty())
+      throw std::invalid_argument("model '" + spec +
+                                  "': --param is required (eps, x0, v, score or denoiser)");
+    if (o.event_shape.empty())
+      throw std::invalid_argument("model '" + spec +
+                                  "': --event-shape is required (one sample's shape, e.g. 2 or "
+                                  "1,28,28)");
+    const auto ts = TorchScriptModel::load(path, parse_param(o.param), o.device);
+    m.event_shape = o.event_shape;
+    m.num_classes = ts->num_classes();
+    m.model = bind_labels(ts, ts, m.num_classes, o, spec);
+    m.description = spec + " (TorchScript, " + o.param + ")";
+    return m;
+  }
+  // The exact mixtures.
+  GaussianMixture mix = load_mixture(spec);
+  if (!kernel)
+    throw std::invalid_argument("model '" + spec + "' needs an SDE with a Gaussian kernel");
+  if (o.guidance != 0.0 || o.label >= 0)
+    throw std::invalid_argument("model '" + spec +
+                                "' is not class-conditional (--class, "
+                                "--guidance)");
+  m.event_shape = {mix.dim()};
+  m.model = std::make_shared<GaussianMixtureModel>(mix, kernel);
+  m.description = spec + " (exact Gaussian mixture, D = " + std::to_string(mix.dim()) + ")";
+  m.mixture = std::move(mix);
+  return m;
+}
+
+}  // namespace sdekit

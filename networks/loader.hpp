@@ -1,0 +1,52 @@
+#pragma once
+// Models by name, for the command line and the experiments: the exact mixtures, networks trained
+// by `sdekit train`, the committed Fashion-MNIST model, and TorchScript files from Python.
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "models/gaussian_mixture.hpp"
+#include "models/score_model.hpp"
+#include "schedules/noise_schedule.hpp"
+
+namespace sdekit {
+
+struct ModelOptions {
+  std::string param;                 // torchscript: eps | x0 | v | score | denoiser (required)
+  std::vector<int64_t> event_shape;  // torchscript: the shape of one sample (required)
+  /// Class-conditional models: a class in [0, K), or -1 for balanced classes (row i gets class
+  /// i mod K), or K for the null class (unconditional).
+  int64_t label = -1;
+  double guidance = 0.0;  // classifier-free guidance weight w (0: plain conditional)
+  std::string device = "cpu";
+};
+
+struct LoadedModel {
+  std::shared_ptr<ScoreModel> model;
+  std::optional<GaussianMixture> mixture;  // the exact density, for analytic models
+  std::vector<int64_t> event_shape;
+  int64_t num_classes = 0;
+  std::string description;
+};
+
+/// The folder of sdekit's committed assets (Fashion-MNIST model, classifier, statistics):
+/// $SDEKIT_DATA_DIR if set, else the source tree's data/ folder when present, else the
+/// installed share/sdekit.
+std::string sdekit_data_dir();
+
+/// "ring2d", "gmm64", "gmm:FILE.json": exact mixtures (scores under `kernel`);
+/// "net:FILE.pt": a network written by `sdekit train` (model.pt);
+/// "fmnist": the committed class-conditional Fashion-MNIST U-Net (data/fmnist/unet.pt);
+/// "torchscript:FILE.pt": a TorchScript module, forward(x, t) or forward(x, t, y), with
+/// options.param and options.event_shape.
+/// Throws std::invalid_argument naming the spec and the problem (unknown kind, missing file,
+/// missing --param / --event-shape, a label outside [0, K], guidance on an unconditional model).
+LoadedModel load_model(const std::string& spec, const SchedulePtr& kernel,
+                       const ModelOptions& options = {});
+
+/// The model specs load_model accepts, for help texts.
+std::string model_spec_help();
+
+}  // namespace sdekit
