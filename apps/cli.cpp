@@ -79,6 +79,12 @@ void cmd_list(std::ostream& out) {
   out << "\nModels (--model):\n";
   for (const auto& m : model_registry())
     out << "  " << std::left << std::setw(16) << m.name << m.summary << "\n";
+  out << "  " << std::left << std::setw(16) << "net:FILE.pt"
+      << "a network trained by `sdekit train` (its model.pt)\n";
+  out << "  " << std::left << std::setw(16) << "fmnist"
+      << "the committed class-conditional Fashion-MNIST U-Net (--class, --guidance)\n";
+  out << "  " << std::left << std::setw(16) << "torchscript:F"
+      << "a TorchScript module forward(x, t) or forward(x, t, y) (--param, --event-shape)\n";
   out << "\nParameterizations: eps, x0, v, score, denoiser (converted exactly; THEORY.md section "
          "3)\n";
 }

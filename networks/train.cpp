@@ -356,6 +356,7 @@ TrainResult train(const TrainConfig& c, const std::string& dir, bool resume,
   }
   res.net->train_mode(false);
   res.steps = step;
+  if (done_here == 0 && !res.loss_log.empty()) res.final_loss = res.loss_log.back().second;
   res.seconds = elapsed();
   if (step == c.steps) {
     res.ema->save((fs::path(dir) / "model.pt").string());
