@@ -16,6 +16,7 @@
 #include <stdexcept>
 
 #include "experiments/detail/report_util.hpp"
+#include "experiments/detail/spec_fields.hpp"
 #include "experiments/npy_io.hpp"
 #include "experiments/results_store.hpp"
 #include "models/builtin.hpp"
@@ -65,16 +66,6 @@ ConvergeSpec resolved(const ConvergeSpec& spec) {
 
 at::ScalarType dtype_of(const std::string& s) {
   return s == "float32" ? at::kFloat : at::kDouble;
-}
-
-// Wraps a registry error with the field it came from.
-template <class F>
-auto field(const std::string& name, F&& f) -> decltype(f()) {
-  try {
-    return f();
-  } catch (const std::invalid_argument& e) {
-    throw std::invalid_argument("field '" + name + "': " + e.what());
-  }
 }
 
 void moment_errors(const at::Tensor& x, const at::Tensor& m, const at::Tensor& C, double& mean_err,
@@ -180,10 +171,6 @@ std::vector<double> grid_times(const ConvergeSpec& spec, const NoiseSchedule& k,
   return make_time_grid(parse_grid(spec.grid), k, steps, T, t_end);
 }
 
-const std::vector<std::string> kFields = {"model",      "sde",  "samplers", "nfe",
-                                          "tolerances", "n",    "seed",     "dtype",
-                                          "t_end",      "grid", "ref_tol",  "sde_ref_steps"};
-
 }  // namespace
 
 std::string ConvergeCell::key() const {
@@ -200,14 +187,14 @@ std::vector<std::string> default_converge_samplers() {
 }
 
 void validate(const ConvergeSpec& spec) {
-  const SDEPtr sde = field("sde", [&] { return make_sde(spec.sde); });
+  const SDEPtr sde = detail::with_field("sde", [&] { return make_sde(spec.sde); });
   if (!sde->schedule())
     throw std::invalid_argument("field 'sde': '" + spec.sde +
                                 "' has no Gaussian kernel, which the mixture models need");
-  field("model", [&] { return load_model(spec.model, sde->schedule()); });
+  detail::with_field("model", [&] { return load_model(spec.model, sde->schedule()); });
   std::set<std::string> seen;
   for (const auto& s : spec.samplers) {
-    field("samplers", [&] { return make_sampler(s); });
+    detail::with_field("samplers", [&] { return make_sampler(s); });
     if (!seen.insert(s).second)
       throw std::invalid_argument("field 'samplers': '" + s + "' is listed twice");
   }
@@ -232,7 +219,7 @@ void validate(const ConvergeSpec& spec) {
        << ", got " << spec.t_end;
     throw std::invalid_argument(os.str());
   }
-  if (!spec.grid.empty()) field("grid", [&] { return parse_grid(spec.grid); });
+  if (!spec.grid.empty()) detail::with_field("grid", [&] { return parse_grid(spec.grid); });
   if (!(spec.ref_tol > 0.0 && spec.ref_tol < 1e-3))
     throw std::invalid_argument("field 'ref_tol': must lie in (0, 1e-3), got " + fmt(spec.ref_tol));
   if (spec.sde_ref_steps < 2)
@@ -259,85 +246,21 @@ std::string converge_spec_json(const ConvergeSpec& spec) {
 }
 
 ConvergeSpec converge_spec_from_json(const std::string& text, const std::string& source) {
-  json j;
-  try {
-    j = json::parse(text);
-  } catch (const json::parse_error& e) {
-    throw std::invalid_argument(source + ": not valid JSON (" + e.what() + ")");
-  }
-  if (!j.is_object())
-    throw std::invalid_argument(source + ": expected a JSON object with the spec's fields, got " +
-                                std::string(j.type_name()));
   ConvergeSpec spec;
-  for (auto it = j.begin(); it != j.end(); ++it) {
-    std::string key = it.key();
-    std::replace(key.begin(), key.end(), '-', '_');
-    const json& v = it.value();
-    auto bad = [&](const std::string& expected) {
-      return std::invalid_argument(source + ": field '" + it.key() + "': expected " + expected +
-                                   ", got " + v.dump());
-    };
-    auto str = [&]() {
-      if (!v.is_string()) throw bad("a string");
-      return v.get<std::string>();
-    };
-    if (key == "model") {
-      spec.model = str();
-    } else if (key == "sde") {
-      spec.sde = str();
-    } else if (key == "dtype") {
-      spec.dtype = str();
-    } else if (key == "grid") {
-      spec.grid = str();
-    } else if (key == "samplers") {
-      spec.samplers.clear();
-      if (v.is_string()) {
-        std::stringstream ss(v.get<std::string>());
-        for (std::string s; std::getline(ss, s, ',');)
-          if (!s.empty()) spec.samplers.push_back(s);
-      } else if (v.is_array()) {
-        for (const auto& e : v) {
-          if (!e.is_string()) throw bad("an array of sampler names");
-          spec.samplers.push_back(e.get<std::string>());
-        }
-      } else {
-        throw bad("an array of sampler names");
-      }
-    } else if (key == "nfe") {
-      if (!v.is_array()) throw bad("an array of positive integers");
-      spec.nfe.clear();
-      for (const auto& e : v) {
-        if (!e.is_number_integer()) throw bad("an array of positive integers");
-        spec.nfe.push_back(e.get<int>());
-      }
-    } else if (key == "tolerances") {
-      if (!v.is_array()) throw bad("an array of numbers");
-      spec.tolerances.clear();
-      for (const auto& e : v) {
-        if (!e.is_number()) throw bad("an array of numbers");
-        spec.tolerances.push_back(e.get<double>());
-      }
-    } else if (key == "n") {
-      if (!v.is_number_integer()) throw bad("an integer");
-      spec.n = v.get<int64_t>();
-    } else if (key == "seed") {
-      if (!v.is_number_unsigned()) throw bad("a non-negative integer");
-      spec.seed = v.get<uint64_t>();
-    } else if (key == "t_end") {
-      if (!v.is_number()) throw bad("a number");
-      spec.t_end = v.get<double>();
-    } else if (key == "ref_tol") {
-      if (!v.is_number()) throw bad("a number");
-      spec.ref_tol = v.get<double>();
-    } else if (key == "sde_ref_steps") {
-      if (!v.is_number_integer()) throw bad("an integer");
-      spec.sde_ref_steps = v.get<int>();
-    } else {
-      std::string valid;
-      for (const auto& f : kFields) valid += (valid.empty() ? "" : ", ") + f;
-      throw std::invalid_argument(source + ": unknown field '" + it.key() + "'; valid: " + valid);
-    }
-  }
+  detail::SpecFields(text, source)
+      .string("model", spec.model)
+      .string("sde", spec.sde)
+      .names("samplers", spec.samplers)
+      .int_list("nfe", spec.nfe)
+      .number_list("tolerances", spec.tolerances)
+      .integer("n", spec.n)
+      .integer("seed", spec.seed)
+      .string("dtype", spec.dtype)
+      .number("t_end", spec.t_end)
+      .string("grid", spec.grid)
+      .number("ref_tol", spec.ref_tol)
+      .integer("sde_ref_steps", spec.sde_ref_steps)
+      .apply();
   try {
     validate(spec);
   } catch (const std::invalid_argument& e) {

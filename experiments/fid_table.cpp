@@ -12,6 +12,7 @@
 
 #include "datasets/idx.hpp"
 #include "experiments/detail/report_util.hpp"
+#include "experiments/detail/spec_fields.hpp"
 #include "experiments/features.hpp"
 #include "experiments/frechet.hpp"
 #include "experiments/kid.hpp"
@@ -35,15 +36,6 @@ using nlohmann::json;
 
 namespace {
 
-template <class F>
-auto field(const std::string& name, F&& f) -> decltype(f()) {
-  try {
-    return f();
-  } catch (const std::invalid_argument& e) {
-    throw std::invalid_argument("field '" + name + "': " + e.what());
-  }
-}
-
 // "mixture" | "npy:PATH" | "stats:PATH" -> (kind, path).
 std::pair<std::string, std::string> parse_reference(const std::string& ref) {
   if (ref == "mixture") return {"mixture", ""};
@@ -56,11 +48,6 @@ std::pair<std::string, std::string> parse_reference(const std::string& ref) {
   throw std::invalid_argument("unknown reference '" + ref +
                               "'; valid: mixture, fashion-mnist, npy:FILE.npy, stats:FILE.npz");
 }
-
-const std::vector<std::string> kFields = {
-    "model",   "sde",   "samplers", "nfe",       "n",     "seed",        "dtype",
-    "grid",    "t_end", "features", "reference", "n_ref", "kid_subsets", "kid_subset_size",
-    "guidance"};
 
 json cell_json(const FidCell& c, const FidTableSpec& spec, const std::string& reference) {
   return json{{"cell", c.key()},
@@ -108,11 +95,11 @@ std::string FidCell::key() const {
 }
 
 void validate(const FidTableSpec& spec) {
-  const SDEPtr sde = field("sde", [&] { return make_sde(spec.sde); });
+  const SDEPtr sde = detail::with_field("sde", [&] { return make_sde(spec.sde); });
   if (!sde->schedule())
     throw std::invalid_argument("field 'sde': '" + spec.sde +
                                 "' has no Gaussian kernel, which the mixture models need");
-  const LoadedModel lm = field("model", [&] {
+  const LoadedModel lm = detail::with_field("model", [&] {
     ModelOptions o;
     o.guidance = spec.guidance;
     return load_model(spec.model, sde->schedule(), o);
@@ -120,7 +107,7 @@ void validate(const FidTableSpec& spec) {
   if (spec.samplers.empty()) throw std::invalid_argument("field 'samplers': the list is empty");
   std::set<std::string> seen;
   for (const auto& s : spec.samplers) {
-    field("samplers", [&] { return make_sampler(s); });
+    detail::with_field("samplers", [&] { return make_sampler(s); });
     if (!seen.insert(s).second)
       throw std::invalid_argument("field 'samplers': '" + s + "' is listed twice");
   }
@@ -144,7 +131,7 @@ void validate(const FidTableSpec& spec) {
        << ", got " << spec.t_end;
     throw std::invalid_argument(os.str());
   }
-  if (!spec.grid.empty()) field("grid", [&] { return parse_grid(spec.grid); });
+  if (!spec.grid.empty()) detail::with_field("grid", [&] { return parse_grid(spec.grid); });
   if (spec.features != "data" && spec.features != "fmnist" &&
       spec.features.rfind("torchscript:", 0) != 0)
     throw std::invalid_argument("field 'features': unknown feature space '" + spec.features +
@@ -152,7 +139,8 @@ void validate(const FidTableSpec& spec) {
   if (spec.features.rfind("torchscript:", 0) == 0 && !fs::exists(spec.features.substr(12)))
     throw std::invalid_argument("field 'features': file '" + spec.features.substr(12) +
                                 "' does not exist");
-  const auto [kind, path] = field("reference", [&] { return parse_reference(spec.reference); });
+  const auto [kind, path] =
+      detail::with_field("reference", [&] { return parse_reference(spec.reference); });
   if (kind == "mixture" && !lm.mixture)
     throw std::invalid_argument("field 'reference': 'mixture' needs an analytic model; model '" +
                                 spec.model + "' is not one (use fashion-mnist, npy: or stats:)");
@@ -188,80 +176,24 @@ std::string fid_spec_json(const FidTableSpec& s) {
 }
 
 FidTableSpec fid_spec_from_json(const std::string& text, const std::string& source) {
-  json j;
-  try {
-    j = json::parse(text);
-  } catch (const json::parse_error& e) {
-    throw std::invalid_argument(source + ": not valid JSON (" + e.what() + ")");
-  }
-  if (!j.is_object())
-    throw std::invalid_argument(source + ": expected a JSON object with the spec's fields, got " +
-                                std::string(j.type_name()));
   FidTableSpec spec;
-  for (auto it = j.begin(); it != j.end(); ++it) {
-    std::string key = it.key();
-    std::replace(key.begin(), key.end(), '-', '_');
-    const json& v = it.value();
-    auto bad = [&](const std::string& expected) {
-      return std::invalid_argument(source + ": field '" + it.key() + "': expected " + expected +
-                                   ", got " + v.dump());
-    };
-    auto str = [&](std::string& out) {
-      if (!v.is_string()) throw bad("a string");
-      out = v.get<std::string>();
-    };
-    auto integer = [&](auto& out, bool non_negative) {
-      if (!(non_negative ? v.is_number_unsigned() : v.is_number_integer()))
-        throw bad(non_negative ? "a non-negative integer" : "an integer");
-      out = v.get<std::decay_t<decltype(out)>>();
-    };
-    if (key == "model") {
-      str(spec.model);
-    } else if (key == "sde") {
-      str(spec.sde);
-    } else if (key == "dtype") {
-      str(spec.dtype);
-    } else if (key == "grid") {
-      str(spec.grid);
-    } else if (key == "features") {
-      str(spec.features);
-    } else if (key == "reference") {
-      str(spec.reference);
-    } else if (key == "samplers") {
-      if (!v.is_array()) throw bad("an array of sampler names");
-      spec.samplers.clear();
-      for (const auto& e : v) {
-        if (!e.is_string()) throw bad("an array of sampler names");
-        spec.samplers.push_back(e.get<std::string>());
-      }
-    } else if (key == "nfe") {
-      if (!v.is_array()) throw bad("an array of positive integers");
-      spec.nfe.clear();
-      for (const auto& e : v) {
-        if (!e.is_number_integer()) throw bad("an array of positive integers");
-        spec.nfe.push_back(e.get<int>());
-      }
-    } else if (key == "n") {
-      integer(spec.n, false);
-    } else if (key == "seed") {
-      integer(spec.seed, true);
-    } else if (key == "n_ref") {
-      integer(spec.n_ref, false);
-    } else if (key == "kid_subsets") {
-      integer(spec.kid_subsets, false);
-    } else if (key == "kid_subset_size") {
-      integer(spec.kid_subset_size, false);
-    } else if (key == "guidance") {
-      if (!v.is_number()) throw bad("a number");
-      spec.guidance = v.get<double>();
-    } else if (key == "t_end") {
-      if (!v.is_number()) throw bad("a number");
-      spec.t_end = v.get<double>();
-    } else {
-      throw std::invalid_argument(source + ": unknown field '" + it.key() +
-                                  "'; valid: " + detail::join(kFields));
-    }
-  }
+  detail::SpecFields(text, source)
+      .string("model", spec.model)
+      .string("sde", spec.sde)
+      .names("samplers", spec.samplers)
+      .int_list("nfe", spec.nfe)
+      .integer("n", spec.n)
+      .integer("seed", spec.seed)
+      .string("dtype", spec.dtype)
+      .string("grid", spec.grid)
+      .number("t_end", spec.t_end)
+      .string("features", spec.features)
+      .string("reference", spec.reference)
+      .integer("n_ref", spec.n_ref)
+      .integer("kid_subsets", spec.kid_subsets)
+      .integer("kid_subset_size", spec.kid_subset_size)
+      .number("guidance", spec.guidance)
+      .apply();
   try {
     validate(spec);
   } catch (const std::invalid_argument& e) {

@@ -1,0 +1,138 @@
+#pragma once
+// Reading a study's spec from JSON text: each field is bound to a variable with its expected
+// type, keys may use '-' or '_', and every error names the source, the field, what was expected
+// and what was found; unknown fields are refused with the list of valid ones. Private to
+// experiments/.
+#include <algorithm>
+#include <cstdint>
+#include <functional>
+#include <map>
+#include <nlohmann/json.hpp>
+#include <sstream>
+#include <stdexcept>
+#include <string>
+#include <type_traits>
+#include <vector>
+
+namespace sdekit::detail {
+
+class SpecFields {
+ public:
+  SpecFields(const std::string& text, std::string source) : source_(std::move(source)) {
+    try {
+      json_ = nlohmann::json::parse(text);
+    } catch (const nlohmann::json::parse_error& e) {
+      throw std::invalid_argument(source_ + ": not valid JSON (" + e.what() + ")");
+    }
+    if (!json_.is_object())
+      throw std::invalid_argument(source_ +
+                                  ": expected a JSON object with the spec's fields, got " +
+                                  std::string(json_.type_name()));
+  }
+
+  SpecFields& string(const std::string& name, std::string& out) {
+    return bind(name, [&out, this, name](const nlohmann::json& v) {
+      if (!v.is_string()) throw bad(name, v, "a string");
+      out = v.get<std::string>();
+    });
+  }
+  template <class Int>
+  SpecFields& integer(const std::string& name, Int& out) {
+    return bind(name, [&out, this, name](const nlohmann::json& v) {
+      if (std::is_unsigned_v<Int> ? !v.is_number_unsigned() : !v.is_number_integer())
+        throw bad(name, v, std::is_unsigned_v<Int> ? "a non-negative integer" : "an integer");
+      out = v.get<Int>();
+    });
+  }
+  SpecFields& number(const std::string& name, double& out) {
+    return bind(name, [&out, this, name](const nlohmann::json& v) {
+      if (!v.is_number()) throw bad(name, v, "a number");
+      out = v.get<double>();
+    });
+  }
+  SpecFields& int_list(const std::string& name, std::vector<int>& out) {
+    return bind(name, [&out, this, name](const nlohmann::json& v) {
+      const char* expected = "an array of positive integers";
+      if (!v.is_array()) throw bad(name, v, expected);
+      out.clear();
+      for (const auto& e : v) {
+        if (!e.is_number_integer()) throw bad(name, v, expected);
+        out.push_back(e.get<int>());
+      }
+    });
+  }
+  SpecFields& number_list(const std::string& name, std::vector<double>& out) {
+    return bind(name, [&out, this, name](const nlohmann::json& v) {
+      if (!v.is_array()) throw bad(name, v, "an array of numbers");
+      out.clear();
+      for (const auto& e : v) {
+        if (!e.is_number()) throw bad(name, v, "an array of numbers");
+        out.push_back(e.get<double>());
+      }
+    });
+  }
+  /// An array of names, or one comma-separated string.
+  SpecFields& names(const std::string& name, std::vector<std::string>& out) {
+    return bind(name, [&out, this, name](const nlohmann::json& v) {
+      out.clear();
+      if (v.is_string()) {
+        std::stringstream ss(v.get<std::string>());
+        for (std::string s; std::getline(ss, s, ',');)
+          if (!s.empty()) out.push_back(s);
+        return;
+      }
+      if (!v.is_array()) throw bad(name, v, "an array of names");
+      for (const auto& e : v) {
+        if (!e.is_string()) throw bad(name, v, "an array of names");
+        out.push_back(e.get<std::string>());
+      }
+    });
+  }
+
+  /// Assigns every field present in the text; unknown fields are refused.
+  void apply() const {
+    for (auto it = json_.begin(); it != json_.end(); ++it) {
+      std::string key = it.key();
+      std::replace(key.begin(), key.end(), '-', '_');
+      const auto f = setters_.find(key);
+      if (f == setters_.end()) {
+        std::string valid;
+        for (const auto& n : order_) valid += (valid.empty() ? "" : ", ") + n;
+        throw std::invalid_argument(source_ + ": unknown field '" + it.key() +
+                                    "'; valid: " + valid);
+      }
+      f->second(it.value());
+    }
+  }
+
+  const std::string& source() const { return source_; }
+
+ private:
+  SpecFields& bind(const std::string& name, std::function<void(const nlohmann::json&)> set) {
+    setters_[name] = std::move(set);
+    order_.push_back(name);
+    return *this;
+  }
+  std::invalid_argument bad(const std::string& name, const nlohmann::json& v,
+                            const std::string& expected) const {
+    return std::invalid_argument(source_ + ": field '" + name + "': expected " + expected +
+                                 ", got " + v.dump());
+  }
+
+  std::string source_;
+  nlohmann::json json_;
+  std::map<std::string, std::function<void(const nlohmann::json&)>> setters_;
+  std::vector<std::string> order_;
+};
+
+/// Runs f(); an std::invalid_argument it throws is prefixed with "field 'NAME': ".
+template <class F>
+auto with_field(const std::string& name, F&& f) -> decltype(f()) {
+  try {
+    return f();
+  } catch (const std::invalid_argument& e) {
+    throw std::invalid_argument("field '" + name + "': " + e.what());
+  }
+}
+
+}  // namespace sdekit::detail
