@@ -304,7 +304,8 @@ FidTableReport run_fid_table(const FidTableSpec& spec, const std::string& out_di
       at::Generator g = at::make_generator<at::CPUGeneratorImpl>(spec.seed ^ 0x7ef5eedULL);
       const at::Tensor perm = at::randperm(data.size(0), g, at::kLong);
       const at::Tensor A = ref_features.index_select(0, perm.narrow(0, 0, spec.n)),
-                       B = ref_features.index_select(0, perm.narrow(0, spec.n, spec.n));
+                       B = ref_features.index_select(0,
+                                                     perm.narrow(0, spec.n, data.size(0) - spec.n));
       GaussianStats sa, sb;
       sa.add(A);
       sb.add(B);
@@ -313,8 +314,9 @@ FidTableReport run_fid_table(const FidTableSpec& spec, const std::string& out_di
           A, B, spec.kid_subsets, std::min(spec.kid_subset_size, spec.n), spec.seed);
       rep.floor_kid = k.mean;
       rep.floor_kid_se = k.std_error;
-      rep.floor_note = "FD/KID between two disjoint random sets of " + std::to_string(spec.n) +
-                       " rows of the data set";
+      rep.floor_note = "FD/KID of " + std::to_string(spec.n) +
+                       " random rows of the data set against its other " +
+                       std::to_string(data.size(0) - spec.n) + " rows";
     } else {
       rep.floor_note = "not available: the data set has fewer than 2n rows";
     }

@@ -10,9 +10,10 @@
 //   - "fashion-mnist": the 10000 Fashion-MNIST test images;
 //   - "npy:FILE": a data set [N, ...] (all N rows);
 //   - "stats:FILE.npz": statistics in pytorch-fid's layout (mu, sigma): FD only, no KID;
-// and the floor is the distance between two independent reference sets of n samples each
-// (mixture: a second exact draw against the reference; npy: two disjoint random halves of the
-// data set when N >= 2n), the level below which no sampler can be told apart at this n.
+// and the floor is what an exact sampler would score at this n: the distance of n further
+// reference samples to the reference set (mixture: a second exact draw of n against the n_ref
+// reference samples; data sets: n random rows against the other N - n rows, when N >= 2n), the
+// level below which no sampler can be told apart at this n.
 // Statistics accumulate in float64 (GaussianStats); each cell's statistics are saved as
 // stats/CELL.npz (pytorch-fid layout plus n), the reference's as reference_stats.npz.
 #include <cstdint>

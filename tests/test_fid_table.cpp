@@ -126,7 +126,7 @@ TEST_CASE("fid-table: floors, reference sources and statistics files agree", "[f
   CHECK(std::isnan(rs.floor_fd));
   CHECK_THAT(fid_protocol(rs), Catch::Contains("not available"));
 
-  // A data set as .npy: exact samples; the floor comes from two disjoint halves.
+  // A data set as .npy: exact samples; the floor is n random rows against the other rows.
   at::Generator g = at::make_generator<at::CPUGeneratorImpl>(11);
   const SDEPtr sde = make_sde("vp-linear");
   const double t = sde->default_t_end();
@@ -139,7 +139,7 @@ TEST_CASE("fid-table: floors, reference sources and statistics files agree", "[f
   CHECK(rn.reference_rows == 1000);
   CHECK(rn.floor_fd > 0);
   CHECK(rn.floor_fd < 0.1);
-  CHECK_THAT(fid_protocol(rn), Catch::Contains("disjoint"));
+  CHECK_THAT(fid_protocol(rn), Catch::Contains("against its other 600 rows"));
 }
 
 TEST_CASE("fid-table: TorchScript feature networks and their output shape", "[fid][features]") {
