@@ -11,10 +11,10 @@
 #include <map>
 #include <memory>
 #include <nlohmann/json.hpp>
-#include <set>
 #include <sstream>
 #include <stdexcept>
 
+#include "experiments/detail/common_fields.hpp"
 #include "experiments/detail/report_util.hpp"
 #include "experiments/detail/spec_fields.hpp"
 #include "experiments/npy_io.hpp"
@@ -187,21 +187,9 @@ std::vector<std::string> default_converge_samplers() {
 }
 
 void validate(const ConvergeSpec& spec) {
-  const SDEPtr sde = detail::with_field("sde", [&] { return make_sde(spec.sde); });
-  if (!sde->schedule())
-    throw std::invalid_argument("field 'sde': '" + spec.sde +
-                                "' has no Gaussian kernel, which the mixture models need");
+  const SDEPtr sde = detail::check_common_fields(spec.sde, spec.samplers, spec.nfe, spec.dtype,
+                                                 spec.t_end, spec.grid);
   detail::with_field("model", [&] { return load_model(spec.model, sde->schedule()); });
-  std::set<std::string> seen;
-  for (const auto& s : spec.samplers) {
-    detail::with_field("samplers", [&] { return make_sampler(s); });
-    if (!seen.insert(s).second)
-      throw std::invalid_argument("field 'samplers': '" + s + "' is listed twice");
-  }
-  if (spec.nfe.empty()) throw std::invalid_argument("field 'nfe': the list is empty");
-  for (int v : spec.nfe)
-    if (v <= 0)
-      throw std::invalid_argument("field 'nfe': every NFE must be >= 1, got " + std::to_string(v));
   for (double v : spec.tolerances)
     if (!(v > 0.0 && v < 1.0))
       throw std::invalid_argument("field 'tolerances': every tolerance must lie in (0, 1), got " +
@@ -209,17 +197,6 @@ void validate(const ConvergeSpec& spec) {
   if (spec.n < 2)
     throw std::invalid_argument("field 'n': the batch needs >= 2 rows, got " +
                                 std::to_string(spec.n));
-  if (spec.dtype != "float32" && spec.dtype != "float64")
-    throw std::invalid_argument("field 'dtype': expected float32 or float64, got '" + spec.dtype +
-                                "'");
-  const Interval d = sde->domain();
-  if (spec.t_end >= 0 && !(spec.t_end > d.lo && spec.t_end < d.hi)) {
-    std::ostringstream os;
-    os << "field 't_end': must lie in (" << d.lo << ", " << d.hi << ") for SDE " << spec.sde
-       << ", got " << spec.t_end;
-    throw std::invalid_argument(os.str());
-  }
-  if (!spec.grid.empty()) detail::with_field("grid", [&] { return parse_grid(spec.grid); });
   if (!(spec.ref_tol > 0.0 && spec.ref_tol < 1e-3))
     throw std::invalid_argument("field 'ref_tol': must lie in (0, 1e-3), got " + fmt(spec.ref_tol));
   if (spec.sde_ref_steps < 2)

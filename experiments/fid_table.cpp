@@ -6,11 +6,11 @@
 #include <chrono>
 #include <filesystem>
 #include <map>
-#include <set>
 #include <sstream>
 #include <stdexcept>
 
 #include "datasets/idx.hpp"
+#include "experiments/detail/common_fields.hpp"
 #include "experiments/detail/report_util.hpp"
 #include "experiments/detail/spec_fields.hpp"
 #include "experiments/features.hpp"
@@ -95,43 +95,20 @@ std::string FidCell::key() const {
 }
 
 void validate(const FidTableSpec& spec) {
-  const SDEPtr sde = detail::with_field("sde", [&] { return make_sde(spec.sde); });
-  if (!sde->schedule())
-    throw std::invalid_argument("field 'sde': '" + spec.sde +
-                                "' has no Gaussian kernel, which the mixture models need");
+  if (spec.samplers.empty()) throw std::invalid_argument("field 'samplers': the list is empty");
+  const SDEPtr sde = detail::check_common_fields(spec.sde, spec.samplers, spec.nfe, spec.dtype,
+                                                 spec.t_end, spec.grid);
   const LoadedModel lm = detail::with_field("model", [&] {
     ModelOptions o;
     o.guidance = spec.guidance;
     return load_model(spec.model, sde->schedule(), o);
   });
-  if (spec.samplers.empty()) throw std::invalid_argument("field 'samplers': the list is empty");
-  std::set<std::string> seen;
-  for (const auto& s : spec.samplers) {
-    detail::with_field("samplers", [&] { return make_sampler(s); });
-    if (!seen.insert(s).second)
-      throw std::invalid_argument("field 'samplers': '" + s + "' is listed twice");
-  }
-  if (spec.nfe.empty()) throw std::invalid_argument("field 'nfe': the list is empty");
-  for (int v : spec.nfe)
-    if (v <= 0)
-      throw std::invalid_argument("field 'nfe': every NFE must be >= 1, got " + std::to_string(v));
   if (spec.n < 2)
     throw std::invalid_argument("field 'n': needs >= 2 samples per cell, got " +
                                 std::to_string(spec.n));
   if (spec.n_ref < 2)
     throw std::invalid_argument("field 'n_ref': needs >= 2 reference samples, got " +
                                 std::to_string(spec.n_ref));
-  if (spec.dtype != "float32" && spec.dtype != "float64")
-    throw std::invalid_argument("field 'dtype': expected float32 or float64, got '" + spec.dtype +
-                                "'");
-  const Interval d = sde->domain();
-  if (spec.t_end >= 0 && !(spec.t_end > d.lo && spec.t_end < d.hi)) {
-    std::ostringstream os;
-    os << "field 't_end': must lie in (" << d.lo << ", " << d.hi << ") for SDE " << spec.sde
-       << ", got " << spec.t_end;
-    throw std::invalid_argument(os.str());
-  }
-  if (!spec.grid.empty()) detail::with_field("grid", [&] { return parse_grid(spec.grid); });
   if (spec.features != "data" && spec.features != "fmnist" &&
       spec.features.rfind("torchscript:", 0) != 0)
     throw std::invalid_argument("field 'features': unknown feature space '" + spec.features +

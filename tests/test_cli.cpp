@@ -8,7 +8,7 @@
 #include <string>
 #include <vector>
 
-#include "apps/cli.hpp"
+#include "cli_run.hpp"
 #include "experiments/npy_io.hpp"
 #include "models/gaussian_mixture.hpp"
 #include "schedules/registry.hpp"
@@ -19,19 +19,6 @@ namespace fs = std::filesystem;
 using namespace sdekit;
 
 namespace {
-struct CliRun {
-  int rc;
-  std::string out, err;
-};
-
-CliRun cli(std::vector<std::string> args) {
-  args.insert(args.begin(), "sdekit");
-  std::vector<const char*> argv;
-  for (const auto& a : args) argv.push_back(a.c_str());
-  std::ostringstream out, err;
-  const int rc = run_cli(static_cast<int>(argv.size()), argv.data(), out, err);
-  return {rc, out.str(), err.str()};
-}
 
 fs::path scratch(const std::string& name) {
   // One folder per process: ctest runs test cases in parallel processes.

@@ -11,7 +11,7 @@
 #include <string>
 #include <vector>
 
-#include "apps/cli.hpp"
+#include "cli_run.hpp"
 #include "experiments/converge.hpp"
 #include "experiments/results_store.hpp"
 #include "models/gaussian_mixture.hpp"
@@ -44,20 +44,6 @@ std::string read_text(const fs::path& p) {
 std::size_t count_lines(const fs::path& p) {
   const std::string t = read_text(p);
   return static_cast<std::size_t>(std::count(t.begin(), t.end(), '\n'));
-}
-
-struct CliRun {
-  int rc;
-  std::string out, err;
-};
-
-CliRun cli(std::vector<std::string> args) {
-  args.insert(args.begin(), "sdekit");
-  std::vector<const char*> argv;
-  for (const auto& a : args) argv.push_back(a.c_str());
-  std::ostringstream out, err;
-  const int rc = run_cli(static_cast<int>(argv.size()), argv.data(), out, err);
-  return {rc, out.str(), err.str()};
 }
 
 // A small study touching every kind of cell: fixed-step ODE, adaptive, strong SDE.

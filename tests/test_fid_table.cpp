@@ -12,7 +12,7 @@
 #include <string>
 #include <vector>
 
-#include "apps/cli.hpp"
+#include "cli_run.hpp"
 #include "experiments/features.hpp"
 #include "experiments/fid_table.hpp"
 #include "experiments/frechet.hpp"
@@ -40,20 +40,6 @@ std::size_t count_lines(const fs::path& p) {
   std::size_t n = 0;
   for (std::string line; std::getline(in, line);) ++n;
   return n;
-}
-
-struct CliRun {
-  int rc;
-  std::string out, err;
-};
-
-CliRun cli(std::vector<std::string> args) {
-  args.insert(args.begin(), "sdekit");
-  std::vector<const char*> argv;
-  for (const auto& a : args) argv.push_back(a.c_str());
-  std::ostringstream out, err;
-  const int rc = run_cli(static_cast<int>(argv.size()), argv.data(), out, err);
-  return {rc, out.str(), err.str()};
 }
 
 FidTableSpec small_spec() {
