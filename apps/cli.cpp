@@ -15,6 +15,7 @@
 #include <stdexcept>
 
 #include <nlohmann/json.hpp>
+#include "apps/distill_cmd.hpp"
 #include "apps/plot.hpp"
 #include "datasets/idx.hpp"
 #include "experiments/converge.hpp"
@@ -906,11 +907,12 @@ int run_cli(int argc, const char* const* argv, std::ostream& out, std::ostream& 
                   "-> [n, d])")
       ->capture_default_str();
   fid->add_option("--reference", fa.spec.reference,
-                  "mixture (exact samples) | fashion-mnist (test set) | "
-                  "npy:FILE.npy (data set) | "
+                  "mixture (exact samples) | toy:NAME (exact samples of a 2-D toy set) | "
+                  "fashion-mnist (test set) | npy:FILE.npy (data set) | "
                   "stats:FILE.npz (mu, sigma)")
       ->capture_default_str();
-  fid->add_option("--n-ref", fa.spec.n_ref, "Exact reference samples (reference mixture)")
+  fid->add_option("--n-ref", fa.spec.n_ref,
+                  "Exact reference samples (references mixture, toy:NAME)")
       ->capture_default_str();
   fid->add_option("--kid-subsets", fa.spec.kid_subsets, "KID: subsets")->capture_default_str();
   fid->add_option("--guidance", fa.spec.guidance,
@@ -979,6 +981,8 @@ int run_cli(int argc, const char* const* argv, std::ostream& out, std::ostream& 
   clc->add_option("--stats", cla.stats, "Also write the test set's feature statistics (.npz)");
   clc->add_flag("--quiet", cla.quiet, "No progress lines on stderr");
 
+  DistillCommand distill(app);
+
   std::string fd_a, fd_b;
   auto* fd = app.add_subcommand("fd",
                                 "Frechet distance between two statistics files "
@@ -1019,6 +1023,11 @@ int run_cli(int argc, const char* const* argv, std::ostream& out, std::ostream& 
       return cmd_train(ta, *tr, out, err);
     }
     if (app.got_subcommand("classifier")) return cmd_classifier(cla, out, err);
+    if (distill.chosen()) {
+      std::string command;
+      for (int i = 0; i < argc; ++i) command += (i ? " " : "") + std::string(argv[i]);
+      return distill.run(command, out, err);
+    }
     if (app.got_subcommand("moments")) {
       if (ma.steps < 1)
         throw std::invalid_argument("--steps must be >= 1, got " + std::to_string(ma.steps));

@@ -160,6 +160,7 @@ int main(int argc, char** argv) {
   }
   for (const auto& info : sampler_registry()) {
     const std::string name = info.name;
+    if (make_sampler(name)->consistency()) continue;  // needs a consistency function
     if (!make_sampler(name)->adaptive()) {
       benchmark::RegisterBenchmark(
           ("alloc/free_model/[16384,2]/" + name).c_str(),

@@ -10,6 +10,7 @@
 #include <stdexcept>
 
 #include "datasets/idx.hpp"
+#include "datasets/toy.hpp"
 #include "experiments/detail/common_fields.hpp"
 #include "experiments/detail/report_util.hpp"
 #include "experiments/detail/spec_fields.hpp"
@@ -40,13 +41,23 @@ namespace {
 std::pair<std::string, std::string> parse_reference(const std::string& ref) {
   if (ref == "mixture") return {"mixture", ""};
   if (ref == "fashion-mnist") return {"fashion-mnist", ""};
+  if (ref.rfind("toy:", 0) == 0) {
+    const auto& names = toy_dataset_names();
+    if (std::find(names.begin(), names.end(), ref.substr(4)) == names.end()) {
+      std::string valid;
+      for (const auto& n : names) valid += (valid.empty() ? "" : ", ") + n;
+      throw std::invalid_argument("unknown toy data set '" + ref.substr(4) + "'; valid: " + valid);
+    }
+    return {"toy", ref.substr(4)};
+  }
   for (const char* kind : {"npy", "stats"}) {
     const std::string prefix = std::string(kind) + ":";
     if (ref.rfind(prefix, 0) == 0 && ref.size() > prefix.size())
       return {kind, ref.substr(prefix.size())};
   }
-  throw std::invalid_argument("unknown reference '" + ref +
-                              "'; valid: mixture, fashion-mnist, npy:FILE.npy, stats:FILE.npz");
+  throw std::invalid_argument(
+      "unknown reference '" + ref +
+      "'; valid: mixture, fashion-mnist, toy:NAME, npy:FILE.npy, stats:FILE.npz");
 }
 
 json cell_json(const FidCell& c, const FidTableSpec& spec, const std::string& reference) {
@@ -121,7 +132,10 @@ void validate(const FidTableSpec& spec) {
   if (kind == "mixture" && !lm.mixture)
     throw std::invalid_argument("field 'reference': 'mixture' needs an analytic model; model '" +
                                 spec.model + "' is not one (use fashion-mnist, npy: or stats:)");
-  if (!path.empty() && !fs::exists(path))
+  if (kind == "toy" && lm.event_shape != std::vector<int64_t>{2})
+    throw std::invalid_argument("field 'reference': toy data sets are 2-D; model '" + spec.model +
+                                "' is not");
+  if (kind != "toy" && !path.empty() && !fs::exists(path))
     throw std::invalid_argument("field 'reference': file '" + path + "' does not exist");
   if (spec.kid_subsets < 1)
     throw std::invalid_argument("field 'kid_subsets': must be >= 1, got " +
@@ -244,13 +258,19 @@ FidTableReport run_fid_table(const FidTableSpec& spec, const std::string& out_di
   const double a = kernel->alpha(rep.t_end), s = kernel->sigma(rep.t_end);
   at::Tensor ref_features;
   GaussianStats ref_stats;
-  if (ref_kind == "mixture") {
+  if (ref_kind == "mixture" || ref_kind == "toy") {
     at::Generator g = at::make_generator<at::CPUGeneratorImpl>(spec.seed ^ 0x7ef5eedULL);
-    const GaussianMixture& mixture = *lm.mixture;
-    ref_features = (*features)(mixture.sample(spec.n_ref, a, s, g));
+    // Exact samples of p(t_end): alpha x0 + sigma z, x0 from the mixture or the toy generator.
+    auto draw = [&](int64_t count) {
+      if (ref_kind == "mixture") return lm.mixture->sample(count, a, s, g);
+      const at::Tensor x0 = toy_dataset(ref_path, count, g).to(at::kDouble);
+      return x0 * a + at::randn(x0.sizes(), g, at::kDouble) * s;
+    };
+    ref_features = (*features)(draw(spec.n_ref));
     ref_stats.add(ref_features);
-    rep.reference = std::to_string(spec.n_ref) + " exact samples of p(t_end) of " + spec.model;
-    const at::Tensor other = (*features)(mixture.sample(spec.n, a, s, g));
+    rep.reference = std::to_string(spec.n_ref) + " exact samples of p(t_end) of " +
+                    (ref_kind == "mixture" ? spec.model : "the toy set " + ref_path);
+    const at::Tensor other = (*features)(draw(spec.n));
     GaussianStats o;
     o.add(other);
     rep.floor_fd = frechet_distance(o, ref_stats);

@@ -7,11 +7,13 @@
 // with the same sampler noise seed, so cells differ only by the sampler and its NFE; features
 // are "data" (the samples themselves) or a TorchScript network; the reference is
 //   - "mixture": n_ref exact samples of the model's noised marginal p(t_end) (seed-derived);
+//   - "toy:NAME": n_ref exact samples of a 2-D toy set (two-moons, swiss-roll, checkerboard)
+//     noised to t_end, alpha x0 + sigma z (seed-derived);
 //   - "fashion-mnist": the 10000 Fashion-MNIST test images;
 //   - "npy:FILE": a data set [N, ...] (all N rows);
 //   - "stats:FILE.npz": statistics in pytorch-fid's layout (mu, sigma): FD only, no KID;
 // and the floor is what an exact sampler would score at this n: the distance of n further
-// reference samples to the reference set (mixture: a second exact draw of n against the n_ref
+// reference samples to the reference set (mixture, toy: a second exact draw of n against the n_ref
 // reference samples; data sets: n random rows against the other N - n rows, when N >= 2n), the
 // level below which no sampler can be told apart at this n.
 // Statistics accumulate in float64 (GaussianStats); each cell's statistics are saved as
@@ -37,7 +39,7 @@ struct FidTableSpec {
   double t_end = -1.0;  // < 0: the SDE's default
   std::string features = "data";
   std::string reference = "mixture";
-  int64_t n_ref = 10000;  // "mixture" reference: exact samples
+  int64_t n_ref = 10000;  // "mixture" and "toy:NAME" references: exact samples
   int kid_subsets = 20;
   int64_t kid_subset_size = 1000;  // capped at min(n, reference rows)
   double guidance = 0.0;           // class-conditional models: classifier-free guidance weight

@@ -29,6 +29,8 @@ class ConditionalModel {
   /// x: [n, ...]; t: [n]; y: [n] int64 in [0, K]. Returns a tensor shaped like x.
   virtual at::Tensor predict(const at::Tensor& x, const at::Tensor& t, const at::Tensor& y) = 0;
   int64_t null_class() const { return num_classes(); }
+  /// As ScoreModel::consistency_end(): set for conditional consistency models.
+  virtual std::optional<double> consistency_end() const { return std::nullopt; }
 };
 
 class GuidedModel final : public ScoreModel {
@@ -41,6 +43,7 @@ class GuidedModel final : public ScoreModel {
   std::string name() const override;
   at::Tensor predict(const at::Tensor& x, const at::Tensor& t) override;
   int calls_per_predict() const override { return guidance_ == 0.0 ? 1 : 2; }
+  std::optional<double> consistency_end() const override { return model_->consistency_end(); }
   double guidance() const { return guidance_; }
 
  private:

@@ -4,6 +4,7 @@
 #include <ATen/ATen.h>
 
 #include <cstdint>
+#include <optional>
 #include <string>
 
 #include "models/param.hpp"
@@ -24,6 +25,10 @@ class ScoreModel {
   /// Network evaluations one predict() costs: 1, or 2 for classifier-free guidance (a
   /// conditional and an unconditional call). CountingModel counts NFE in these units.
   virtual int calls_per_predict() const { return 1; }
+  /// Consistency functions (models/consistency.hpp) return, instead of a parameterization, the
+  /// end at time *consistency_end() of the probability-flow ODE trajectory through (x, t); only
+  /// the "consistency" sampler uses them. Ordinary models: nullopt.
+  virtual std::optional<double> consistency_end() const { return std::nullopt; }
 };
 
 /// Forwards to a model and counts its calls: one batched call is one network function
@@ -42,6 +47,7 @@ class CountingModel final : public ScoreModel {
     return inner_.predict_at(x, t);
   }
   int calls_per_predict() const override { return inner_.calls_per_predict(); }
+  std::optional<double> consistency_end() const override { return inner_.consistency_end(); }
   int64_t count() const { return count_; }
   void reset() { count_ = 0; }
 

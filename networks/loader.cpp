@@ -7,6 +7,7 @@
 
 #include "models/builtin.hpp"
 #include "models/conditional.hpp"
+#include "networks/consistency_model.hpp"
 #include "networks/network.hpp"
 #include "networks/torchscript_model.hpp"
 
@@ -27,7 +28,8 @@ std::string sdekit_data_dir() {
 }
 
 std::string model_spec_help() {
-  return "ring2d | gmm64 | gmm:FILE.json | net:FILE.pt | fmnist | torchscript:FILE.pt";
+  return "ring2d | gmm64 | gmm:FILE.json | net:FILE.pt | fmnist | torchscript:FILE.pt | "
+         "cm:FILE.pt";
 }
 
 namespace {
@@ -76,6 +78,23 @@ LoadedModel load_model(const std::string& spec, const SchedulePtr& kernel, const
     m.num_classes = net->num_classes();
     m.model = bind_labels(net, net, m.num_classes, o, spec);
     m.description = spec + ": " + net->name();
+    return m;
+  }
+  if (spec.rfind("cm:", 0) == 0) {
+    const std::string path = file_of("cm:");
+    const auto cm = ConsistencyModel::load(path, o.device);
+    if (kernel && kernel->name() != cm->boundary().kernel().name())
+      throw std::invalid_argument("model '" + spec + "' was distilled under the SDE '" + cm->sde() +
+                                  "'; sample it with --sde " + cm->sde() + " (got " +
+                                  kernel->name() + ")");
+    if (o.guidance != 0.0)
+      throw std::invalid_argument("--guidance: model '" + spec +
+                                  "' is a consistency model; guidance combines scores, not "
+                                  "consistency functions");
+    m.event_shape = cm->network().config().event_shape;
+    m.num_classes = cm->num_classes();
+    m.model = bind_labels(cm, cm, m.num_classes, o, spec);
+    m.description = spec + ": " + cm->name();
     return m;
   }
   if (spec.rfind("torchscript:", 0) == 0) {

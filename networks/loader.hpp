@@ -40,7 +40,9 @@ std::string sdekit_data_dir();
 /// "net:FILE.pt": a network written by `sdekit train` (model.pt);
 /// "fmnist": the committed class-conditional Fashion-MNIST U-Net (data/fmnist/unet.pt);
 /// "torchscript:FILE.pt": a TorchScript module, forward(x, t) or forward(x, t, y), with
-/// options.param and options.event_shape.
+/// options.param and options.event_shape;
+/// "cm:FILE.pt": a consistency model written by `sdekit distill consistency` (sample it with the
+/// "consistency" sampler under the SDE it was distilled with).
 /// Throws std::invalid_argument naming the spec and the problem (unknown kind, missing file,
 /// missing --param / --event-shape, a label outside [0, K], guidance on an unconditional model).
 LoadedModel load_model(const std::string& spec, const SchedulePtr& kernel,

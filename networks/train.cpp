@@ -13,6 +13,7 @@
 #include "datasets/toy.hpp"
 #include "models/builtin.hpp"
 #include "networks/detail/modules.hpp"
+#include "networks/detail/train_common.hpp"
 #include "schedules/registry.hpp"
 
 namespace sdekit {
@@ -94,93 +95,6 @@ void TrainConfig::validate() const {
     throw bad("fashion-mnist has 10 classes; num_classes must be 0 or 10");
 }
 
-namespace {
-
-// Draws training batches: (x0 [B, ...] float32, y [B] int64 or undefined).
-class DataSource {
- public:
-  DataSource(const TrainConfig& c) : c_(c) {
-    if (c.data == "fashion-mnist") {
-      images_ = load_fashion_mnist("train");
-    } else if (c.data.rfind("mixture:", 0) == 0) {
-      mixture_ = load_mixture(c.data.substr(8));
-      if (c.net.event_shape != std::vector<int64_t>{mixture_->dim()})
-        throw std::invalid_argument("training: mixture '" + c.data.substr(8) +
-                                    "' has D = " + std::to_string(mixture_->dim()) +
-                                    "; the network's event_shape must be {D}");
-    } else {
-      const auto& names = toy_dataset_names();
-      if (std::find(names.begin(), names.end(), c.data) == names.end()) {
-        std::string valid = "fashion-mnist, mixture:ring2d, mixture:gmm64, mixture:gmm:FILE";
-        for (const auto& n : names) valid += ", " + n;
-        throw std::invalid_argument("training: unknown data '" + c.data + "'; valid: " + valid);
-      }
-      if (c.net.event_shape != std::vector<int64_t>{2})
-        throw std::invalid_argument("training: '" + c.data +
-                                    "' is 2-D; the network's event_shape must be {2}");
-    }
-  }
-  std::pair<at::Tensor, at::Tensor> batch(int64_t B, at::Generator& gen) {
-    if (images_) {
-      const at::Tensor idx = at::randint(images_->images.size(0), {B}, gen, at::kLong);
-      return {images_->images.index_select(0, idx), images_->labels.index_select(0, idx)};
-    }
-    if (mixture_) return {mixture_->sample(B, 1.0, 0.0, gen, at::kFloat), at::Tensor()};
-    return {toy_dataset(c_.data, B, gen).to(at::kFloat), at::Tensor()};
-  }
-
- private:
-  const TrainConfig& c_;
-  std::optional<ImageDataset> images_;
-  std::optional<GaussianMixture> mixture_;
-};
-
-std::vector<std::string> config_diff(const std::string& a, const std::string& b) {
-  json ja = json::parse(a), jb = json::parse(b);
-  ja.erase("steps");
-  jb.erase("steps");
-  std::vector<std::string> out;
-  for (auto it = ja.begin(); it != ja.end(); ++it)
-    if (!jb.contains(it.key()) || jb[it.key()] != it.value())
-      out.push_back(it.key() + ": checkpoint " + it.value().dump() + ", now " +
-                    (jb.contains(it.key()) ? jb[it.key()].dump() : std::string("(absent)")));
-  return out;
-}
-
-void write_checkpoint(const std::string& path, const TrainConfig& c, int64_t step,
-                      const Network& net, const Network& ema, torch::optim::Adam& opt,
-                      const at::Generator& gen, const std::vector<std::pair<int64_t, double>>& log,
-                      double window, int64_t window_n) {
-  torch::serialize::OutputArchive ar, a_net, a_ema, a_opt;
-  ar.write("config", torch::IValue(c.to_json()));
-  ar.write("step", torch::IValue(step));
-  net.impl().net->save(a_net);
-  ema.impl().net->save(a_ema);
-  opt.save(a_opt);
-  ar.write("net", a_net);
-  ar.write("ema", a_ema);
-  ar.write("optimizer", a_opt);
-  ar.write("rng", gen.get_state());
-  at::Tensor l = at::zeros({static_cast<int64_t>(log.size()), 2}, at::kDouble);
-  for (size_t i = 0; i < log.size(); ++i) {
-    l[static_cast<int64_t>(i)][0] = static_cast<double>(log[i].first);
-    l[static_cast<int64_t>(i)][1] = log[i].second;
-  }
-  ar.write("loss_log", l);
-  // The partial log window, so that a resumed run logs the same means.
-  ar.write("window", at::tensor({window, static_cast<double>(window_n)}, at::kDouble));
-  const std::string tmp = path + ".tmp";
-  try {
-    ar.save_to(tmp);
-  } catch (const c10::Error& e) {
-    throw std::runtime_error("cannot write checkpoint '" + tmp +
-                             "': " + e.what_without_backtrace());
-  }
-  fs::rename(tmp, path);
-}
-
-}  // namespace
-
 TrainResult train(const TrainConfig& c, const std::string& dir, bool resume,
                   const std::function<void(const TrainProgress&)>& progress, int64_t stop_after) {
   c.validate();
@@ -193,7 +107,7 @@ TrainResult train(const TrainConfig& c, const std::string& dir, bool resume,
   const SchedulePtr k = sde->schedule();
   const double T = sde->domain().hi;
   const double t_min = c.t_min < 0 ? sde->default_t_end() : c.t_min;
-  DataSource data(c);
+  detail::DataSource data(c.data, c.net);
 
   TrainResult res;
   res.net = std::make_shared<Network>(c.net, c.seed);
@@ -208,43 +122,15 @@ TrainResult train(const TrainConfig& c, const std::string& dir, bool resume,
   double window = 0;
   int64_t window_n = 0;
 
+  detail::LossLog log;
+  detail::CheckpointState state{
+      {{"net", res.net.get()}, {"ema", res.ema.get()}}, &opt, &gen, &log, {{"step", 0}}};
   if (resume) {
-    if (!fs::exists(ckpt)) throw std::invalid_argument("resume: no checkpoint at '" + ckpt + "'");
-    torch::serialize::InputArchive ar, a_net, a_ema, a_opt;
-    try {
-      ar.load_from(ckpt);
-    } catch (const c10::Error& e) {
-      throw std::invalid_argument("resume: cannot read '" + ckpt + "' (" +
-                                  e.what_without_backtrace() + ")");
-    }
-    torch::IValue cfg, st;
-    if (!ar.try_read("config", cfg) || !ar.try_read("step", st))
-      throw std::invalid_argument("resume: '" + ckpt + "' is not an sdekit checkpoint");
-    const auto diff = config_diff(cfg.toStringRef(), c.to_json());
-    if (!diff.empty()) {
-      std::string msg = "resume: the checkpoint '" + ckpt + "' was trained with another config:";
-      for (const auto& d : diff) msg += "\n  " + d;
-      throw std::invalid_argument(msg);
-    }
-    step = st.toInt();
-    ar.read("net", a_net);
-    ar.read("ema", a_ema);
-    ar.read("optimizer", a_opt);
-    res.net->impl().net->load(a_net);
-    res.ema->impl().net->load(a_ema);
-    opt.load(a_opt);
-    at::Tensor rng, l;
-    ar.read("rng", rng);
-    gen.set_state(rng);
-    ar.read("loss_log", l);
-    for (int64_t i = 0; i < l.size(0); ++i)
-      res.loss_log.emplace_back(static_cast<int64_t>(l[i][0].item<double>()),
-                                l[i][1].item<double>());
-    at::Tensor wtensor;
-    if (ar.try_read("window", wtensor)) {
-      window = wtensor[0].item<double>();
-      window_n = static_cast<int64_t>(wtensor[1].item<double>());
-    }
+    detail::read_checkpoint(ckpt, c.to_json(), state);
+    step = state.counters["step"];
+    res.loss_log = log.entries;
+    window = log.window;
+    window_n = log.window_n;
     res.resumed_from = step;
   }
 
@@ -312,21 +198,8 @@ TrainResult train(const TrainConfig& c, const std::string& dir, bool resume,
     at::Tensor per_row = (pred - target.to(dev)).pow(2).reshape({c.batch, -1}).mean(1);
     if (w.defined()) per_row = per_row * w.to(dev);
     const at::Tensor loss = per_row.mean();
-    opt.zero_grad();
-    loss.backward();
-    torch::nn::utils::clip_grad_norm_(res.net->impl().net->parameters(), c.grad_clip);
-    const double lr_now =
-        c.warmup > 0 ? c.lr * std::min(1.0, static_cast<double>(step + 1) / c.warmup) : c.lr;
-    for (auto& g : opt.param_groups())
-      static_cast<torch::optim::AdamOptions&>(g.options()).lr(lr_now);
-    opt.step();
-    {
-      torch::NoGradGuard ng;
-      const double d = std::min(
-          c.ema_decay, (1.0 + static_cast<double>(step)) / (10.0 + static_cast<double>(step)));
-      const auto src = res.net->impl().net->parameters(), dst = res.ema->impl().net->parameters();
-      for (size_t i = 0; i < src.size(); ++i) dst[i].mul_(d).add_(src[i], 1.0 - d);
-    }
+    detail::optimizer_step(opt, *res.net, loss, c.lr, c.warmup, step, c.grad_clip);
+    detail::ema_update(*res.ema, *res.net, c.ema_decay, step);
     ++step;
     ++done_here;
     const double lv = loss.item<double>();
@@ -350,8 +223,11 @@ TrainResult train(const TrainConfig& c, const std::string& dir, bool resume,
       window_start = now;
     }
     const bool stop = stop_after >= 0 && done_here >= stop_after;
-    if (step % c.checkpoint_every == 0 || step == c.steps || stop)
-      write_checkpoint(ckpt, c, step, *res.net, *res.ema, opt, gen, res.loss_log, window, window_n);
+    if (step % c.checkpoint_every == 0 || step == c.steps || stop) {
+      log = {res.loss_log, window, window_n};
+      state.counters["step"] = step;
+      detail::write_checkpoint(ckpt, c.to_json(), state);
+    }
     if (stop) break;
   }
   res.net->train_mode(false);

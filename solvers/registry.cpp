@@ -50,6 +50,9 @@ const std::vector<SamplerInfo>& sampler_registry() {
        make_annealed_langevin},
       {"sra", "strong order 1.5 stochastic Runge-Kutta (Roessler SRA) for additive noise",
        make_sra},
+      {"consistency",
+       "consistency sampling of a consistency model: 1 step f(x_T, T), or noise back and repeat",
+       make_consistency},
   };
   return reg;
 }

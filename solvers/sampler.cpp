@@ -43,6 +43,13 @@ void validate_request(const Sampler& sampler, const SampleRequest& r) {
   if (sampler.stochastic() && !r.generator && !r.brownian)
     throw std::invalid_argument(who +
                                 ": stochastic sampler needs request.generator or request.brownian");
+  if (const auto end = r.model->consistency_end(); end && !sampler.consistency())
+    throw std::invalid_argument(who + ": model '" + r.model->name() +
+                                "' is a consistency function (it maps x_t to its trajectory's end, "
+                                "not to a score); sample it with the 'consistency' sampler");
+  if (!r.model->consistency_end() && sampler.consistency())
+    throw std::invalid_argument(who + ": model '" + r.model->name() +
+                                "' is not a consistency function (see models/consistency.hpp)");
   if (sampler.needs_kernel() && !r.sde->schedule())
     throw std::invalid_argument(who + ": needs an SDE with a Gaussian kernel (alpha, sigma); '" +
                                 r.sde->name() + "' has none");

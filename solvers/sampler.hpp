@@ -136,6 +136,9 @@ class Sampler {
   virtual bool needs_kernel() const { return false; }
   /// Adaptive samplers choose their own steps between the request's two end times.
   virtual bool adaptive() const { return false; }
+  /// Consistency samplers evaluate a consistency function (ScoreModel::consistency_end() set);
+  /// every other sampler refuses one.
+  virtual bool consistency() const { return false; }
   /// Steps that spend at most `nfe` model calls (fixed-step samplers: nfe / nfe_per_step).
   /// Throws std::invalid_argument when nfe cannot buy one step.
   virtual int steps_for_nfe(int nfe) const;

@@ -81,5 +81,7 @@ std::unique_ptr<Sampler> make_edm_heun(const SamplerOptions&);
 std::unique_ptr<Sampler> make_predictor_corrector(const SamplerOptions&);
 std::unique_ptr<Sampler> make_annealed_langevin(const SamplerOptions&);
 std::unique_ptr<Sampler> make_sra(const SamplerOptions&);
+// One-step and multistep consistency sampling of a consistency function (consistency.cpp).
+std::unique_ptr<Sampler> make_consistency(const SamplerOptions&);
 
 }  // namespace sdekit

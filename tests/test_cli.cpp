@@ -11,6 +11,7 @@
 #include "cli_run.hpp"
 #include "experiments/npy_io.hpp"
 #include "models/gaussian_mixture.hpp"
+#include "networks/loader.hpp"
 #include "schedules/registry.hpp"
 #include "schedules/time_grid.hpp"
 #include "solvers/registry.hpp"
@@ -281,4 +282,43 @@ TEST_CASE("npy round trip keeps shape and dtype and bits in numpy's header layou
     CHECK_THAT(dict, Catch::Contains(dt == at::kFloat ? "'<f4'" : "'<f8'") &&
                          Catch::Contains("(3, 2, 5)"));
   }
+}
+
+TEST_CASE("sdekit distill: consistency and progressive distillation from the command line",
+          "[cli][distill]") {
+  // A few steps of each method from the committed two-moons teacher; the outputs load and sample
+  // with the samplers the commands name, and an integrator refuses the consistency model.
+  const fs::path dir = scratch("distill");
+  const std::string teacher =
+      "net:" + (fs::path(sdekit_data_dir()) / "toy" / "two_moons_mlp.pt").string();
+  const std::string cm_dir = (dir / "cm").string(), pd_dir = (dir / "pd").string();
+  CliRun r = cli({"distill", "consistency", "--teacher", teacher, "--steps", "4", "--batch", "32",
+                  "--out", cm_dir, "--quiet"});
+  INFO(r.err);
+  REQUIRE(r.rc == 0);
+  CHECK_THAT(r.out, Catch::Contains("--model cm:" + cm_dir + "/model.pt --sampler consistency"));
+  const std::string cm = "cm:" + cm_dir + "/model.pt";
+  r = cli({"sample", "--model", cm, "--sampler", "consistency", "--steps", "2", "--grid", "karras",
+           "--n", "16", "--out", (dir / "cm.npy").string()});
+  INFO(r.err);
+  CHECK(r.rc == 0);
+  CHECK(read_npy((dir / "cm.npy").string()).sizes() == at::IntArrayRef({16, 2}));
+  r = cli({"sample", "--model", cm, "--sampler", "ddim", "--n", "4"});
+  CHECK(r.rc == 2);
+  CHECK_THAT(r.err, Catch::Contains("sample it with the 'consistency' sampler"));
+
+  r = cli({"distill", "progressive", "--teacher", teacher, "--teacher-steps", "4",
+           "--steps-per-round", "3", "--batch", "32", "--out", pd_dir, "--quiet"});
+  INFO(r.err);
+  REQUIRE(r.rc == 0);
+  CHECK(fs::exists(dir / "pd" / "student_2.pt"));
+  CHECK(fs::exists(dir / "pd" / "student_1.pt"));
+  CHECK(fs::exists(dir / "pd" / "progressive.json"));
+  r = cli({"sample", "--model", "net:" + pd_dir + "/student_1.pt", "--sampler", "ddim", "--steps",
+           "1", "--n", "8", "--out", (dir / "pd.npy").string()});
+  CHECK(r.rc == 0);
+  r = cli(
+      {"distill", "progressive", "--teacher", teacher, "--teacher-steps", "6", "--out", pd_dir});
+  CHECK(r.rc == 2);
+  CHECK_THAT(r.err, Catch::Contains("power of 2"));
 }
