@@ -295,10 +295,10 @@ TEST_CASE(
     "solution than the teacher's DDIM at N steps",
     "[distill][progressive][train]") {
   // Two rounds (16 -> 8 -> 4 DDIM steps, 600 steps each, v-students from the teacher's weights,
-  // uniform-t grid). From one x_T of 2000 rows: the teacher's PF-ODE solution (dopri5 at 1e-8)
-  // and, against it, the RMS error of the 4-step student (DDIM, 4 steps) and of the teacher's own
-  // DDIM at 4 steps. Required: the student's error below 0.75 of the teacher's DDIM error
-  // (measured 0.214 against 0.428).
+  // uniform-t grid). From one x_T of 2000 rows: the teacher's PF-ODE solution (dopri5 at 1e-6, far
+  // below the errors compared) and, against it, the RMS error of the 4-step student (DDIM, 4 steps)
+  // and of the teacher's own DDIM at 4 steps. Required: the student's error below 0.75 of the
+  // teacher's DDIM error (measured 0.214 against 0.428).
   const fs::path dir = scratch("pd");
   const ProgressiveResult r = distill_progressive(toy_pd(16, 4, 600), dir.string(), false);
   REQUIRE(r.rounds.size() == 2);
@@ -315,7 +315,7 @@ TEST_CASE(
   const LoadedModel student = load_model("net:" + (dir / "student_4.pt").string(), k);
   at::Generator g = at::make_generator<at::CPUGeneratorImpl>(5);
   const at::Tensor xT = at::randn({2000, 2}, g, at::kFloat);
-  const at::Tensor ode = reference_solve(*teacher.model, *sde, xT, T, t_end, 1e-8, 1e-8).x;
+  const at::Tensor ode = reference_solve(*teacher.model, *sde, xT, T, t_end, 1e-6, 1e-6).x;
   const auto grid = make_time_grid(GridKind::UniformT, *k, 4, T, t_end);
   const auto ddim = make_sampler("ddim");
   const at::Tensor xs = ddim->run(request(*student.model, *sde, grid, xT, g)).x.to(at::kDouble);
