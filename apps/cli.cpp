@@ -268,11 +268,10 @@ int cmd_sample(const SampleArgs& a, bool n_given, std::ostream& out) {
                                   a.x_init + "'");
   }
   const int64_t side = static_cast<int64_t>(std::lround(std::sqrt(double(D))));
-  const bool scatter = lm.mixture && D == 2;
+  const bool scatter = D == 2;
   if (!a.plot.empty() && !scatter && side * side != D)
     throw std::invalid_argument(
-        "--plot: needs 2-D samples of a mixture (a scatter over the density) or "
-        "square images (D = k^2, a PNG grid); model " +
+        "--plot: needs 2-D samples (a scatter) or square images (D = k^2, a PNG grid); model " +
         a.model + " has D = " + std::to_string(D));
   if (!a.out.empty()) {  // fail on an unwritable output before sampling, not after
     std::ofstream probe(a.out, std::ios::binary | std::ios::app);
@@ -296,7 +295,33 @@ int cmd_sample(const SampleArgs& a, bool n_given, std::ostream& out) {
   }
   if (!a.out.empty()) out << "wrote " << a.out << " [n, " << D << "]\n";
   if (!a.plot.empty()) {
-    if (scatter) {
+    if (scatter && !lm.mixture) {
+      // No exact density: contours of a Gaussian kernel density estimate of the samples
+      // (Scott's bandwidth per axis).
+      const at::Tensor xs = res.x.to(at::kCPU, at::kDouble).contiguous();
+      const at::Tensor keep = at::isfinite(xs).all(1);
+      const at::Tensor pts = xs.index({keep}).contiguous();
+      const int64_t m = pts.size(0);
+      const double bw = std::pow(static_cast<double>(std::max<int64_t>(m, 2)), -1.0 / 6.0);
+      const double hx = std::max(1e-12, bw * pts.select(1, 0).std().item<double>()),
+                   hy = std::max(1e-12, bw * pts.select(1, 1).std().item<double>());
+      const double* p = pts.data_ptr<double>();
+      auto log_kde = [&](double u, double v) {
+        double sum = 0.0;
+        for (int64_t i = 0; i < m; ++i) {
+          const double du = (u - p[2 * i]) / hx, dv = (v - p[2 * i + 1]) / hy;
+          sum += std::exp(-0.5 * (du * du + dv * dv));
+        }
+        return std::log(sum / (static_cast<double>(m) * 2 * M_PI * hx * hy));
+      };
+      out << plot_scatter_density(a.plot,
+                                  std::string(sampler->name()) + ", NFE " +
+                                      std::to_string(res.nfe) +
+                                      ": samples over their kernel density estimate",
+                                  res.x, log_kde)
+                 .message
+          << "\n";
+    } else if (scatter) {
       out << plot_scatter_density(a.plot,
                                   std::string(sampler->name()) + ", NFE " +
                                       std::to_string(res.nfe) + ": samples over log p(t_end)",
@@ -810,9 +835,11 @@ int run_cli(int argc, const char* const* argv, std::ostream& out, std::ostream& 
   sample->add_flag("--brownian", sa.brownian,
                    "Draw the noise from a virtual Brownian tree (same path at any step count)");
   sample->add_option("--out", sa.out, "Output .npy file for the samples [n, D]");
-  sample->add_option("--plot", sa.plot,
-                     "PNG: 2-D samples over the density's contours (gnuplot), or square-image "
-                     "samples as a grid");
+  sample->add_option(
+      "--plot", sa.plot,
+      "PNG: 2-D samples over the density's contours (a mixture's exact density, else "
+      "a kernel density estimate; gnuplot), or square-image "
+      "samples as a grid");
 
   EncodeArgs ea;
   auto* encode = app.add_subcommand(

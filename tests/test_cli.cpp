@@ -299,10 +299,13 @@ TEST_CASE("sdekit distill: consistency and progressive distillation from the com
   CHECK_THAT(r.out, Catch::Contains("--model cm:" + cm_dir + "/model.pt --sampler consistency"));
   const std::string cm = "cm:" + cm_dir + "/model.pt";
   r = cli({"sample", "--model", cm, "--sampler", "consistency", "--steps", "2", "--grid", "karras",
-           "--n", "16", "--out", (dir / "cm.npy").string()});
+           "--n", "16", "--out", (dir / "cm.npy").string(), "--plot", (dir / "cm.png").string()});
   INFO(r.err);
   CHECK(r.rc == 0);
   CHECK(read_npy((dir / "cm.npy").string()).sizes() == at::IntArrayRef({16, 2}));
+  // 2-D samples without an exact density: a scatter over their kernel density estimate.
+  CHECK(fs::exists(dir / "cm.png"));
+  CHECK(fs::file_size(dir / "cm.png") > 1000);
   r = cli({"sample", "--model", cm, "--sampler", "ddim", "--n", "4"});
   CHECK(r.rc == 2);
   CHECK_THAT(r.err, Catch::Contains("sample it with the 'consistency' sampler"));
