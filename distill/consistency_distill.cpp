@@ -59,12 +59,8 @@ void ConsistencyDistillConfig::validate() const {
     throw bad("distance must be l2 or pseudo-huber, got '" + distance + "'");
   if (!(sigma_data > 0)) throw bad("sigma_data must be > 0");
   if (!(target_decay >= 0 && target_decay < 1)) throw bad("target_decay must lie in [0, 1)");
-  if (!(ema_decay >= 0 && ema_decay < 1)) throw bad("ema_decay must lie in [0, 1)");
-  if (steps < 1 || batch < 1) throw bad("steps and batch must be >= 1");
-  if (!(lr > 0)) throw bad("lr must be > 0");
-  if (warmup < 0) throw bad("warmup must be >= 0");
-  if (!(grad_clip > 0)) throw bad("grad_clip must be > 0");
-  if (checkpoint_every < 1 || log_every < 1) throw bad("checkpoint_every, log_every must be >= 1");
+  detail::validate_optimization("consistency distillation", "steps", steps, batch, lr, warmup,
+                                grad_clip, ema_decay, checkpoint_every, log_every);
 }
 
 DistillResult distill_consistency(const ConsistencyDistillConfig& c, const std::string& dir,
@@ -72,11 +68,7 @@ DistillResult distill_consistency(const ConsistencyDistillConfig& c, const std::
                                   const std::function<void(const TrainProgress&)>& progress,
                                   int64_t stop_after) {
   c.validate();
-  std::error_code ec;
-  fs::create_directories(dir, ec);
-  if (ec || !fs::is_directory(dir))
-    throw std::invalid_argument("distillation output folder '" + dir + "': cannot create it");
-  const std::string ckpt = (fs::path(dir) / "checkpoint.pt").string();
+  const std::string ckpt = detail::prepare_output(dir, "distillation");
   const SDEPtr sde = make_sde(c.sde);
   const SchedulePtr k = sde->schedule();
   const double T = sde->domain().hi;
@@ -152,7 +144,6 @@ DistillResult distill_consistency(const ConsistencyDistillConfig& c, const std::
   };
   const torch::Device dev(c.device);
   int64_t done_here = 0;
-  double window_start = 0;
   online->network().train_mode(true);
   const auto B = static_cast<size_t>(c.batch);
   std::vector<double> t_hi(B), t_lo(B), a_hi(B), a_lo(B), s_hi(B), s_lo(B), dlev(B);
@@ -209,20 +200,9 @@ DistillResult distill_consistency(const ConsistencyDistillConfig& c, const std::
                                " at step " + std::to_string(step) +
                                " (lower lr or grad_clip); the last checkpoint is kept in '" + ckpt +
                                "'");
-    log.window += lv;
-    ++log.window_n;
-    if (step % c.log_every == 0 || step == c.steps) {
-      const double mean = log.window / static_cast<double>(log.window_n);
-      log.entries.emplace_back(step, mean);
-      const double now = elapsed();
-      if (progress)
-        progress(TrainProgress{
-            step, c.steps, mean,
-            static_cast<double>(log.window_n) / std::max(1e-9, now - window_start), now});
-      log.window = 0;
-      log.window_n = 0;
-      window_start = now;
-    }
+    if (const auto p =
+            log.add(lv, step, c.steps, step % c.log_every == 0 || step == c.steps, elapsed()))
+      if (progress) progress(*p);
     const bool stop = stop_after >= 0 && done_here >= stop_after;
     if (step % c.checkpoint_every == 0 || step == c.steps || stop) {
       state.counters["step"] = step;

@@ -57,12 +57,9 @@ void ProgressiveDistillConfig::validate() const {
   if (teacher_steps <= final_steps || r != final_steps)
     throw bad("teacher_steps must be final_steps times a power of 2 (>= 2), got teacher_steps " +
               std::to_string(teacher_steps) + ", final_steps " + std::to_string(final_steps));
-  if (steps_per_round < 1 || batch < 1) throw bad("steps_per_round and batch must be >= 1");
-  if (!(lr > 0)) throw bad("lr must be > 0");
-  if (warmup < 0) throw bad("warmup must be >= 0");
-  if (!(grad_clip > 0)) throw bad("grad_clip must be > 0");
-  if (!(ema_decay >= 0 && ema_decay < 1)) throw bad("ema_decay must lie in [0, 1)");
-  if (checkpoint_every < 1 || log_every < 1) throw bad("checkpoint_every, log_every must be >= 1");
+  detail::validate_optimization("progressive distillation", "steps_per_round", steps_per_round,
+                                batch, lr, warmup, grad_clip, ema_decay, checkpoint_every,
+                                log_every);
 }
 
 namespace {
@@ -75,11 +72,7 @@ ProgressiveResult distill_progressive(
     const ProgressiveDistillConfig& c, const std::string& dir, bool resume,
     const std::function<void(int64_t, const TrainProgress&)>& progress, int64_t stop_after) {
   c.validate();
-  std::error_code ec;
-  fs::create_directories(dir, ec);
-  if (ec || !fs::is_directory(dir))
-    throw std::invalid_argument("distillation output folder '" + dir + "': cannot create it");
-  const std::string ckpt = (fs::path(dir) / "checkpoint.pt").string();
+  const std::string ckpt = detail::prepare_output(dir, "distillation");
   const SDEPtr sde = make_sde(c.sde);
   const SchedulePtr k = sde->schedule();
   const double T = sde->domain().hi;
@@ -175,7 +168,7 @@ ProgressiveResult distill_progressive(
                                     std::to_string(2 * N) + "-step grid");
     }
     const double round_start = elapsed();
-    double window_start = round_start;
+    log.window_start = round_start;
     student->train_mode(true);
     while (step < c.steps_per_round) {
       auto [x0, y] = data.batch(c.batch, gen);
@@ -225,21 +218,9 @@ ProgressiveResult distill_progressive(
                                  "-step round (lower lr or grad_clip); the last checkpoint is "
                                  "kept in '" +
                                  ckpt + "'");
-      log.window += lv;
-      ++log.window_n;
-      if (step % c.log_every == 0 || step == c.steps_per_round) {
-        const double mean = log.window / static_cast<double>(log.window_n);
-        log.entries.emplace_back(step, mean);
-        const double now = elapsed();
-        if (progress)
-          progress(
-              N, TrainProgress{
-                     step, c.steps_per_round, mean,
-                     static_cast<double>(log.window_n) / std::max(1e-9, now - window_start), now});
-        log.window = 0;
-        log.window_n = 0;
-        window_start = now;
-      }
+      if (const auto p = log.add(lv, step, c.steps_per_round,
+                                 step % c.log_every == 0 || step == c.steps_per_round, elapsed()))
+        if (progress) progress(N, *p);
       const bool stop = stop_after >= 0 && done_here >= stop_after;
       if (step % c.checkpoint_every == 0 || step == c.steps_per_round || stop) {
         if (step == c.steps_per_round) {

@@ -78,14 +78,10 @@ void TrainConfig::validate() const {
   if (!s->schedule()) throw bad("SDE '" + sde + "' has no Gaussian kernel to noise data with");
   if (weighting != "none" && weighting != "min-snr")
     throw bad("weighting must be none or min-snr, got '" + weighting + "'");
-  if (steps < 1 || batch < 1) throw bad("steps and batch must be >= 1");
-  if (!(lr > 0)) throw bad("lr must be > 0");
-  if (warmup < 0) throw bad("warmup must be >= 0");
-  if (!(grad_clip > 0)) throw bad("grad_clip must be > 0");
-  if (!(ema_decay >= 0 && ema_decay < 1)) throw bad("ema_decay must lie in [0, 1)");
+  detail::validate_optimization("training", "steps", steps, batch, lr, warmup, grad_clip, ema_decay,
+                                checkpoint_every, log_every);
   if (!(label_dropout >= 0 && label_dropout <= 1)) throw bad("label_dropout must lie in [0, 1]");
   if (discrete && discrete_steps < 1) throw bad("discrete_steps must be >= 1");
-  if (checkpoint_every < 1 || log_every < 1) throw bad("checkpoint_every, log_every must be >= 1");
   const bool images = data == "fashion-mnist";
   if (images && net.event_shape != std::vector<int64_t>{1, 28, 28})
     throw bad("fashion-mnist needs a network with event_shape {1, 28, 28}");
@@ -98,11 +94,7 @@ void TrainConfig::validate() const {
 TrainResult train(const TrainConfig& c, const std::string& dir, bool resume,
                   const std::function<void(const TrainProgress&)>& progress, int64_t stop_after) {
   c.validate();
-  std::error_code ec;
-  fs::create_directories(dir, ec);
-  if (ec || !fs::is_directory(dir))
-    throw std::invalid_argument("training output folder '" + dir + "': cannot create it");
-  const std::string ckpt = (fs::path(dir) / "checkpoint.pt").string();
+  const std::string ckpt = detail::prepare_output(dir, "training");
   const SDEPtr sde = make_sde(c.sde);
   const SchedulePtr k = sde->schedule();
   const double T = sde->domain().hi;
@@ -119,18 +111,12 @@ TrainResult train(const TrainConfig& c, const std::string& dir, bool resume,
   torch::optim::Adam opt(res.net->impl().net->parameters(), torch::optim::AdamOptions(c.lr));
   at::Generator gen = at::make_generator<at::CPUGeneratorImpl>(c.seed);
   int64_t step = 0;
-  double window = 0;
-  int64_t window_n = 0;
-
   detail::LossLog log;
   detail::CheckpointState state{
       {{"net", res.net.get()}, {"ema", res.ema.get()}}, &opt, &gen, &log, {{"step", 0}}};
   if (resume) {
     detail::read_checkpoint(ckpt, c.to_json(), state);
     step = state.counters["step"];
-    res.loss_log = log.entries;
-    window = log.window;
-    window_n = log.window_n;
     res.resumed_from = step;
   }
 
@@ -140,7 +126,6 @@ TrainResult train(const TrainConfig& c, const std::string& dir, bool resume,
   };
   const torch::Device dev(c.device);
   int64_t done_here = 0;
-  double window_start = 0;
   res.net->train_mode(true);
   std::vector<double> alpha(static_cast<size_t>(c.batch)), sigma(alpha.size());
   while (step < c.steps) {
@@ -209,22 +194,13 @@ TrainResult train(const TrainConfig& c, const std::string& dir, bool resume,
                                " (lower lr or grad_clip); the last "
                                "checkpoint is kept in '" +
                                ckpt + "'");
-    window += lv;
-    ++window_n;
-    if (step % c.log_every == 0 || step == c.steps) {
-      res.loss_log.emplace_back(step, window / window_n);
-      res.final_loss = window / window_n;
-      const double now = elapsed();
-      if (progress)
-        progress(TrainProgress{step, c.steps, window / window_n,
-                               window_n / std::max(1e-9, now - window_start), now});
-      window = 0;
-      window_n = 0;
-      window_start = now;
+    if (const auto p =
+            log.add(lv, step, c.steps, step % c.log_every == 0 || step == c.steps, elapsed())) {
+      res.final_loss = p->loss;
+      if (progress) progress(*p);
     }
     const bool stop = stop_after >= 0 && done_here >= stop_after;
     if (step % c.checkpoint_every == 0 || step == c.steps || stop) {
-      log = {res.loss_log, window, window_n};
       state.counters["step"] = step;
       detail::write_checkpoint(ckpt, c.to_json(), state);
     }
@@ -232,12 +208,13 @@ TrainResult train(const TrainConfig& c, const std::string& dir, bool resume,
   }
   res.net->train_mode(false);
   res.steps = step;
+  res.loss_log = log.entries;
   if (done_here == 0 && !res.loss_log.empty()) res.final_loss = res.loss_log.back().second;
   res.seconds = elapsed();
   if (step == c.steps) {
     res.ema->save((fs::path(dir) / "model.pt").string());
-    json log = json::array();
-    for (const auto& [s, l] : res.loss_log) log.push_back({s, l});
+    json jl = json::array();
+    for (const auto& [s, l] : res.loss_log) jl.push_back({s, l});
     std::ofstream out(fs::path(dir) / "train.json");
     out << json{{"config", json::parse(c.to_json())},
                 {"steps", step},
@@ -245,7 +222,7 @@ TrainResult train(const TrainConfig& c, const std::string& dir, bool resume,
                 {"seconds_this_run", res.seconds},
                 {"final_loss", res.final_loss},
                 {"parameters", res.net->parameter_count()},
-                {"loss_log", log}}
+                {"loss_log", jl}}
                .dump(2)
         << "\n";
   }

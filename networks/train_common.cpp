@@ -162,6 +162,41 @@ void read_checkpoint(const std::string& path, const std::string& config_json, Ch
   }
 }
 
+std::optional<TrainProgress> LossLog::add(double loss, int64_t step, int64_t steps, bool close,
+                                          double now) {
+  window += loss;
+  ++window_n;
+  if (!close) return std::nullopt;
+  const double mean = window / static_cast<double>(window_n);
+  entries.emplace_back(step, mean);
+  const TrainProgress p{step, steps, mean,
+                        static_cast<double>(window_n) / std::max(1e-9, now - window_start), now};
+  window = 0;
+  window_n = 0;
+  window_start = now;
+  return p;
+}
+
+void validate_optimization(const std::string& who, const std::string& steps_field, int64_t steps,
+                           int64_t batch, double lr, int64_t warmup, double grad_clip,
+                           double ema_decay, int64_t checkpoint_every, int64_t log_every) {
+  auto bad = [&](const std::string& m) { return std::invalid_argument(who + ": " + m); };
+  if (steps < 1 || batch < 1) throw bad(steps_field + " and batch must be >= 1");
+  if (!(lr > 0)) throw bad("lr must be > 0");
+  if (warmup < 0) throw bad("warmup must be >= 0");
+  if (!(grad_clip > 0)) throw bad("grad_clip must be > 0");
+  if (!(ema_decay >= 0 && ema_decay < 1)) throw bad("ema_decay must lie in [0, 1)");
+  if (checkpoint_every < 1 || log_every < 1) throw bad("checkpoint_every, log_every must be >= 1");
+}
+
+std::string prepare_output(const std::string& dir, const std::string& who) {
+  std::error_code ec;
+  fs::create_directories(dir, ec);
+  if (ec || !fs::is_directory(dir))
+    throw std::invalid_argument(who + " output folder '" + dir + "': cannot create it");
+  return (fs::path(dir) / "checkpoint.pt").string();
+}
+
 void optimizer_step(torch::optim::Adam& opt, Network& net, const at::Tensor& loss, double lr,
                     int64_t warmup, int64_t step, double grad_clip) {
   opt.zero_grad();

@@ -15,6 +15,7 @@
 #include "datasets/idx.hpp"
 #include "models/gaussian_mixture.hpp"
 #include "networks/network.hpp"
+#include "networks/train.hpp"
 
 namespace sdekit::detail {
 
@@ -42,7 +43,23 @@ struct LossLog {
   std::vector<std::pair<int64_t, double>> entries;
   double window = 0.0;
   int64_t window_n = 0;
+  double window_start = 0.0;  // wall time the open window started (not checkpointed)
+  /// Adds the loss of step `step` (of `steps`); when `close` (a log point), ends the window:
+  /// appends (step, window mean) and returns the progress record (mean, steps per second since
+  /// the window started, `now`).
+  std::optional<TrainProgress> add(double loss, int64_t step, int64_t steps, bool close,
+                                   double now);
 };
+
+/// Checks the optimisation fields every training shares; errors read "`who`: field ...".
+/// `steps_field` names the step count ("steps", "steps_per_round").
+void validate_optimization(const std::string& who, const std::string& steps_field, int64_t steps,
+                           int64_t batch, double lr, int64_t warmup, double grad_clip,
+                           double ema_decay, int64_t checkpoint_every, int64_t log_every);
+
+/// Creates the output folder `dir` (std::invalid_argument naming it when impossible) and returns
+/// the path of its checkpoint.pt.
+std::string prepare_output(const std::string& dir, const std::string& who);
 
 /// What a checkpoint holds besides the config: named networks, the optimizer, the generator,
 /// the loss log and named integers (step, round, ...).
