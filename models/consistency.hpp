@@ -38,7 +38,6 @@ class ConsistencyBoundary {
   double noise_level(double t) const;
 
   const NoiseSchedule& kernel() const { return *kernel_; }
-  const SchedulePtr& kernel_ptr() const { return kernel_; }
   double t_end() const { return t_end_; }
   double sigma_data() const { return sigma_data_; }
 

@@ -36,7 +36,6 @@ class ConsistencyModel final : public ScoreModel, public ConditionalModel {
   at::Tensor forward(const at::Tensor& x, const at::Tensor& t, const at::Tensor& y);
 
   Network& network() { return *net_; }
-  const std::shared_ptr<Network>& network_ptr() const { return net_; }
   const ConsistencyBoundary& boundary() const { return boundary_; }
   const std::string& sde() const { return sde_; }
 

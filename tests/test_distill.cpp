@@ -14,6 +14,7 @@
 #include "experiments/frechet.hpp"
 #include "models/consistency.hpp"
 #include "models/gaussian_mixture.hpp"
+#include "network_support.hpp"
 #include "networks/consistency_model.hpp"
 #include "networks/loader.hpp"
 #include "schedules/registry.hpp"
@@ -27,6 +28,7 @@
 
 namespace fs = std::filesystem;
 using namespace sdekit;
+using sdekit::test::same_parameters;
 
 namespace {
 
@@ -42,14 +44,6 @@ fs::path scratch(const std::string& name) {
 // The committed two-moons teacher (data/toy/README.md): an eps-MLP, width 64, depth 2.
 std::string toy_teacher() {
   return "net:" + (fs::path(sdekit_data_dir()) / "toy" / "two_moons_mlp.pt").string();
-}
-
-bool same_parameters(const Network& a, const Network& b) {
-  const auto pa = a.parameters(), pb = b.parameters();
-  if (pa.size() != pb.size()) return false;
-  for (size_t i = 0; i < pa.size(); ++i)
-    if (!at::equal(pa[i], pb[i])) return false;
-  return true;
 }
 
 SampleRequest request(ScoreModel& model, const SDE& sde, std::vector<double> times,

@@ -10,6 +10,7 @@
 #include "datasets/idx.hpp"
 #include "datasets/toy.hpp"
 #include "models/conditional.hpp"
+#include "network_support.hpp"
 #include "networks/classifier.hpp"
 #include "networks/loader.hpp"
 #include "networks/network.hpp"
@@ -20,6 +21,7 @@
 
 namespace fs = std::filesystem;
 using namespace sdekit;
+using sdekit::test::same_parameters;
 
 namespace {
 
@@ -44,14 +46,6 @@ TrainConfig toy_config(int64_t steps) {
   c.log_every = 50;
   c.checkpoint_every = 1000;
   return c;
-}
-
-bool same_parameters(const Network& a, const Network& b) {
-  const auto pa = a.parameters(), pb = b.parameters();
-  if (pa.size() != pb.size()) return false;
-  for (size_t i = 0; i < pa.size(); ++i)
-    if (!at::equal(pa[i], pb[i])) return false;
-  return true;
 }
 
 }  // namespace
