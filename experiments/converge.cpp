@@ -20,6 +20,7 @@
 #include "experiments/npy_io.hpp"
 #include "experiments/results_store.hpp"
 #include "models/builtin.hpp"
+#include "models/resources.hpp"
 #include "networks/loader.hpp"
 #include "schedules/registry.hpp"
 #include "schedules/time_grid.hpp"
@@ -148,6 +149,7 @@ bool load_reference(const ResultsStore& store, const std::string& name,
     const json j = json::parse(in);
     at::Tensor t = read_npy(npy);
     if (t.sizes() != at::IntArrayRef(shape) || t.scalar_type() != at::kDouble) return false;
+    if (!at::isfinite(t).all().item<bool>()) return false;  // damaged: recomputed below
     x = t;
     info.method = j.at("method").get<std::string>();
     info.error_estimate = j.at("error_estimate").get<double>();
@@ -189,18 +191,29 @@ std::vector<std::string> default_converge_samplers() {
 void validate(const ConvergeSpec& spec) {
   const SDEPtr sde = detail::check_common_fields(spec.sde, spec.samplers, spec.nfe, spec.dtype,
                                                  spec.t_end, spec.grid);
-  detail::with_field("model", [&] { return load_model(spec.model, sde->schedule()); });
+  const LoadedModel lm = detail::with_field("model", [&] {
+    return load_model(spec.model, sde->schedule(),
+                      detail::study_model_options(spec.param, spec.event_shape));
+  });
+  // Below about 1e-14 a double-precision error estimate cannot meet the tolerance and the
+  // adaptive solvers would shrink their steps without end.
   for (double v : spec.tolerances)
-    if (!(v > 0.0 && v < 1.0))
-      throw std::invalid_argument("field 'tolerances': every tolerance must lie in (0, 1), got " +
-                                  fmt(v));
+    if (!(v >= 1e-14 && v < 1.0))
+      throw std::invalid_argument(
+          "field 'tolerances': every tolerance must lie in [1e-14, 1), got " + fmt(v));
   if (spec.n < 2)
     throw std::invalid_argument("field 'n': the batch needs >= 2 rows, got " +
                                 std::to_string(spec.n));
-  if (!(spec.ref_tol > 0.0 && spec.ref_tol < 1e-3))
-    throw std::invalid_argument("field 'ref_tol': must lie in (0, 1e-3), got " + fmt(spec.ref_tol));
-  if (spec.sde_ref_steps < 2)
-    throw std::invalid_argument("field 'sde_ref_steps': must be >= 2, got " +
+  int64_t D = 1;
+  for (int64_t v : lm.event_shape) D *= v;
+  // x_T, the references and a sampler's buffers: a few dozen float64 copies of the batch.
+  require_memory("field 'n' (" + std::to_string(spec.n) + ")", 64.0 * 8.0 * double(spec.n) * D);
+  if (!(spec.ref_tol >= 1e-14 && spec.ref_tol < 1e-3))
+    throw std::invalid_argument("field 'ref_tol': must lie in [1e-14, 1e-3), got " +
+                                fmt(spec.ref_tol));
+  if (spec.sde_ref_steps < 2 || spec.sde_ref_steps > detail::kMaxNfe)
+    throw std::invalid_argument("field 'sde_ref_steps': must lie in [2, " +
+                                std::to_string(detail::kMaxNfe) + "], got " +
                                 std::to_string(spec.sde_ref_steps));
 }
 
@@ -219,6 +232,9 @@ std::string converge_spec_json(const ConvergeSpec& spec) {
   j["grid"] = r.grid;
   j["ref_tol"] = r.ref_tol;
   j["sde_ref_steps"] = r.sde_ref_steps;
+  // Written only when set, so folders made before these fields existed still resume.
+  if (!r.param.empty()) j["param"] = r.param;
+  if (!r.event_shape.empty()) j["event_shape"] = r.event_shape;
   return j.dump();
 }
 
@@ -237,6 +253,8 @@ ConvergeSpec converge_spec_from_json(const std::string& text, const std::string&
       .string("grid", spec.grid)
       .number("ref_tol", spec.ref_tol)
       .integer("sde_ref_steps", spec.sde_ref_steps)
+      .string("param", spec.param)
+      .string("event_shape", spec.event_shape)
       .apply();
   try {
     validate(spec);
@@ -261,7 +279,8 @@ ConvergeReport run_converge(const ConvergeSpec& spec_in, const std::string& out_
   rep.grid = spec.grid;
   const SDEPtr sde = make_sde(spec.sde);
   const SchedulePtr kernel = sde->schedule();
-  const LoadedModel lm = load_model(spec.model, kernel);
+  const LoadedModel lm =
+      load_model(spec.model, kernel, detail::study_model_options(spec.param, spec.event_shape));
   ScoreModel& model = *lm.model;
   const GaussianMixture* mixture = lm.mixture ? &*lm.mixture : nullptr;
   rep.T = sde->domain().hi;
@@ -314,8 +333,14 @@ ConvergeReport run_converge(const ConvergeSpec& spec_in, const std::string& out_
                      "no strong error (its Langevin noise is not a Brownian increment)";
   }
 
-  std::vector<std::string> derived = {"reference.npy",      "reference.json", "sde_reference.npy",
-                                      "sde_reference.json", "results.csv",    "results.md"};
+  std::vector<std::string> derived = {"reference.npy",
+                                      "reference.json",
+                                      "sde_reference.npy",
+                                      "sde_reference.json",
+                                      "sde_reference_full.npy",
+                                      "sde_reference_full.json",
+                                      "results.csv",
+                                      "results.md"};
   ResultsStore store(out_dir, converge_spec_json(spec), fresh, derived);
   std::map<std::string, ConvergeCell> stored;
   for (const auto& line : store.lines()) {
@@ -324,8 +349,9 @@ ConvergeReport run_converge(const ConvergeSpec& spec_in, const std::string& out_
       const ConvergeCell c = cell_from_json(j);
       stored[j["cell"].get<std::string>()] = c;
     } catch (const json::exception& e) {
-      throw std::invalid_argument(store.path("results.jsonl") + ": cell " + j["cell"].dump() +
-                                  " is malformed (" + e.what() + "); use --fresh to start over");
+      throw std::invalid_argument(store.path("results.jsonl") + ": cell " +
+                                  detail::json_preview(j["cell"]) + " is malformed (" + e.what() +
+                                  "); use --fresh to start over");
     }
   }
 
@@ -400,17 +426,31 @@ ConvergeReport run_converge(const ConvergeSpec& spec_in, const std::string& out_
       r.sde = sde.get();
       r.x_init = xT;
       r.brownian = path;
-      r.times = fine;
-      const SampleResult full = sra->run(r);
+      // The fine solve is stored as soon as it exists, so an interrupt during the half-step
+      // solve that estimates its error does not lose it.
+      ReferenceInfo full_info;
+      at::Tensor x_full;
+      if (!load_reference(store, "sde_reference_full", shape, x_full, full_info)) {
+        r.times = fine;
+        const SampleResult full = sra->run(r);
+        x_full = full.x;
+        full_info.method = "sra " + std::to_string(spec.sde_ref_steps) + " steps";
+        full_info.nfe = full.nfe;
+        full_info.seconds =
+            std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+        save_reference(store, "sde_reference_full", x_full, full_info);
+      }
+      const auto t1 = std::chrono::steady_clock::now();
       r.times = grid_times(spec, *kernel, spec.sde_ref_steps / 2, T, t_end);
       const SampleResult half = sra->run(r);
-      x_sde = full.x;
+      x_sde = x_full;
       rep.sde_reference.method =
           "sra " + std::to_string(spec.sde_ref_steps) + " steps on the same Brownian path";
-      rep.sde_reference.error_estimate = (full.x - half.x).abs().max().item<double>();
-      rep.sde_reference.nfe = full.nfe + half.nfe;
+      rep.sde_reference.error_estimate = (x_full - half.x).abs().max().item<double>();
+      rep.sde_reference.nfe = full_info.nfe + half.nfe;
       rep.sde_reference.seconds =
-          std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+          full_info.seconds +
+          std::chrono::duration<double>(std::chrono::steady_clock::now() - t1).count();
       save_reference(store, "sde_reference", x_sde, rep.sde_reference);
     }
   }

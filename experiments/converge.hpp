@@ -43,6 +43,8 @@ struct ConvergeSpec {
   std::string grid = "uniform-lambda";  // empty: the schedule's default
   double ref_tol = 1e-10;
   int sde_ref_steps = 2048;
+  std::string param;        // TorchScript models: what forward returns (eps, x0, v, ...)
+  std::string event_shape;  // TorchScript models: one sample's shape, "2" or "1,28,28"
 };
 
 /// Every deterministic sampler of the registry, then the SDE discretizations with a strong

@@ -8,6 +8,7 @@
 #include <stdexcept>
 #include "networks/classifier.hpp"
 #include "networks/loader.hpp"
+#include "networks/module_check.hpp"
 
 namespace sdekit {
 
@@ -37,9 +38,9 @@ class TorchScriptSpace final : public FeatureSpace {
       module_ = torch::jit::load(path_);
     } catch (const c10::Error& e) {
       throw std::invalid_argument("features 'torchscript:" + path_ +
-                                  "': cannot load a TorchScript module (" +
-                                  e.what_without_backtrace() + ")");
+                                  "': cannot load a TorchScript module (" + brief_error(e) + ")");
     }
+    check_module_tensors(module_, path_, "features 'torchscript:" + path_ + "'");
     module_.eval();
   }
   std::string name() const override { return "torchscript:" + path_; }
@@ -53,7 +54,7 @@ class TorchScriptSpace final : public FeatureSpace {
         out = module_.forward({xb});
       } catch (const std::exception& e) {
         throw std::invalid_argument("features '" + name() + "': forward failed on input " +
-                                    shape_str(xb.sizes()) + " (" + e.what() + ")");
+                                    shape_str(xb.sizes()) + " (" + brief_error(e) + ")");
       }
       if (!out.isTensor())
         throw std::invalid_argument("features '" + name() +

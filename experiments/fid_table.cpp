@@ -21,6 +21,7 @@
 #include "experiments/results_store.hpp"
 #include "experiments/stats_io.hpp"
 #include "models/builtin.hpp"
+#include "models/resources.hpp"
 #include "networks/loader.hpp"
 #include "schedules/registry.hpp"
 #include "schedules/time_grid.hpp"
@@ -110,9 +111,8 @@ void validate(const FidTableSpec& spec) {
   const SDEPtr sde = detail::check_common_fields(spec.sde, spec.samplers, spec.nfe, spec.dtype,
                                                  spec.t_end, spec.grid);
   const LoadedModel lm = detail::with_field("model", [&] {
-    ModelOptions o;
-    o.guidance = spec.guidance;
-    return load_model(spec.model, sde->schedule(), o);
+    return load_model(spec.model, sde->schedule(),
+                      detail::study_model_options(spec.param, spec.event_shape, spec.guidance));
   });
   if (spec.n < 2)
     throw std::invalid_argument("field 'n': needs >= 2 samples per cell, got " +
@@ -120,6 +120,12 @@ void validate(const FidTableSpec& spec) {
   if (spec.n_ref < 2)
     throw std::invalid_argument("field 'n_ref': needs >= 2 reference samples, got " +
                                 std::to_string(spec.n_ref));
+  int64_t D = 1;
+  for (int64_t v : lm.event_shape) D *= v;
+  // A cell's samples with a sampler's buffers, and the reference set with its features.
+  require_memory("field 'n' (" + std::to_string(spec.n) + ")", 64.0 * 8.0 * double(spec.n) * D);
+  require_memory("field 'n_ref' (" + std::to_string(spec.n_ref) + ")",
+                 8.0 * 8.0 * double(spec.n_ref) * D);
   if (spec.features != "data" && spec.features != "fmnist" &&
       spec.features.rfind("torchscript:", 0) != 0)
     throw std::invalid_argument("field 'features': unknown feature space '" + spec.features +
@@ -148,22 +154,25 @@ void validate(const FidTableSpec& spec) {
 std::string fid_spec_json(const FidTableSpec& s) {
   std::string grid = s.grid;
   if (grid.empty()) grid = grid_name(default_grid(*make_sde(s.sde)->schedule()));
-  return json{{"model", s.model},
-              {"sde", s.sde},
-              {"samplers", s.samplers},
-              {"nfe", s.nfe},
-              {"n", s.n},
-              {"seed", s.seed},
-              {"dtype", s.dtype},
-              {"grid", grid},
-              {"t_end", s.t_end},
-              {"features", s.features},
-              {"reference", s.reference},
-              {"n_ref", s.n_ref},
-              {"kid_subsets", s.kid_subsets},
-              {"kid_subset_size", s.kid_subset_size},
-              {"guidance", s.guidance}}
-      .dump();
+  json j{{"model", s.model},
+         {"sde", s.sde},
+         {"samplers", s.samplers},
+         {"nfe", s.nfe},
+         {"n", s.n},
+         {"seed", s.seed},
+         {"dtype", s.dtype},
+         {"grid", grid},
+         {"t_end", s.t_end},
+         {"features", s.features},
+         {"reference", s.reference},
+         {"n_ref", s.n_ref},
+         {"kid_subsets", s.kid_subsets},
+         {"kid_subset_size", s.kid_subset_size},
+         {"guidance", s.guidance}};
+  // Written only when set, so folders made before these fields existed still resume.
+  if (!s.param.empty()) j["param"] = s.param;
+  if (!s.event_shape.empty()) j["event_shape"] = s.event_shape;
+  return j.dump();
 }
 
 FidTableSpec fid_spec_from_json(const std::string& text, const std::string& source) {
@@ -184,6 +193,8 @@ FidTableSpec fid_spec_from_json(const std::string& text, const std::string& sour
       .integer("kid_subsets", spec.kid_subsets)
       .integer("kid_subset_size", spec.kid_subset_size)
       .number("guidance", spec.guidance)
+      .string("param", spec.param)
+      .string("event_shape", spec.event_shape)
       .apply();
   try {
     validate(spec);
@@ -204,9 +215,8 @@ FidTableReport run_fid_table(const FidTableSpec& spec, const std::string& out_di
   rep.spec = spec;
   const SDEPtr sde = make_sde(spec.sde);
   const SchedulePtr kernel = sde->schedule();
-  ModelOptions mo;
-  mo.guidance = spec.guidance;
-  const LoadedModel lm = load_model(spec.model, kernel, mo);
+  const LoadedModel lm = load_model(
+      spec.model, kernel, detail::study_model_options(spec.param, spec.event_shape, spec.guidance));
   ScoreModel& model = *lm.model;
   int64_t D = 1;
   for (int64_t v : lm.event_shape) D *= v;
@@ -249,8 +259,9 @@ FidTableReport run_fid_table(const FidTableSpec& spec, const std::string& out_di
     try {
       stored[j["cell"].get<std::string>()] = cell_from_json(j);
     } catch (const json::exception& e) {
-      throw std::invalid_argument(store.path("results.jsonl") + ": cell " + j["cell"].dump() +
-                                  " is malformed (" + e.what() + "); use --fresh to start over");
+      throw std::invalid_argument(store.path("results.jsonl") + ": cell " +
+                                  detail::json_preview(j["cell"]) + " is malformed (" + e.what() +
+                                  "); use --fresh to start over");
     }
   }
 
@@ -290,9 +301,12 @@ FidTableReport run_fid_table(const FidTableSpec& spec, const std::string& out_di
       data = load_fashion_mnist("test").images;
       rep.reference = "the Fashion-MNIST test set (10000 images in [-1, 1])";
     }
-    if (data.dim() < 2 || data[0].numel() != D)
-      throw std::invalid_argument("reference '" + spec.reference + "': expected rows of " +
-                                  std::to_string(D) + " values for model " + spec.model);
+    if (data.dim() < 2 || data.size(0) < 2 || data[0].numel() != D)
+      throw std::invalid_argument("reference '" + spec.reference +
+                                  "': expected at least 2 rows of " + std::to_string(D) +
+                                  " values for model " + spec.model + ", got an array of shape " +
+                                  detail::shape_text(data.sizes()));
+    require_finite(data, "reference '" + spec.reference + "'");
     std::vector<int64_t> shape = {data.size(0)};
     shape.insert(shape.end(), lm.event_shape.begin(), lm.event_shape.end());
     ref_features = (*features)(data.reshape(shape));
@@ -319,6 +333,7 @@ FidTableReport run_fid_table(const FidTableSpec& spec, const std::string& out_di
     }
   } else {
     const StatsFile f = read_stats_npz(ref_path);
+    check_covariance(f, ref_path);
     // Only mean and covariance enter the distance: without a stored n, any count >= 2 with
     // m2 = sigma (count - 1) reproduces sigma exactly.
     ref_stats.count = f.count > 1 ? f.count : 2;

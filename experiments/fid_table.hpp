@@ -43,6 +43,8 @@ struct FidTableSpec {
   int kid_subsets = 20;
   int64_t kid_subset_size = 1000;  // capped at min(n, reference rows)
   double guidance = 0.0;           // class-conditional models: classifier-free guidance weight
+  std::string param;               // TorchScript models: what forward returns (eps, x0, v, ...)
+  std::string event_shape;         // TorchScript models: one sample's shape, "2" or "1,28,28"
 };
 
 /// Throws std::invalid_argument naming the field for unknown model / SDE / sampler / grid /

@@ -142,6 +142,10 @@ double frechet_distance(const at::Tensor& mu1, const at::Tensor& C1, const at::T
   const double tr_sqrt = es.eigenvalues().cwiseMax(0.0).cwiseSqrt().sum();
 
   const double fd = (m1 - m2).squaredNorm() + A.trace() + B.trace() - 2.0 * tr_sqrt;
+  if (!std::isfinite(fd))
+    throw std::invalid_argument(
+        "frechet_distance: the result is not finite (means or covariances too large for double "
+        "precision, or not finite)");
   return std::max(fd, 0.0);
 }
 

@@ -10,7 +10,12 @@ namespace sdekit {
 /// Errors (std::invalid_argument) name the file and what was expected vs found: missing file,
 /// not a .npy file, other dtypes, Fortran order, truncated data.
 at::Tensor read_npy(const std::string& path);
-/// Writes a float32 or float64 tensor (any device, any shape) as a C-order .npy file.
+/// Writes a float32 or float64 tensor (any device, any shape) as a C-order .npy file, through a
+/// temporary file renamed over `path` (an interrupted write leaves no partial file).
 void write_npy(const std::string& path, const at::Tensor& x);
+
+/// Throws std::invalid_argument("WHAT: row R holds a non-finite value (V)") naming the first row
+/// [n, ...] of x that is not finite.
+void require_finite(const at::Tensor& x, const std::string& what);
 
 }  // namespace sdekit

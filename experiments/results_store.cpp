@@ -1,15 +1,22 @@
 #include "experiments/results_store.hpp"
 
 #include <fcntl.h>
+#include <sys/file.h>
 #include <unistd.h>
+
+#include <ctime>
+#include <map>
+#include <mutex>
 
 #include <cerrno>
 #include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <nlohmann/json.hpp>
+
 #include <sstream>
 #include <stdexcept>
+#include "experiments/detail/spec_fields.hpp"
 
 namespace sdekit {
 
@@ -22,7 +29,7 @@ json parse_object(const std::string& text, const std::string& what) {
   json j;
   try {
     j = json::parse(text);
-  } catch (const json::parse_error& e) {
+  } catch (const json::exception& e) {  // parse errors, and number overflow (out_of_range)
     throw std::invalid_argument(what + ": not valid JSON (" + e.what() + ")");
   }
   if (!j.is_object()) throw std::invalid_argument(what + ": expected a JSON object");
@@ -53,7 +60,99 @@ void write_atomically(const std::string& path, const std::string& text) {
     throw std::runtime_error(path + ": cannot rename from " + tmp + " (" + ec.message() + ")");
 }
 
+// The folders this process has locked: a second store on the same folder in the same process
+// shares the lock (flock conflicts between two descriptions even within one process).
+struct HeldLock {
+  int fd = -1;
+  int count = 0;
+};
+std::mutex held_mutex;
+std::map<std::string, HeldLock>& held_locks() {
+  static std::map<std::string, HeldLock> held;
+  return held;
+}
+
+std::string lock_key(const std::string& dir) {
+  std::error_code ec;
+  const fs::path p = fs::canonical(dir, ec);
+  return ec ? fs::absolute(dir).lexically_normal().string() : p.string();
+}
+
+// Takes the folder's advisory lock, held until the descriptor is closed (also when the process
+// dies, so a killed run never leaves the folder locked).
+int take_folder_lock(const std::string& dir) {
+  const std::string lock_path = (fs::path(dir) / ".lock").string();
+  const int fd = ::open(lock_path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+  if (fd < 0)
+    throw std::invalid_argument("output folder '" + dir + "': cannot open its lock file " +
+                                lock_path + " (" + std::strerror(errno) + ")");
+  if (::flock(fd, LOCK_EX | LOCK_NB) != 0) {
+    const int err = errno;
+    std::string holder;
+    char buf[256];
+    const ssize_t got = ::pread(fd, buf, sizeof buf - 1, 0);
+    if (got > 0) holder.assign(buf, static_cast<std::size_t>(got));
+    while (!holder.empty() && (holder.back() == '\n' || holder.back() == ' ')) holder.pop_back();
+    ::close(fd);
+    if (err == EWOULDBLOCK)
+      throw std::invalid_argument("output folder '" + dir + "' is in use by another run (" +
+                                  (holder.empty() ? std::string("holder unknown") : holder) +
+                                  "); wait for it to finish or use another output folder");
+    throw std::invalid_argument("output folder '" + dir + "': cannot lock " + lock_path + " (" +
+                                std::strerror(err) + ")");
+  }
+  const std::string me = "pid " + std::to_string(::getpid()) + ", started " +
+                         std::to_string(static_cast<long long>(::time(nullptr))) + " (Unix time)\n";
+  if (::ftruncate(fd, 0) == 0) {
+    const ssize_t w = ::pwrite(fd, me.data(), me.size(), 0);
+    (void)w;  // the record is informative only
+  }
+  return fd;
+}
+
+int lock_folder(const std::string& dir) {
+  const std::lock_guard<std::mutex> guard(held_mutex);
+  HeldLock& h = held_locks()[lock_key(dir)];
+  if (h.count == 0) {
+    try {
+      h.fd = take_folder_lock(dir);
+    } catch (...) {
+      held_locks().erase(lock_key(dir));
+      throw;
+    }
+  }
+  ++h.count;
+  return h.fd;
+}
+
+void unlock_folder(int fd) {
+  const std::lock_guard<std::mutex> guard(held_mutex);
+  for (auto it = held_locks().begin(); it != held_locks().end(); ++it)
+    if (it->second.fd == fd) {
+      if (--it->second.count == 0) {
+        ::close(fd);
+        held_locks().erase(it);
+      }
+      return;
+    }
+}
+
+// Removes what interrupted writes left behind: files whose names contain ".tmp".
+void remove_temporaries(const std::string& dir) {
+  for (const fs::path& sub : {fs::path(dir), fs::path(dir) / "stats"}) {
+    std::error_code ec;
+    if (!fs::is_directory(sub, ec)) continue;
+    for (const auto& e : fs::directory_iterator(sub, ec))
+      if (e.is_regular_file(ec) && e.path().filename().string().find(".tmp") != std::string::npos)
+        fs::remove(e.path(), ec);
+  }
+}
+
 }  // namespace
+
+ResultsStore::LockFd::~LockFd() {
+  if (fd >= 0) unlock_folder(fd);
+}
 
 std::vector<std::string> json_object_diff(const std::string& stored, const std::string& now) {
   const json a = parse_object(stored, "stored spec"), b = parse_object(now, "new spec");
@@ -61,13 +160,14 @@ std::vector<std::string> json_object_diff(const std::string& stored, const std::
   for (auto it = a.begin(); it != a.end(); ++it) {
     const auto jt = b.find(it.key());
     if (jt == b.end())
-      out.push_back(it.key() + ": stored " + it.value().dump() + ", now (absent)");
+      out.push_back(it.key() + ": stored " + detail::json_preview(it.value()) + ", now (absent)");
     else if (*jt != it.value())
-      out.push_back(it.key() + ": stored " + it.value().dump() + ", now " + jt->dump());
+      out.push_back(it.key() + ": stored " + detail::json_preview(it.value()) + ", now " +
+                    detail::json_preview(*jt));
   }
   for (auto it = b.begin(); it != b.end(); ++it)
     if (!a.contains(it.key()))
-      out.push_back(it.key() + ": stored (absent), now " + it.value().dump());
+      out.push_back(it.key() + ": stored (absent), now " + detail::json_preview(it.value()));
   return out;
 }
 
@@ -80,6 +180,8 @@ ResultsStore::ResultsStore(std::string dir, const std::string& spec_json, bool f
   if (ec || !fs::is_directory(dir_))
     throw std::invalid_argument("output folder '" + dir_ + "': cannot create it" +
                                 (ec ? " (" + ec.message() + ")" : std::string()));
+  lock_.fd = lock_folder(dir_);
+  remove_temporaries(dir_);
   const std::string spec_path = path("spec.json"), results_path = path("results.jsonl");
   if (fresh) {
     std::vector<std::string> names = {"spec.json", "results.jsonl"};

@@ -21,8 +21,16 @@ class ResultsStore {
   /// from spec_json (message: "field: stored X, now Y" for each field, and the --fresh hint).
   /// fresh: removes spec.json, results.jsonl and the files named in `derived` first.
   /// A last line without its newline (a write cut short) is dropped from the file.
+  ///
+  /// The folder is locked for the store's lifetime (an advisory flock on dir/.lock, which
+  /// records the holder's pid and start time): a second run on the same folder is refused with
+  /// std::invalid_argument naming the holder. Stores of one process on the same folder share the
+  /// lock. Once locked, temporary files left by an
+  /// interrupted write (names containing ".tmp", in dir and dir/stats) are removed.
   ResultsStore(std::string dir, const std::string& spec_json, bool fresh,
                const std::vector<std::string>& derived = {});
+  ResultsStore(const ResultsStore&) = delete;
+  ResultsStore& operator=(const ResultsStore&) = delete;
 
   const std::string& dir() const { return dir_; }
   /// dir/name.
@@ -41,7 +49,17 @@ class ResultsStore {
   void append(const std::string& key, const std::string& json_object);
 
  private:
+  // The lock's descriptor, closed (and the lock released) with the store, also when the
+  // constructor throws after taking it.
+  struct LockFd {
+    int fd = -1;
+    LockFd() = default;
+    LockFd(const LockFd&) = delete;
+    LockFd& operator=(const LockFd&) = delete;
+    ~LockFd();
+  };
   std::string dir_;
+  LockFd lock_;
   std::vector<std::string> lines_;
   std::unordered_set<std::string> keys_;
   std::size_t resumed_ = 0;

@@ -9,6 +9,7 @@
 #include <cstdio>
 #include <cstring>
 #include <fstream>
+#include <iomanip>
 #include <limits>
 #include <memory>
 #include <random>
@@ -425,6 +426,28 @@ GaussianStats to_gaussian_stats(const StatsFile& file) {
   stats.m2 =
       file.sigma.to(at::kCPU, at::kDouble).contiguous() * static_cast<double>(file.count - 1);
   return stats;
+}
+
+void check_covariance(const StatsFile& s, const std::string& path) {
+  const at::Tensor mu = s.mu.to(at::kDouble), sigma = s.sigma.to(at::kDouble);
+  if (!at::isfinite(mu).all().item<bool>()) read_error(path, "'mu' holds non-finite values");
+  if (!at::isfinite(sigma).all().item<bool>()) read_error(path, "'sigma' holds non-finite values");
+  auto g = [](double v) {
+    std::ostringstream os;
+    os << std::setprecision(4) << v;
+    return os.str();
+  };
+  const double scale = sigma.abs().max().item<double>();
+  if (!(scale < 1e150))
+    read_error(path, "'sigma' has entries of magnitude " + g(scale) +
+                         ", beyond what a distance can be computed from");
+  const double asym = (sigma - sigma.t()).abs().max().item<double>();
+  if (asym > 1e-5 * scale)
+    read_error(path, "'sigma' is not symmetric (largest |sigma - sigma^T| is " + g(asym) + ")");
+  const at::Tensor eig = at::linalg_eigvalsh(0.5 * (sigma + sigma.t()));
+  const double lo = eig.min().item<double>(), hi = eig.abs().max().item<double>();
+  if (lo < -1e-5 * hi)
+    read_error(path, "'sigma' is not positive semi-definite (smallest eigenvalue " + g(lo) + ")");
 }
 
 }  // namespace sdekit

@@ -40,6 +40,12 @@ struct StatsFile {
 /// data than its header promises.
 StatsFile read_stats_npz(const std::string& path);
 
+/// Checks that the statistics read from `path` can be compared: mu and sigma finite, sigma
+/// symmetric and positive semi-definite up to the rounding that made it (relative 1e-5 of its
+/// largest entry and eigenvalue), and of a magnitude a distance can be computed from. Throws
+/// std::invalid_argument naming the file and the problem.
+void check_covariance(const StatsFile& stats, const std::string& path);
+
 /// Rebuilds a mergeable accumulator from a file's contents: count = n, mu = mu,
 /// m2 = sigma * (n - 1). Throws std::invalid_argument when the file holds no n (count == -1, as
 /// in files written by pytorch-fid) or n < 2, or when the shapes do not match.

@@ -4,9 +4,11 @@
 #include <cstdint>
 #include <fstream>
 #include <nlohmann/json.hpp>
+
 #include <random>
 #include <sstream>
 #include <stdexcept>
+#include "models/resources.hpp"
 
 namespace sdekit {
 
@@ -131,7 +133,7 @@ GaussianMixture GaussianMixture::from_json_text(const std::string& text,
   json j;
   try {
     j = json::parse(text);
-  } catch (const json::parse_error& e) {
+  } catch (const json::exception& e) {  // parse errors, and number overflow (out_of_range)
     throw std::invalid_argument(source + ": malformed JSON: " + e.what());
   }
   if (!j.is_object())
@@ -207,11 +209,7 @@ GaussianMixture GaussianMixture::from_json_text(const std::string& text,
 }
 
 GaussianMixture GaussianMixture::from_json_file(const std::string& path) {
-  std::ifstream in(path);
-  if (!in) throw std::invalid_argument("cannot open mixture file '" + path + "'");
-  std::stringstream ss;
-  ss << in.rdbuf();
-  return from_json_text(ss.str(), path);
+  return from_json_text(read_text_file(path, "mixture file"), path);
 }
 
 // ---------------------------------------------------------------------------------------------

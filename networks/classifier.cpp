@@ -1,5 +1,8 @@
 #include "networks/classifier.hpp"
 
+#include "models/resources.hpp"
+#include "networks/module_check.hpp"
+
 #include <torch/torch.h>
 
 #include <stdexcept>
@@ -90,6 +93,7 @@ void ImageClassifier::save(const std::string& path) const {
 }
 
 std::shared_ptr<ImageClassifier> ImageClassifier::load(const std::string& path) {
+  check_archive_file(path, "classifier '" + path + "'");
   torch::serialize::InputArchive ar;
   try {
     ar.load_from(path);
@@ -109,9 +113,25 @@ std::shared_ptr<ImageClassifier> ImageClassifier::load(const std::string& path) 
   return c;
 }
 
+void ClassifierTraining::validate(int64_t n) const {
+  auto bad = [](const std::string& m) {
+    return std::invalid_argument("classifier training: " + m);
+  };
+  if (epochs < 1) throw bad("epochs must be >= 1, got " + std::to_string(epochs));
+  if (batch < 1 || batch > n)
+    throw bad("batch must lie in [1, " + std::to_string(n) + "] (the training images), got " +
+              std::to_string(batch));
+  if (!(lr > 0) || !std::isfinite(lr)) throw bad("lr must be finite and > 0");
+  // Activations of the small CNN: about 32 float32 feature maps of 28 x 28 per image, kept for
+  // the backward pass.
+  require_memory("classifier training: batch " + std::to_string(batch),
+                 double(batch) * 64.0 * 28 * 28 * 4);
+}
+
 std::shared_ptr<ImageClassifier> train_classifier(
     const ClassifierTraining& cfg, const at::Tensor& images, const at::Tensor& labels,
     const std::function<void(int64_t, double)>& progress) {
+  cfg.validate(images.size(0));
   auto c = std::make_shared<ImageClassifier>(cfg.seed);
   auto& net = c->impl().net;
   const torch::Tensor x = as_images(images);

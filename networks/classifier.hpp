@@ -47,6 +47,10 @@ struct ClassifierTraining {
   int64_t batch = 128;
   double lr = 1e-3;
   uint64_t seed = 0;
+  /// Throws std::invalid_argument naming the field: epochs and batch must be >= 1 (batch at most
+  /// the number of training images n), lr finite and > 0, and the batch's activations must fit
+  /// in memory.
+  void validate(int64_t n) const;
 };
 
 /// Trains on (images [n, 1, 28, 28] in [-1, 1], labels [n]) with Adam and cross-entropy,

@@ -1,5 +1,7 @@
 #include "networks/consistency_model.hpp"
 
+#include "networks/module_check.hpp"
+
 #include <nlohmann/json.hpp>
 #include <sstream>
 #include <stdexcept>
@@ -79,6 +81,7 @@ void ConsistencyModel::save(const std::string& path) const {
 
 std::shared_ptr<ConsistencyModel> ConsistencyModel::load(const std::string& path,
                                                          const std::string& device) {
+  check_archive_file(path, "consistency model '" + path + "'");
   torch::serialize::InputArchive ar;
   try {
     ar.load_from(path);

@@ -108,7 +108,8 @@ LoadedModel load_model(const std::string& spec, const SchedulePtr& kernel, const
                                   "1,28,28)");
     const auto ts = TorchScriptModel::load(path, parse_param(o.param), o.device);
     m.event_shape = o.event_shape;
-    m.num_classes = ts->num_classes();
+    // An unconditional forward(x, t) has no classes (and is no ConditionalModel to bind).
+    m.num_classes = ts->conditional() ? ts->num_classes() : 0;
     m.model = bind_labels(ts, ts, m.num_classes, o, spec);
     m.description = spec + " (TorchScript, " + o.param + ")";
     return m;

@@ -3,6 +3,7 @@
 #include <stdexcept>
 
 #include "networks/detail/modules.hpp"
+#include "networks/module_check.hpp"
 
 namespace sdekit {
 
@@ -156,6 +157,7 @@ void Network::save(const std::string& path) const {
 }
 
 std::shared_ptr<Network> Network::load(const std::string& path, const std::string& device) {
+  check_archive_file(path, "network '" + path + "'");
   torch::serialize::InputArchive ar;
   try {
     ar.load_from(path);

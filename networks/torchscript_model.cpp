@@ -1,5 +1,7 @@
 #include "networks/torchscript_model.hpp"
 
+#include "networks/module_check.hpp"
+
 #include <torch/script.h>
 
 #include <filesystem>
@@ -18,8 +20,7 @@ std::string shape_str(at::IntArrayRef s) {
 }
 
 std::string error_text(const std::exception& e) {
-  if (const auto* c = dynamic_cast<const c10::Error*>(&e)) return c->what_without_backtrace();
-  return e.what();
+  return brief_error(e);
 }
 
 [[noreturn]] void fail(const std::string& path, const std::string& what) {
@@ -70,9 +71,11 @@ std::shared_ptr<TorchScriptModel> TorchScriptModel::load(const std::string& path
   try {
     impl->module = torch::jit::load(path, dev);
   } catch (const std::exception& e) {
-    fail(path, "cannot load a TorchScript module (" + error_text(e) + ")");
+    fail(path, "cannot load a TorchScript module (" + error_text(e) +
+                   "; the file is truncated or corrupt, or not a TorchScript module)");
   }
   torch::jit::Module& m = impl->module;
+  check_module_tensors(m, path, "TorchScript model '" + path + "'");
   m.eval();
 
   if (!m.find_method("forward"))

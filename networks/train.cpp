@@ -1,5 +1,7 @@
 #include "networks/train.hpp"
 
+#include "models/resources.hpp"
+
 #include <chrono>
 #include <cmath>
 #include <filesystem>
@@ -89,6 +91,15 @@ void TrainConfig::validate() const {
     throw bad("data '" + data + "' has no labels; use num_classes = 0");
   if (images && net.num_classes != 0 && net.num_classes != 10)
     throw bad("fashion-mnist has 10 classes; num_classes must be 0 or 10");
+  // Activations kept for the backward pass, per row: a U-Net holds about 16 float32 maps of
+  // width x mult channels per block and level at full resolution (an upper bound); an MLP a few
+  // dozen vectors of its width per block.
+  double D = 1, mult = 0;
+  for (int64_t v : net.event_shape) D *= double(v);
+  for (int64_t m : net.channel_mult) mult += double(m);
+  const double per_row = net.arch == "unet" ? 64.0 * D * net.width * mult * net.depth
+                                            : 4.0 * (64.0 * net.width * net.depth + 16.0 * D);
+  require_memory("training: batch " + std::to_string(batch), double(batch) * per_row);
 }
 
 TrainResult train(const TrainConfig& c, const std::string& dir, bool resume,

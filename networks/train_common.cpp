@@ -1,12 +1,15 @@
 #include <algorithm>
+#include <cmath>
 #include <filesystem>
 #include <nlohmann/json.hpp>
 #include <stdexcept>
 
 #include "datasets/toy.hpp"
 #include "models/builtin.hpp"
+#include "models/resources.hpp"
 #include "networks/detail/modules.hpp"
 #include "networks/detail/train_common.hpp"
+#include "networks/module_check.hpp"
 
 namespace sdekit::detail {
 
@@ -104,6 +107,7 @@ void write_checkpoint(const std::string& path, const std::string& config_json,
 void read_checkpoint(const std::string& path, const std::string& config_json, CheckpointState& s,
                      const std::vector<std::string>& ignore) {
   if (!fs::exists(path)) throw std::invalid_argument("resume: no checkpoint at '" + path + "'");
+  check_archive_file(path, "resume: checkpoint '" + path + "'");
   torch::serialize::InputArchive ar;
   try {
     ar.load_from(path);
@@ -182,7 +186,9 @@ void validate_optimization(const std::string& who, const std::string& steps_fiel
                            double ema_decay, int64_t checkpoint_every, int64_t log_every) {
   auto bad = [&](const std::string& m) { return std::invalid_argument(who + ": " + m); };
   if (steps < 1 || batch < 1) throw bad(steps_field + " and batch must be >= 1");
-  if (!(lr > 0)) throw bad("lr must be > 0");
+  if (!(lr > 0) || !std::isfinite(lr)) throw bad("lr must be finite and > 0");
+  // A floor of a few KiB of activations per row; the callers estimate their networks' own.
+  require_memory(who + ": batch " + std::to_string(batch), double(batch) * 4096.0);
   if (warmup < 0) throw bad("warmup must be >= 0");
   if (!(grad_clip > 0)) throw bad("grad_clip must be > 0");
   if (!(ema_decay >= 0 && ema_decay < 1)) throw bad("ema_decay must lie in [0, 1)");

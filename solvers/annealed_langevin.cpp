@@ -42,6 +42,7 @@ class AnnealedLangevin final : public FixedStepSampler {
   std::string_view name() const override { return "annealed-langevin"; }
   double order() const override { return 0.0; }
   bool stochastic() const override { return true; }
+  bool uses_brownian_path() const override { return false; }
   int nfe_per_step() const override { return K_; }
   bool needs_kernel() const override { return true; }
 

@@ -64,6 +64,7 @@ class PredictorCorrector final : public FixedStepSampler {
   std::string_view name() const override { return "pc"; }
   double order() const override { return 1.0; }
   bool stochastic() const override { return true; }
+  bool uses_brownian_path() const override { return steps_ == 0; }
   int nfe_per_step() const override { return 1 + steps_; }
   bool needs_kernel() const override { return predictor_ == PCPredictor::Ancestral; }
 

@@ -40,6 +40,8 @@ void validate_request(const Sampler& sampler, const SampleRequest& r) {
     throw std::invalid_argument(who + ": request.x_init must be a batch [n, ...] with n >= 1");
   if (!at::isFloatingType(r.x_init.scalar_type()))
     throw std::invalid_argument(who + ": request.x_init must be floating point");
+  if (!at::isfinite(r.x_init).all().item<bool>())
+    throw std::invalid_argument(who + ": request.x_init holds non-finite values (NaN or inf)");
   if (sampler.stochastic() && !r.generator && !r.brownian)
     throw std::invalid_argument(who +
                                 ": stochastic sampler needs request.generator or request.brownian");
@@ -106,9 +108,25 @@ void RunContext::step_done(int index, int steps, double t_from, double t_to, con
   if (!finite) {
     std::ostringstream os;
     os << "sampler " << sampler_ << ": non-finite values (NaN or inf) ";
-    if (every)
+    if (every) {
       os << "after step " << index << " from t = " << t_from << " to t = " << t_to;
-    else
+      // Say where they came from: one uncounted model call on the step's finite input, made
+      // only on this failure path.
+      if (all_finite(prev)) {
+        bool model_finite = true;
+        try {
+          model_finite = all_finite(request_.model->predict_at(prev, t_from));
+        } catch (const std::exception&) {
+        }
+        os << (model_finite ? ": the step's input and the model's prediction at t = " +
+                                  std::to_string(t_from) +
+                                  " are finite, so the step itself blew up (try more steps or "
+                                  "another sampler)"
+                            : ": the model '" + request_.model->name() +
+                                  "' produced non-finite values from finite input at t = " +
+                                  std::to_string(t_from));
+      }
+    } else
       os << "at the end of the run (checked only there: FiniteCheck::EveryStep names the step)";
     throw NonFiniteError(os.str(), index, t_from, t_to, every ? prev : request_.x_init);
   }

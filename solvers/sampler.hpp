@@ -130,6 +130,10 @@ class Sampler {
   /// the distribution, strong order where the noise is additive). Tests measure it.
   virtual double order() const = 0;
   virtual bool stochastic() const = 0;
+  /// Whether every noise draw comes from request.brownian when one is given, so that a row's
+  /// noise does not depend on the batch (false where some noise, e.g. Langevin corrector noise,
+  /// is no Brownian increment and always comes from request.generator).
+  virtual bool uses_brownian_path() const { return stochastic(); }
   /// Model calls per step (adaptive samplers: per attempted step).
   virtual int nfe_per_step() const = 0;
   /// Whether the sampler needs the SDE's Gaussian kernel (alpha, sigma).

@@ -8,11 +8,41 @@
 #include <vector>
 
 #include "experiments/detail/spec_fields.hpp"
+#include "networks/loader.hpp"
 #include "schedules/registry.hpp"
 #include "schedules/time_grid.hpp"
 #include "solvers/registry.hpp"
 
 namespace sdekit::detail {
+
+/// The largest NFE (and step count) a study cell may ask for.
+constexpr int kMaxNfe = 10'000'000;
+
+/// The model options a study's spec gives: TorchScript models' `param` and `event_shape`
+/// ("2" or "1,28,28"), and the guidance weight of class-conditional models.
+inline ModelOptions study_model_options(const std::string& param, const std::string& event_shape,
+                                        double guidance = 0.0) {
+  ModelOptions o;
+  o.param = param;
+  o.guidance = guidance;
+  std::stringstream ss(event_shape);
+  for (std::string item; std::getline(ss, item, ',');) {
+    std::size_t used = 0;
+    long long v = 0;
+    try {
+      v = std::stoll(item, &used);
+    } catch (const std::exception&) {
+      used = 0;
+    }
+    if (used == 0 || used != item.size() || v < 1 || v > (1 << 24))
+      throw std::invalid_argument(
+          "field 'event_shape': expected positive sizes such as 2 or "
+          "1,28,28, got '" +
+          event_shape + "'");
+    o.event_shape.push_back(v);
+  }
+  return o;
+}
 
 /// Returns the SDE; throws std::invalid_argument naming the first bad field.
 inline SDEPtr check_common_fields(const std::string& sde_name,
@@ -31,12 +61,14 @@ inline SDEPtr check_common_fields(const std::string& sde_name,
   }
   if (nfe.empty()) throw std::invalid_argument("field 'nfe': the list is empty");
   for (int v : nfe)
-    if (v <= 0)
-      throw std::invalid_argument("field 'nfe': every NFE must be >= 1, got " + std::to_string(v));
+    if (v <= 0 || v > kMaxNfe)
+      throw std::invalid_argument("field 'nfe': every NFE must lie in [1, " +
+                                  std::to_string(kMaxNfe) + "], got " + std::to_string(v));
   if (dtype != "float32" && dtype != "float64")
     throw std::invalid_argument("field 'dtype': expected float32 or float64, got '" + dtype + "'");
   const Interval d = sde->domain();
-  if (t_end >= 0 && !(t_end > d.lo && t_end < d.hi)) {
+  // -1 is the stored form of "the SDE's default"; any other value must lie inside the domain.
+  if (t_end != -1.0 && !(t_end > d.lo && t_end < d.hi)) {
     std::ostringstream os;
     os << "field 't_end': must lie in (" << d.lo << ", " << d.hi << ") for SDE " << sde_name
        << ", got " << t_end;

@@ -1,6 +1,8 @@
 #pragma once
 // Small helpers shared by the study runners (converge, fid_table): number formatting, JSON
 // numbers that may be NaN, and whole-file writes through a rename. Private to experiments/.
+#include <ATen/ATen.h>
+
 #include <cmath>
 #include <filesystem>
 #include <fstream>
@@ -23,6 +25,13 @@ inline std::string fmt(double v, int prec = 3) {
 }
 
 /// Full precision for CSV; NaN as an empty field.
+/// "[3, 2]".
+inline std::string shape_text(at::IntArrayRef s) {
+  std::ostringstream os;
+  os << s;
+  return os.str();
+}
+
 inline std::string csv_num(double v) {
   if (std::isnan(v)) return "";
   std::ostringstream os;

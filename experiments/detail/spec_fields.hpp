@@ -6,6 +6,7 @@
 #include <algorithm>
 #include <cstdint>
 #include <functional>
+#include <limits>
 #include <map>
 #include <nlohmann/json.hpp>
 #include <sstream>
@@ -16,12 +17,36 @@
 
 namespace sdekit::detail {
 
+/// A short rendering of a JSON value for error messages, as nlohmann::json::dump writes it when
+/// it is small: at most `max_chars` characters and a few levels deep (a full dump of hostile input
+/// can be megabytes long, or nested deeply enough to overflow the stack).
+inline std::string json_preview(const nlohmann::json& v, std::size_t max_chars = 80,
+                                int depth = 3) {
+  std::string out;
+  if (v.is_array() || v.is_object()) {
+    const bool arr = v.is_array();
+    out = arr ? "[" : "{";
+    std::size_t i = 0;
+    for (auto it = v.begin(); it != v.end() && out.size() < max_chars; ++it, ++i) {
+      if (i) out += ",";
+      if (!arr) out += "\"" + it.key().substr(0, 20) + "\":";
+      out += depth > 0 ? json_preview(*it, max_chars, depth - 1) : std::string("...");
+    }
+    if (out.size() >= max_chars || i < v.size()) out += ",...";
+    out += arr ? "]" : "}";
+  } else {
+    out = v.dump();
+  }
+  if (out.size() > max_chars) out = out.substr(0, max_chars) + "...";
+  return out;
+}
+
 class SpecFields {
  public:
   SpecFields(const std::string& text, std::string source) : source_(std::move(source)) {
     try {
       json_ = nlohmann::json::parse(text);
-    } catch (const nlohmann::json::parse_error& e) {
+    } catch (const nlohmann::json::exception& e) {  // parse errors, and number overflow
       throw std::invalid_argument(source_ + ": not valid JSON (" + e.what() + ")");
     }
     if (!json_.is_object())
@@ -41,7 +66,7 @@ class SpecFields {
     return bind(name, [&out, this, name](const nlohmann::json& v) {
       if (std::is_unsigned_v<Int> ? !v.is_number_unsigned() : !v.is_number_integer())
         throw bad(name, v, std::is_unsigned_v<Int> ? "a non-negative integer" : "an integer");
-      out = v.get<Int>();
+      out = fitted<Int>(name, v);
     });
   }
   SpecFields& number(const std::string& name, double& out) {
@@ -57,7 +82,7 @@ class SpecFields {
       out.clear();
       for (const auto& e : v) {
         if (!e.is_number_integer()) throw bad(name, v, expected);
-        out.push_back(e.get<int>());
+        out.push_back(fitted<int>(name, e));
       }
     });
   }
@@ -113,10 +138,36 @@ class SpecFields {
     order_.push_back(name);
     return *this;
   }
+  // The integer v as an Int, read through 64 bits; a value outside Int's range is refused
+  // (never wrapped).
+  template <class Int>
+  Int fitted(const std::string& name, const nlohmann::json& v) const {
+    using Lim = std::numeric_limits<Int>;
+    bool fits = false;
+    Int out{};
+    if (v.is_number_unsigned()) {
+      const uint64_t u = v.get<uint64_t>();
+      fits = u <= static_cast<uint64_t>(Lim::max());
+      out = static_cast<Int>(u);
+    } else if (v.is_number_integer()) {
+      const int64_t i = v.get<int64_t>();
+      if constexpr (std::is_unsigned_v<Int>)
+        fits = i >= 0 && static_cast<uint64_t>(i) <= static_cast<uint64_t>(Lim::max());
+      else
+        fits = i >= static_cast<int64_t>(Lim::min()) && i <= static_cast<int64_t>(Lim::max());
+      out = static_cast<Int>(i);
+    }
+    if (!fits)
+      throw std::invalid_argument(source_ + ": field '" + name + "': " + json_preview(v) +
+                                  " is out of range (expected an integer in [" +
+                                  std::to_string(Lim::min()) + ", " + std::to_string(Lim::max()) +
+                                  "])");
+    return out;
+  }
   std::invalid_argument bad(const std::string& name, const nlohmann::json& v,
                             const std::string& expected) const {
     return std::invalid_argument(source_ + ": field '" + name + "': expected " + expected +
-                                 ", got " + v.dump());
+                                 ", got " + json_preview(v));
   }
 
   std::string source_;
