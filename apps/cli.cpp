@@ -2,6 +2,7 @@
 
 #include <unistd.h>
 
+#include <c10/util/Exception.h>
 #include <CLI/CLI.hpp>
 #include <chrono>
 #include <cmath>
@@ -25,8 +26,10 @@
 #include "experiments/npy_io.hpp"
 #include "experiments/stats_io.hpp"
 #include "models/builtin.hpp"
+#include "models/resources.hpp"
 #include "networks/classifier.hpp"
 #include "networks/loader.hpp"
+#include "networks/module_check.hpp"
 #include "networks/train.hpp"
 #include "schedules/registry.hpp"
 #include "schedules/time_grid.hpp"
@@ -44,6 +47,32 @@ at::ScalarType parse_dtype(const std::string& s) {
   throw std::invalid_argument("unknown dtype '" + s + "'; valid: float32, float64");
 }
 
+// The first line of a message, trimmed (LibTorch and CLI11 append context on further lines).
+std::string one_line(const std::string& text) {
+  std::string line = text.substr(0, text.find('\n'));
+  while (!line.empty() && (line.back() == ' ' || line.back() == '\r')) line.pop_back();
+  return line;
+}
+
+// An error message as printed: each line at most 300 characters and at most 30 lines (values
+// echoed from hostile input can be megabytes long).
+std::string clipped(const std::string& text) {
+  std::istringstream in(text);
+  std::string out;
+  int lines = 0;
+  for (std::string line; std::getline(in, line); ++lines) {
+    if (lines == 30) {
+      out += "\n  ...";
+      break;
+    }
+    if (line.size() > 300)
+      line =
+          line.substr(0, 300) + "... (" + std::to_string(line.size() - 300) + " more characters)";
+    out += (lines ? "\n" : "") + line;
+  }
+  return out;
+}
+
 std::string fmt_shape(const at::Tensor& t) {
   std::ostringstream os;
   os << t.sizes();
@@ -54,6 +83,46 @@ std::string fmt(double v, int prec = 4) {
   std::ostringstream os;
   os << std::setprecision(prec) << v;
   return os.str();
+}
+
+// The largest step count or NFE budget a command takes.
+constexpr int64_t kMaxSteps = 10'000'000;
+
+void check_count(const std::string& flag, int64_t v, int64_t lo, int64_t hi) {
+  if (v < lo)
+    throw std::invalid_argument(flag + " must be >= " + std::to_string(lo) + ", got " +
+                                std::to_string(v));
+  if (v > hi)
+    throw std::invalid_argument(flag + " must be <= " + std::to_string(hi) + ", got " +
+                                std::to_string(v));
+}
+
+// "cpu", "cuda" or "cuda:K", and CUDA only where LibTorch has it.
+void check_device(const std::string& device) {
+  const bool cuda = device == "cuda" || device.rfind("cuda:", 0) == 0;
+  if (device != "cpu" && !cuda)
+    throw std::invalid_argument("--device: unknown device '" + device +
+                                "'; valid: cpu, cuda, cuda:K");
+  if (cuda && !at::hasCUDA())
+    throw std::invalid_argument("--device " + device +
+                                ": CUDA is not available (this LibTorch has no CUDA, or no GPU is "
+                                "visible)");
+}
+
+// An output file is checked before any work without creating it: its folder must exist and be
+// writable, and an existing file must be a writable regular file.
+void check_output_file(const std::string& flag, const std::string& path) {
+  namespace fs = std::filesystem;
+  const fs::path p(path);
+  const fs::path dir = p.has_parent_path() ? p.parent_path() : fs::path(".");
+  std::error_code ec;
+  if (fs::is_directory(p, ec))
+    throw std::invalid_argument(flag + " '" + path + "': is a directory, not a file");
+  if (!fs::is_directory(dir, ec))
+    throw std::invalid_argument(flag + " '" + path + "': cannot open for writing (the folder '" +
+                                dir.string() + "' does not exist)");
+  if (::access(dir.c_str(), W_OK) != 0 || (fs::exists(p, ec) && ::access(p.c_str(), W_OK) != 0))
+    throw std::invalid_argument(flag + " '" + path + "': cannot open for writing (permission)");
 }
 
 // ------------------------------------------------------------------------------------------
@@ -110,6 +179,14 @@ struct SamplerArgs {
   double snr = 0.16;
   int langevin_steps = 100;
   double langevin_eps = 2e-5;
+
+  // Checks what the flags alone can tell; `nfe_given`: --nfe was on the command line.
+  void check(bool nfe_given) const {
+    if (nfe_given) check_count("--nfe", nfe, 1, kMaxSteps);
+    check_count("--max-steps", max_steps, 1, kMaxSteps);
+    if (!(rtol > 0) || !(atol > 0) || !std::isfinite(rtol) || !std::isfinite(atol))
+      throw std::invalid_argument("--rtol and --atol must be finite and > 0");
+  }
 
   SamplerOptions options() const {
     SamplerOptions o;
@@ -186,7 +263,10 @@ struct ModelArgs {
         o.event_shape.push_back(static_cast<int64_t>(v));
       }
     o.label = label;
+    if (!std::isfinite(guidance))
+      throw std::invalid_argument("--guidance must be finite, got " + fmt(guidance));
     o.guidance = guidance;
+    check_device(device);
     o.device = device;
     return o;
   }
@@ -220,26 +300,35 @@ struct SampleArgs {
   bool brownian = false;
   std::string out;
   std::string plot;
+  bool n_given = false, nfe_given = false, t_end_given = false;
 };
 
-int cmd_sample(const SampleArgs& a, bool n_given, std::ostream& out) {
+int cmd_sample(const SampleArgs& a, std::ostream& out) {
+  check_count("--steps", a.steps, 1, kMaxSteps);
+  a.s.check(a.nfe_given);
+  if (!a.n_given || a.x_init.empty())
+    check_count("--n", a.n, 1, std::numeric_limits<int64_t>::max());
   // Validate everything before any work.
   const SDEPtr sde = make_sde(a.sde);
   const SchedulePtr kernel = sde->schedule();
   const auto sampler = make_sampler(a.s.sampler, a.s.options());
   const LoadedModel lm = load_model(a.model, kernel, a.m.options());
+  if (lm.mixture && a.m.device != "cpu")
+    throw std::invalid_argument("--device " + a.m.device + ": model '" + a.model +
+                                "' is analytic and runs on the CPU; --device applies to learned "
+                                "models");
   int64_t D = 1;
   for (int64_t v : lm.event_shape) D *= v;
   SampleSpec spec;
   spec.options = at::TensorOptions().dtype(parse_dtype(a.dtype));
-  spec.steps = a.s.nfe > 0 ? sampler->steps_for_nfe(a.s.nfe) : a.steps;
+  spec.steps = a.nfe_given ? sampler->steps_for_nfe(a.s.nfe) : a.steps;
   if (!a.grid.empty()) spec.grid = parse_grid(a.grid);
-  spec.t_end = a.t_end;
+  spec.t_end = a.t_end_given ? a.t_end : -1.0;
   spec.n = a.n;
   spec.event_shape = lm.event_shape;
   spec.seed = a.seed;
   const Interval d = sde->domain();
-  if (a.t_end >= 0 && !(a.t_end > d.lo && a.t_end < d.hi)) {
+  if (a.t_end_given && !(a.t_end > d.lo && a.t_end < d.hi)) {
     std::ostringstream os;
     os << "--t-end must lie in (" << d.lo << ", " << d.hi << ") for --sde " << a.sde << ", got "
        << a.t_end;
@@ -247,12 +336,20 @@ int cmd_sample(const SampleArgs& a, bool n_given, std::ostream& out) {
   }
   spec_grid(*sde, spec);  // grid errors before any work
   if (a.brownian) {
-    const double t_end = a.t_end < 0 ? sde->default_t_end() : a.t_end;
+    if (!sampler->stochastic())
+      throw std::invalid_argument("--brownian: sampler '" + a.s.sampler +
+                                  "' is deterministic and draws no noise");
+    if (!sampler->uses_brownian_path())
+      throw std::invalid_argument("--brownian: sampler '" + a.s.sampler +
+                                  "' draws Langevin noise, which is not a Brownian increment; it "
+                                  "cannot take its noise from a Brownian path");
+    const double t_end = a.t_end_given ? a.t_end : sde->default_t_end();
     spec.brownian =
         std::make_shared<VirtualBrownianTree>(t_end, d.hi, a.seed, 1e-6 * (d.hi - t_end));
   }
   if (!a.x_init.empty()) {
     spec.x_init = read_npy(a.x_init);
+    require_finite(spec.x_init, "--x-init '" + a.x_init + "'");
     std::vector<int64_t> want = {spec.x_init.dim() > 0 ? spec.x_init.size(0) : 0};
     want.insert(want.end(), lm.event_shape.begin(), lm.event_shape.end());
     if (spec.x_init.dim() == 2 && spec.x_init.size(1) == D) spec.x_init = spec.x_init.reshape(want);
@@ -262,7 +359,7 @@ int cmd_sample(const SampleArgs& a, bool n_given, std::ostream& out) {
                                   fmt_shape(spec.x_init));
     if (spec.x_init.size(0) < 1)
       throw std::invalid_argument("--x-init '" + a.x_init + "': holds no rows");
-    if (n_given && spec.x_init.size(0) != a.n)
+    if (a.n_given && spec.x_init.size(0) != a.n)
       throw std::invalid_argument("--n " + std::to_string(a.n) + " disagrees with the " +
                                   std::to_string(spec.x_init.size(0)) + " rows of --x-init '" +
                                   a.x_init + "'");
@@ -273,9 +370,14 @@ int cmd_sample(const SampleArgs& a, bool n_given, std::ostream& out) {
     throw std::invalid_argument(
         "--plot: needs 2-D samples (a scatter) or square images (D = k^2, a PNG grid); model " +
         a.model + " has D = " + std::to_string(D));
-  if (!a.out.empty()) {  // fail on an unwritable output before sampling, not after
-    std::ofstream probe(a.out, std::ios::binary | std::ios::app);
-    if (!probe) throw std::invalid_argument("--out '" + a.out + "': cannot open for writing");
+  if (!a.out.empty()) check_output_file("--out", a.out);  // before sampling, not after
+  if (!a.plot.empty()) check_output_file("--plot", a.plot);
+  {
+    const int64_t rows = spec.x_init.defined() ? spec.x_init.size(0) : a.n;
+    const double elem = spec.options.dtype() == at::kDouble ? 8.0 : 4.0;
+    // The batch with a sampler's buffers and the model's temporaries, and the time grid.
+    require_memory("--n " + std::to_string(rows),
+                   64.0 * elem * double(rows) * double(D) + 32.0 * double(spec.steps));
   }
 
   const auto t0 = std::chrono::steady_clock::now();
@@ -283,7 +385,7 @@ int cmd_sample(const SampleArgs& a, bool n_given, std::ostream& out) {
   const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   if (!a.out.empty()) write_npy(a.out, res.x.reshape({res.x.size(0), D}));
 
-  const double t_end = a.t_end < 0 ? sde->default_t_end() : a.t_end;
+  const double t_end = a.t_end_given ? a.t_end : sde->default_t_end();
   out << "sampled " << res.x.size(0) << " x " << D << " (" << a.dtype << ") from " << lm.description
       << " with " << sampler->name() << " on " << a.sde << ", " << spec.steps << " steps ("
       << grid_name(spec.grid.value_or(default_grid(*kernel))) << "), t: " << d.hi << " -> " << t_end
@@ -352,6 +454,7 @@ struct EncodeArgs {
   std::string model = "ring2d";
   std::string sde = "vp-linear";
   SamplerArgs s;
+  ModelArgs m;
   std::string grid;
   int steps = 50;
   std::string x0;
@@ -360,22 +463,31 @@ struct EncodeArgs {
   double t_start = -1;  // < 0: the SDE's default end time
   std::string dtype = "float64";
   std::string out;
+  bool nfe_given = false, t_start_given = false;
 };
 
 int cmd_encode(const EncodeArgs& a, std::ostream& out) {
+  check_count("--steps", a.steps, 1, kMaxSteps);
+  a.s.check(a.nfe_given);
   const SDEPtr sde = make_sde(a.sde);
   const SchedulePtr kernel = sde->schedule();
   const auto sampler = make_sampler(a.s.sampler, a.s.options());
   if (sampler->stochastic())
     throw std::invalid_argument("--sampler " + a.s.sampler +
                                 " is stochastic; encoding needs a deterministic one");
-  const GaussianMixture mixture = load_mixture(a.model);
+  const LoadedModel lm = load_model(a.model, kernel, a.m.options());
+  if (lm.mixture && a.m.device != "cpu")
+    throw std::invalid_argument("--device " + a.m.device + ": model '" + a.model +
+                                "' is analytic and runs on the CPU; --device applies to learned "
+                                "models");
+  int64_t D = 1;
+  for (int64_t v : lm.event_shape) D *= v;
   const Interval d = sde->domain();
   SampleSpec spec;
   spec.options = at::TensorOptions().dtype(parse_dtype(a.dtype));
-  spec.steps = a.s.nfe > 0 ? sampler->steps_for_nfe(a.s.nfe) : a.steps;
+  spec.steps = a.nfe_given ? sampler->steps_for_nfe(a.s.nfe) : a.steps;
   if (!a.grid.empty()) spec.grid = parse_grid(a.grid);
-  spec.t_end = a.t_start < 0 ? sde->default_t_end() : a.t_start;
+  spec.t_end = a.t_start_given ? a.t_start : sde->default_t_end();
   if (!(spec.t_end > d.lo && spec.t_end < d.hi)) {
     std::ostringstream os;
     os << "--t-start must lie in (" << d.lo << ", " << d.hi << ") for --sde " << a.sde << ", got "
@@ -387,35 +499,38 @@ int cmd_encode(const EncodeArgs& a, std::ostream& out) {
   at::Tensor x0;
   if (!a.x0.empty()) {
     x0 = read_npy(a.x0);
-    if (x0.dim() != 2 || x0.size(1) != mixture.dim() || x0.size(0) < 1)
-      throw std::invalid_argument("--x0 '" + a.x0 + "': expected shape [n, " +
-                                  std::to_string(mixture.dim()) + "] for model " + a.model +
-                                  ", got " + fmt_shape(x0));
+    if (x0.dim() != 2 || x0.size(1) != D || x0.size(0) < 1)
+      throw std::invalid_argument("--x0 '" + a.x0 + "': expected shape [n, " + std::to_string(D) +
+                                  "] for model " + a.model + ", got " + fmt_shape(x0));
+    require_finite(x0, "--x0 '" + a.x0 + "'");
     x0 = x0.to(spec.options);
   } else {
-    if (a.n < 1) throw std::invalid_argument("--n must be >= 1, got " + std::to_string(a.n));
+    if (!lm.mixture)
+      throw std::invalid_argument("model '" + a.model +
+                                  "' has no exact samples to encode; give the points with --x0");
+    check_count("--n", a.n, 1, std::numeric_limits<int64_t>::max());
+    require_memory("--n " + std::to_string(a.n), 64.0 * 8.0 * double(a.n) * double(D));
     at::Generator g = at::make_generator<at::CPUGeneratorImpl>(a.seed);
-    x0 = mixture.sample(a.n, kernel->alpha(spec.t_end), kernel->sigma(spec.t_end), g, spec.options);
+    x0 = lm.mixture->sample(a.n, kernel->alpha(spec.t_end), kernel->sigma(spec.t_end), g,
+                            spec.options);
   }
-  if (!a.out.empty()) {
-    std::ofstream probe(a.out, std::ios::binary | std::ios::app);
-    if (!probe) throw std::invalid_argument("--out '" + a.out + "': cannot open for writing");
-  }
-  GaussianMixtureModel model(mixture, kernel);
+  if (!a.out.empty()) check_output_file("--out", a.out);
+  std::vector<int64_t> shape = {x0.size(0)};
+  shape.insert(shape.end(), lm.event_shape.begin(), lm.event_shape.end());
+  x0 = x0.reshape(shape);
   SampleRequest req;
-  req.model = &model;
+  req.model = lm.model.get();
   req.sde = sde.get();
   req.times = up;
   req.x_init = x0;
   const SampleResult enc = sampler->run(req);
-  if (!a.out.empty()) write_npy(a.out, enc.x);
+  if (!a.out.empty()) write_npy(a.out, enc.x.reshape({enc.x.size(0), D}));
   req.times = down;
   req.x_init = enc.x;
   const SampleResult dec = sampler->run(req);
   const at::Tensor diff = (dec.x - x0).to(at::kDouble);
-  out << "encoded " << x0.size(0) << " x " << x0.size(1) << " from t = " << spec.t_end
-      << " to T = " << d.hi << " with " << sampler->name() << " (" << enc.steps << " steps, NFE "
-      << enc.nfe << ")\n";
+  out << "encoded " << x0.size(0) << " x " << D << " from t = " << spec.t_end << " to T = " << d.hi
+      << " with " << sampler->name() << " (" << enc.steps << " steps, NFE " << enc.nfe << ")\n";
   out << "round trip (decode with the same sampler, NFE " << dec.nfe << "): rms error "
       << fmt(diff.pow(2).mean().sqrt().item<double>()) << ", max error "
       << fmt(diff.abs().max().item<double>()) << "\n";
@@ -553,11 +668,7 @@ int cmd_converge(ConvergeArgs& a, const std::vector<const CLI::Option*>& given, 
                  std::ostream& err) {
   ConvergeSpec spec;
   if (!a.spec_file.empty()) {
-    std::ifstream in(a.spec_file);
-    if (!in) throw std::invalid_argument("--spec '" + a.spec_file + "': cannot open for reading");
-    std::ostringstream text;
-    text << in.rdbuf();
-    spec = converge_spec_from_json(text.str(), a.spec_file);
+    spec = converge_spec_from_json(read_text_file(a.spec_file, "--spec"), a.spec_file);
   }
   // Flags given on the command line override the spec file.
   auto was_given = [&](const std::string& name) {
@@ -575,6 +686,10 @@ int cmd_converge(ConvergeArgs& a, const std::vector<const CLI::Option*>& given, 
   if (was_given("--grid")) spec.grid = a.spec.grid;
   if (was_given("--ref-tol")) spec.ref_tol = a.spec.ref_tol;
   if (was_given("--sde-ref-steps")) spec.sde_ref_steps = a.spec.sde_ref_steps;
+  if (was_given("--param")) spec.param = a.spec.param;
+  if (was_given("--event-shape")) spec.event_shape = a.spec.event_shape;
+  if (was_given("--t-end") && spec.t_end == -1.0)
+    throw std::invalid_argument("--t-end must lie inside the SDE's time domain, got -1");
   if (was_given("--nfe")) {
     spec.nfe.clear();
     for (double v : parse_number_list(a.nfe_list, "--nfe")) {
@@ -636,11 +751,7 @@ struct FidArgs {
 int cmd_fid_table(FidArgs& a, const CLI::App& cmd, std::ostream& out, std::ostream& err) {
   FidTableSpec spec;
   if (!a.spec_file.empty()) {
-    std::ifstream in(a.spec_file);
-    if (!in) throw std::invalid_argument("--spec '" + a.spec_file + "': cannot open for reading");
-    std::ostringstream text;
-    text << in.rdbuf();
-    spec = fid_spec_from_json(text.str(), a.spec_file);
+    spec = fid_spec_from_json(read_text_file(a.spec_file, "--spec"), a.spec_file);
   }
   auto given = [&](const std::string& name) { return cmd.get_option(name)->count() > 0; };
   if (given("--model")) spec.model = a.spec.model;
@@ -657,6 +768,10 @@ int cmd_fid_table(FidArgs& a, const CLI::App& cmd, std::ostream& out, std::ostre
   if (given("--kid-subsets")) spec.kid_subsets = a.spec.kid_subsets;
   if (given("--kid-subset-size")) spec.kid_subset_size = a.spec.kid_subset_size;
   if (given("--guidance")) spec.guidance = a.spec.guidance;
+  if (given("--param")) spec.param = a.spec.param;
+  if (given("--event-shape")) spec.event_shape = a.spec.event_shape;
+  if (given("--t-end") && spec.t_end == -1.0)
+    throw std::invalid_argument("--t-end must lie inside the SDE's time domain, got -1");
   if (given("--nfe")) {
     spec.nfe.clear();
     for (double v : parse_number_list(a.nfe_list, "--nfe")) {
@@ -708,6 +823,8 @@ int cmd_fid_table(FidArgs& a, const CLI::App& cmd, std::ostream& out, std::ostre
 
 int cmd_fd(const std::string& a, const std::string& b, std::ostream& out) {
   const StatsFile fa = read_stats_npz(a), fb = read_stats_npz(b);
+  check_covariance(fa, a);
+  check_covariance(fb, b);
   if (fa.mu.size(0) != fb.mu.size(0))
     throw std::invalid_argument("'" + a + "' has d = " + std::to_string(fa.mu.size(0)) + ", '" + b +
                                 "' has d = " + std::to_string(fb.mu.size(0)));
@@ -782,6 +899,9 @@ struct ClassifierArgs {
 };
 
 int cmd_classifier(const ClassifierArgs& a, std::ostream& out, std::ostream& err) {
+  a.c.validate(60000);  // the training split's size; checked again against the data read
+  check_output_file("--out", a.out);
+  if (!a.stats.empty()) check_output_file("--stats", a.stats);
   const ImageDataset train_set = load_fashion_mnist("train"), test_set = load_fashion_mnist("test");
   const auto t0 = std::chrono::steady_clock::now();
   const auto clf =
@@ -844,9 +964,10 @@ int run_cli(int argc, const char* const* argv, std::ostream& out, std::ostream& 
   EncodeArgs ea;
   auto* encode = app.add_subcommand(
       "encode", "Integrate the PF-ODE from data to noise (DDIM inversion); report the round trip");
-  encode->add_option("--model", ea.model, "ring2d | gmm64 | gmm:FILE.json")->capture_default_str();
+  encode->add_option("--model", ea.model, model_spec_help())->capture_default_str();
   encode->add_option("--sde", ea.sde, "SDE / schedule")->capture_default_str();
   add_sampler_options(encode, ea.s);
+  add_model_options(encode, ea.m);
   encode->add_option("--steps", ea.steps, "Number of steps")->capture_default_str();
   encode->add_option("--grid", ea.grid, "Time grid (default: karras for edm, uniform-t otherwise)");
   encode->add_option("--x0", ea.x0,
@@ -879,10 +1000,7 @@ int run_cli(int argc, const char* const* argv, std::ostream& out, std::ostream& 
       "orders; resumable (results.jsonl), tables and a log-log plot in --out");
   converge->add_option("--spec", ca.spec_file,
                        "JSON spec file with the same field names (flags override it)");
-  converge
-      ->add_option("--model", ca.spec.model,
-                   "ring2d | gmm64 | gmm:FILE.json | net:FILE.pt | fmnist")
-      ->capture_default_str();
+  converge->add_option("--model", ca.spec.model, model_spec_help())->capture_default_str();
   converge->add_option("--sde", ca.spec.sde, "SDE / schedule")->capture_default_str();
   converge
       ->add_option("--samplers", ca.spec.samplers,
@@ -905,6 +1023,10 @@ int run_cli(int argc, const char* const* argv, std::ostream& out, std::ostream& 
       ->add_option("--sde-ref-steps", ca.spec.sde_ref_steps,
                    "Reference SDE solve: SRA steps on the same Brownian path")
       ->capture_default_str();
+  converge->add_option("--param", ca.spec.param,
+                       "torchscript models: eps | x0 | v | score | denoiser");
+  converge->add_option("--event-shape", ca.spec.event_shape,
+                       "torchscript models: one sample's shape, e.g. 2 or 1,28,28");
   converge->add_option("--out", ca.out, "Output folder")->capture_default_str();
   converge->add_flag("--fresh", ca.fresh, "Start over: discard the results stored in --out");
   converge->add_flag("--quiet", ca.quiet, "No progress line on stderr");
@@ -916,8 +1038,7 @@ int run_cli(int argc, const char* const* argv, std::ostream& out, std::ostream& 
       "Samplers x NFE -> Frechet distance and KID to a reference set in a stated feature space; "
       "resumable (results.jsonl), tables, statistics (.npz) and a plot in --out");
   fid->add_option("--spec", fa.spec_file, "JSON spec file with the same field names");
-  fid->add_option("--model", fa.spec.model, "ring2d | gmm64 | gmm:FILE.json | net:FILE.pt | fmnist")
-      ->capture_default_str();
+  fid->add_option("--model", fa.spec.model, model_spec_help())->capture_default_str();
   fid->add_option("--sde", fa.spec.sde, "SDE / schedule")->capture_default_str();
   fid->add_option("--samplers", fa.spec.samplers, "Samplers, comma separated")
       ->delimiter(',')
@@ -947,6 +1068,9 @@ int run_cli(int argc, const char* const* argv, std::ostream& out, std::ostream& 
       ->capture_default_str();
   fid->add_option("--kid-subset-size", fa.spec.kid_subset_size, "KID: subset size")
       ->capture_default_str();
+  fid->add_option("--param", fa.spec.param, "torchscript models: eps | x0 | v | score | denoiser");
+  fid->add_option("--event-shape", fa.spec.event_shape,
+                  "torchscript models: one sample's shape, e.g. 2 or 1,28,28");
   fid->add_option("--out", fa.out, "Output folder")->capture_default_str();
   fid->add_flag("--fresh", fa.fresh, "Start over: discard the results stored in --out");
   fid->add_flag("--quiet", fa.quiet, "No progress line on stderr");
@@ -1019,8 +1143,14 @@ int run_cli(int argc, const char* const* argv, std::ostream& out, std::ostream& 
 
   try {
     app.parse(argc, argv);
-  } catch (const CLI::ParseError& e) {
+  } catch (const CLI::CallForHelp& e) {
     return app.exit(e, out, err);
+  } catch (const CLI::CallForAllHelp& e) {
+    return app.exit(e, out, err);
+  } catch (const CLI::ParseError& e) {
+    // Usage errors are bad input: exit 2 with one line, like every other bad input.
+    err << "error: " << clipped(one_line(e.what())) << " (see --help)\n";
+    return 2;
   }
   try {
     if (app.got_subcommand("list")) {
@@ -1028,14 +1158,14 @@ int run_cli(int argc, const char* const* argv, std::ostream& out, std::ostream& 
       return 0;
     }
     if (app.got_subcommand("sample")) {
-      if (sa.steps < 1)
-        throw std::invalid_argument("--steps must be >= 1, got " + std::to_string(sa.steps));
-      if (sa.n < 1) throw std::invalid_argument("--n must be >= 1, got " + std::to_string(sa.n));
-      return cmd_sample(sa, n_opt->count() > 0, out);
+      sa.n_given = n_opt->count() > 0;
+      sa.nfe_given = sample->get_option("--nfe")->count() > 0;
+      sa.t_end_given = sample->get_option("--t-end")->count() > 0;
+      return cmd_sample(sa, out);
     }
     if (app.got_subcommand("encode")) {
-      if (ea.steps < 1)
-        throw std::invalid_argument("--steps must be >= 1, got " + std::to_string(ea.steps));
+      ea.nfe_given = encode->get_option("--nfe")->count() > 0;
+      ea.t_start_given = encode->get_option("--t-start")->count() > 0;
       return cmd_encode(ea, out);
     }
     if (app.got_subcommand("converge")) {
@@ -1062,10 +1192,17 @@ int run_cli(int argc, const char* const* argv, std::ostream& out, std::ostream& 
       return cmd_moments(ma, out);
     }
   } catch (const std::invalid_argument& e) {
-    err << "error: " << e.what() << "\n";
+    err << "error: " << clipped(e.what()) << "\n";
     return 2;
+  } catch (const c10::Error& e) {
+    // LibTorch's messages carry a C++ backtrace; the user gets the message alone.
+    err << "error: " << clipped(brief_error(e)) << "\n";
+    return 1;
+  } catch (const std::bad_alloc&) {
+    err << "error: out of memory (a smaller --n or --batch needs less)\n";
+    return 1;
   } catch (const std::exception& e) {
-    err << "error: " << e.what() << "\n";
+    err << "error: " << clipped(e.what()) << "\n";
     return 1;
   }
   return 0;
