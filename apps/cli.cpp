@@ -9,6 +9,7 @@
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
+#include <functional>
 #include <iomanip>
 #include <iostream>
 #include <ostream>
@@ -18,6 +19,7 @@
 #include <nlohmann/json.hpp>
 #include "apps/distill_cmd.hpp"
 #include "apps/plot.hpp"
+#include "apps/runtime.hpp"
 #include "datasets/idx.hpp"
 #include "experiments/converge.hpp"
 #include "experiments/fid_table.hpp"
@@ -1134,6 +1136,15 @@ int run_cli(int argc, const char* const* argv, std::ostream& out, std::ostream& 
 
   DistillCommand distill(app);
 
+  // One thread budget on every command (apps/runtime.hpp).
+  int threads = 0;
+  const std::function<void(CLI::App*)> add_threads = [&](CLI::App* c) {
+    c->add_option("--threads", threads,
+                  "Threads for tensor operations (0: one per core); OpenBLAS stays at 1")
+        ->capture_default_str();
+    for (CLI::App* sub : c->get_subcommands({})) add_threads(sub);
+  };
+
   std::string fd_a, fd_b;
   auto* fd = app.add_subcommand("fd",
                                 "Frechet distance between two statistics files "
@@ -1141,6 +1152,7 @@ int run_cli(int argc, const char* const* argv, std::ostream& out, std::ostream& 
   fd->add_option("A", fd_a, "First .npz")->required();
   fd->add_option("B", fd_b, "Second .npz")->required();
 
+  for (CLI::App* sub : app.get_subcommands({})) add_threads(sub);
   try {
     app.parse(argc, argv);
   } catch (const CLI::CallForHelp& e) {
@@ -1153,6 +1165,7 @@ int run_cli(int argc, const char* const* argv, std::ostream& out, std::ostream& 
     return 2;
   }
   try {
+    configure_threads(threads);
     if (app.got_subcommand("list")) {
       cmd_list(out);
       return 0;

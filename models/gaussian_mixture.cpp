@@ -53,10 +53,16 @@ GaussianMixture::GaussianMixture(at::Tensor weights, at::Tensor means, at::Tenso
     os << who << ": field 'weights': must sum to 1 (within 1e-9), got sum " << wsum;
     throw std::invalid_argument(os.str());
   }
+  // Squares and products of these values must stay finite in double precision.
+  constexpr double kMaxMagnitude = 1e100;
   if (!at::isfinite(means_).all().item<bool>())
     throw std::invalid_argument(who + ": field 'means': must be finite");
+  if (!(means_.abs().max().item<double>() <= kMaxMagnitude))
+    throw std::invalid_argument(who + ": field 'means': entries must lie within +-1e100");
   if (!at::isfinite(covs_).all().item<bool>())
     throw std::invalid_argument(who + ": field 'covariances': must be finite");
+  if (!(covs_.abs().max().item<double>() <= kMaxMagnitude))
+    throw std::invalid_argument(who + ": field 'covariances': entries must lie within +-1e100");
   for (int64_t k = 0; k < K; ++k) {
     const at::Tensor C = covs_[k];
     const double scale = std::max(1.0, C.abs().max().item<double>());

@@ -2,6 +2,7 @@
 #include <sstream>
 #include <stdexcept>
 
+#include "models/resources.hpp"
 #include "networks/detail/modules.hpp"
 #include "networks/module_check.hpp"
 
@@ -69,6 +70,17 @@ void NetConfig::validate() const {
   if (num_classes < 0) throw bad("num_classes must be >= 0");
   if (width < 1 || depth < 1) throw bad("width and depth must be >= 1");
   if (time_dim < 2 || time_dim % 2) throw bad("time_dim must be even and >= 2");
+  // The parameters (float32, with Adam's two moments and the EMA while training): an upper bound
+  // of about 9 x width^2 x mult^2 per block and level for a U-Net, width^2 per block for an MLP.
+  double mult2 = 0, D = 1;
+  for (int64_t m : channel_mult) mult2 += double(m) * double(m);
+  for (int64_t v : event_shape) D *= double(v);
+  const double w = double(width), params = arch == "unet" ? 40.0 * w * w * mult2 * double(depth)
+                                                          : 4.0 * w * w * double(depth) +
+                                                                2.0 * w * (D + double(time_dim));
+  require_memory(
+      "network config: width " + std::to_string(width) + ", depth " + std::to_string(depth),
+      16.0 * params + 4.0 * double(time_dim) * double(num_classes + 1));
 }
 
 Network::Network(const NetConfig& config, uint64_t seed)

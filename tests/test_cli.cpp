@@ -1,7 +1,10 @@
 // The sdekit command driven in-process: outputs, .npy files, and one test per kind of bad input.
+#include <ATen/Parallel.h>
+#include <dlfcn.h>
 #include <unistd.h>
 #include <catch2/catch.hpp>
 
+#include <cstdlib>
 #include <filesystem>
 #include <fstream>
 #include <sstream>
@@ -324,4 +327,30 @@ TEST_CASE("sdekit distill: consistency and progressive distillation from the com
       {"distill", "progressive", "--teacher", teacher, "--teacher-steps", "6", "--out", pd_dir});
   CHECK(r.rc == 2);
   CHECK_THAT(r.err, Catch::Contains("power of 2"));
+}
+
+TEST_CASE(
+    "threads: --threads sizes LibTorch's pool on every command and keeps OpenBLAS at one thread",
+    "[cli][threads]") {
+  CliRun r = cli({"sample", "--threads", "1", "--steps", "2", "--n", "4"});
+  INFO(r.err);
+  REQUIRE(r.rc == 0);
+  CHECK(at::get_num_threads() == 1);
+  using GetThreads = int (*)();
+  if (auto* get = reinterpret_cast<GetThreads>(::dlsym(RTLD_DEFAULT, "openblas_get_num_threads")))
+    if (std::getenv("OPENBLAS_NUM_THREADS") == nullptr) CHECK(get() == 1);
+  r = cli({"moments", "--threads", "2", "--samplers", "euler", "--steps", "2", "--n", "8"});
+  REQUIRE(r.rc == 0);
+  CHECK(at::get_num_threads() == 2);
+  for (const auto& cmd : {"sample", "encode", "moments", "converge", "fid-table", "train",
+                          "classifier", "fd", "list"}) {
+    const CliRun h = cli({cmd, "--help"});
+    CHECK(h.rc == 0);
+    CHECK_THAT(h.out, Catch::Contains("--threads"));
+  }
+  const CliRun h = cli({"distill", "consistency", "--help"});
+  CHECK_THAT(h.out, Catch::Contains("--threads"));
+  const CliRun bad = cli({"sample", "--threads", "-2"});
+  CHECK(bad.rc == 2);
+  CHECK_THAT(bad.err, Catch::Contains("--threads"));
 }
