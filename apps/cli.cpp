@@ -287,6 +287,19 @@ void add_model_options(CLI::App* c, ModelArgs& m) {
   c->add_option("--device", m.device, "cpu | cuda (learned models)")->capture_default_str();
 }
 
+// The model of `sample` and `encode` with the checks its flags need; D: values per sample.
+LoadedModel load_cli_model(const std::string& spec, const SchedulePtr& kernel, const ModelArgs& m,
+                           int64_t& D) {
+  LoadedModel lm = load_model(spec, kernel, m.options());
+  if (lm.mixture && m.device != "cpu")
+    throw std::invalid_argument("--device " + m.device + ": model '" + spec +
+                                "' is analytic and runs on the CPU; --device applies to learned "
+                                "models");
+  D = 1;
+  for (int64_t v : lm.event_shape) D *= v;
+  return lm;
+}
+
 struct SampleArgs {
   std::string model = "ring2d";
   std::string sde = "vp-linear";
@@ -314,13 +327,8 @@ int cmd_sample(const SampleArgs& a, std::ostream& out) {
   const SDEPtr sde = make_sde(a.sde);
   const SchedulePtr kernel = sde->schedule();
   const auto sampler = make_sampler(a.s.sampler, a.s.options());
-  const LoadedModel lm = load_model(a.model, kernel, a.m.options());
-  if (lm.mixture && a.m.device != "cpu")
-    throw std::invalid_argument("--device " + a.m.device + ": model '" + a.model +
-                                "' is analytic and runs on the CPU; --device applies to learned "
-                                "models");
-  int64_t D = 1;
-  for (int64_t v : lm.event_shape) D *= v;
+  int64_t D = 0;
+  const LoadedModel lm = load_cli_model(a.model, kernel, a.m, D);
   SampleSpec spec;
   spec.options = at::TensorOptions().dtype(parse_dtype(a.dtype));
   spec.steps = a.nfe_given ? sampler->steps_for_nfe(a.s.nfe) : a.steps;
@@ -477,13 +485,8 @@ int cmd_encode(const EncodeArgs& a, std::ostream& out) {
   if (sampler->stochastic())
     throw std::invalid_argument("--sampler " + a.s.sampler +
                                 " is stochastic; encoding needs a deterministic one");
-  const LoadedModel lm = load_model(a.model, kernel, a.m.options());
-  if (lm.mixture && a.m.device != "cpu")
-    throw std::invalid_argument("--device " + a.m.device + ": model '" + a.model +
-                                "' is analytic and runs on the CPU; --device applies to learned "
-                                "models");
-  int64_t D = 1;
-  for (int64_t v : lm.event_shape) D *= v;
+  int64_t D = 0;
+  const LoadedModel lm = load_cli_model(a.model, kernel, a.m, D);
   const Interval d = sde->domain();
   SampleSpec spec;
   spec.options = at::TensorOptions().dtype(parse_dtype(a.dtype));

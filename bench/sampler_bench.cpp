@@ -3,7 +3,10 @@
 //    (schedule scalars, tensor ops, finiteness checks, observer plumbing);
 //  - the exact mixture model (ring2d in 2-D, gmm64 in 64-D): what a step costs in practice.
 //  - "alloc/...": CPU allocations and bytes per step in steady state (a counting allocator);
-//  - "syncs/...": host-device syncs per accepted step of the adaptive Runge-Kutta samplers.
+//  - "syncs/...": host-device syncs per accepted step of the adaptive Runge-Kutta samplers;
+//  - "mixture_call/...": one call of the exact ring2d mixture model (float64, eps output) at
+//    batch 1, 256 and 65536, next to floors measured in the same run: a bare at::add of the
+//    batch's shape, and a copy of the bytes the call must read and write (x and the output).
 // Run: build/bench/sampler_bench --benchmark_repetitions=5 --benchmark_report_aggregates_only=true
 // The counter "per_step" is CPU time per step (compare medians across repetitions).
 #include <ATen/ATen.h>
@@ -186,6 +189,30 @@ int main(int argc, char** argv) {
     benchmark::RegisterBenchmark(("mixture/gmm64/[256,64]/" + name).c_str(),
                                  [=](benchmark::State& s) {
                                    run_sampler(s, name, gmm64, *sde, x64, FiniteCheck::EveryStep);
+                                 });
+  }
+  // The exact mixture per call, with its floors.
+  static GaussianMixtureModel ring_eps(GaussianMixture::ring2d(), sde->schedule(), Param::Eps);
+  for (const int64_t n : {int64_t{1}, int64_t{256}, int64_t{65536}}) {
+    const std::string shape = "[" + std::to_string(n) + ",2]";
+    const at::Tensor x = at::randn({n, 2}, at::kDouble);
+    benchmark::RegisterBenchmark(("mixture_call/ring2d/" + shape).c_str(),
+                                 [=](benchmark::State& s) {
+                                   for (auto _ : s)
+                                     benchmark::DoNotOptimize(ring_eps.predict_at(x, 0.5));
+                                 });
+    benchmark::RegisterBenchmark(("mixture_call/floor_add/" + shape).c_str(),
+                                 [=](benchmark::State& s) {
+                                   for (auto _ : s) benchmark::DoNotOptimize(at::add(x, x));
+                                 });
+    const at::Tensor from = at::randn({2 * n, 2}, at::kDouble), to = at::empty_like(from);
+    benchmark::RegisterBenchmark(("mixture_call/floor_copy/" + shape).c_str(),
+                                 [=](benchmark::State& s) {
+                                   at::Tensor dst = to;
+                                   for (auto _ : s) {
+                                     dst.copy_(from);
+                                     benchmark::DoNotOptimize(dst.data_ptr());
+                                   }
                                  });
   }
   benchmark::Initialize(&argc, argv);

@@ -1,9 +1,14 @@
 #include "models/gaussian_mixture.hpp"
 
+#include <ATen/Parallel.h>
+
 #include <cmath>
 #include <cstdint>
 #include <fstream>
+#include <limits>
 #include <nlohmann/json.hpp>
+#include <type_traits>
+#include <vector>
 
 #include <random>
 #include <sstream>
@@ -87,6 +92,15 @@ GaussianMixture::GaussianMixture(at::Tensor weights, at::Tensor means, at::Tenso
       throw std::invalid_argument(os.str());
     }
   }
+  // Host copies for the direct small-batch path (layouts as in params_like).
+  auto flat = [](const at::Tensor& t) {
+    const at::Tensor c = t.contiguous();
+    return std::vector<double>(c.data_ptr<double>(), c.data_ptr<double>() + c.numel());
+  };
+  host_.log_w = flat(weights_.log());
+  host_.U_cat = flat(U_.permute({1, 0, 2}).reshape({D, K * D}));
+  host_.mu_U = flat(at::einsum("kd,kde->ke", {means_, U_}));
+  host_.s = flat(evals_);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -333,6 +347,90 @@ at::Tensor GaussianMixture::log_prob(const at::Tensor& x, const at::Tensor& alph
   return at::logsumexp(lj, {1});
 }
 
+bool GaussianMixture::direct(const at::Tensor& x) const {
+  // The loops beat the tensor path's fixed cost up to this many products per call, and at any
+  // batch in low dimension (where the tensor path's reductions over K components and D
+  // coordinates are short and slow); the matrix products of high dimensions at large batch are
+  // BLAS's.
+  constexpr int64_t kDirectWork = 1 << 15, kLowDim = 16;
+  return x.device().is_cpu() && !x.requires_grad() && x.is_contiguous() &&
+         (x.scalar_type() == at::kDouble || x.scalar_type() == at::kFloat) &&
+         (dim() <= kLowDim || x.size(0) * components() * dim() * dim() <= kDirectWork);
+}
+
+at::Tensor GaussianMixture::score_direct(const at::Tensor& x, double alpha, double sigma, double cx,
+                                         double cp) const {
+  const int64_t n = x.size(0), K = components(), D = dim(), KD = K * D;
+  const Host& h = host_;
+  // Per call: var_ke = alpha^2 s_ke + sigma^2 and the log-normaliser of each component.
+  thread_local std::vector<double> var, norm;
+  var.resize(KD);
+  norm.resize(K);
+  for (int64_t k = 0; k < K; ++k) {
+    double logdet = 0.0;
+    for (int64_t e = 0; e < D; ++e) {
+      const double v = alpha * alpha * h.s[k * D + e] + sigma * sigma;
+      var[k * D + e] = v;
+      logdet += std::log(v);
+    }
+    norm[k] = h.log_w[k] - 0.5 * logdet - 0.5 * static_cast<double>(D) * kLog2Pi;
+  }
+  at::Tensor out = at::empty_like(x);
+  // Rows in parallel; each thread keeps its own y [K*D] and responsibilities [K] (the per-call
+  // tables are read through pointers: a thread_local named inside would be the worker's own).
+  const double* vr = var.data();
+  const double* nr = norm.data();
+  auto run = [&](const auto* xp, auto* op) {
+    at::parallel_for(0, n, 512, [&](int64_t begin, int64_t end) {
+      thread_local std::vector<double> y, lj;
+      y.resize(KD);
+      lj.resize(K);
+      for (int64_t i = begin; i < end; ++i) {
+        const auto* xi = xp + i * D;
+        // y = U_cat^T x - alpha mu_U; z = y / var, kept in y.
+        for (int64_t j = 0; j < KD; ++j) y[j] = -alpha * h.mu_U[j];
+        for (int64_t d = 0; d < D; ++d) {
+          const double xd = static_cast<double>(xi[d]);
+          const double* u = h.U_cat.data() + d * KD;
+          for (int64_t j = 0; j < KD; ++j) y[j] += xd * u[j];
+        }
+        double top = -std::numeric_limits<double>::infinity();
+        for (int64_t k = 0; k < K; ++k) {
+          double q = 0.0;
+          for (int64_t e = 0; e < D; ++e) {
+            const double z = y[k * D + e] / vr[k * D + e];
+            q += y[k * D + e] * z;
+            y[k * D + e] = z;
+          }
+          lj[k] = nr[k] - 0.5 * q;
+          top = std::max(top, lj[k]);
+        }
+        double total = 0.0;
+        for (int64_t k = 0; k < K; ++k) total += (lj[k] = std::exp(lj[k] - top));
+        for (int64_t k = 0; k < K; ++k) lj[k] /= total;  // responsibilities r_k
+        // score = -sum_k r_k U_k z_k; out = cx x + cp score.
+        auto* oi = op + i * D;
+        for (int64_t d = 0; d < D; ++d) {
+          const double* u = h.U_cat.data() + d * KD;
+          double sc = 0.0;
+          for (int64_t k = 0; k < K; ++k) {
+            double acc = 0.0;
+            for (int64_t e = 0; e < D; ++e) acc += u[k * D + e] * y[k * D + e];
+            sc -= lj[k] * acc;
+          }
+          oi[d] = static_cast<std::remove_reference_t<decltype(*oi)>>(
+              cx * static_cast<double>(xi[d]) + cp * sc);
+        }
+      }
+    });
+  };
+  if (x.scalar_type() == at::kDouble)
+    run(x.data_ptr<double>(), out.data_ptr<double>());
+  else
+    run(x.data_ptr<float>(), out.data_ptr<float>());
+  return out;
+}
+
 namespace {
 // score = -sum_k r_k U_k z_k with responsibilities r = softmax(log_joint): one [n, K*D] x [K*D, D]
 // product.
@@ -345,10 +443,21 @@ at::Tensor score_from_terms(const at::Tensor& lj, const at::Tensor& z, const at:
 
 at::Tensor GaussianMixture::score(const at::Tensor& x, double alpha, double sigma) const {
   check_x(x);
+  if (direct(x)) return score_direct(x, alpha, sigma, 0.0, 1.0);
   at::Tensor lj, z;
   component_terms(x, at::scalar_tensor(alpha, x.options()), at::scalar_tensor(sigma, x.options()),
                   lj, z);
   return score_from_terms(lj, z, params_like(x).U_cat_t);
+}
+
+at::Tensor GaussianMixture::affine_score(const at::Tensor& x, double alpha, double sigma, double cx,
+                                         double cp) const {
+  check_x(x);
+  if (direct(x)) return score_direct(x, alpha, sigma, cx, cp);
+  at::Tensor out = score(x, alpha, sigma);
+  if (cp != 1.0) out.mul_(cp);
+  if (cx != 0.0) out.add_(x, cx);
+  return out;
 }
 
 at::Tensor GaussianMixture::score(const at::Tensor& x, const at::Tensor& alpha,
@@ -425,9 +534,8 @@ at::Tensor GaussianMixtureModel::predict(const at::Tensor& x, const at::Tensor& 
 
 at::Tensor GaussianMixtureModel::predict_at(const at::Tensor& x, double t) {
   const double a = kernel_->alpha(t), s = kernel_->sigma(t);
-  at::Tensor score = mixture_.score(x, a, s);
-  if (output_ == Param::Score) return score;
-  return convert(score, Param::Score, output_, x, a, s);
+  const LinearCoeffs c = conversion_coefficients(Param::Score, output_, a, s);
+  return mixture_.affine_score(x, a, s, c.cx, c.cp);
 }
 
 }  // namespace sdekit

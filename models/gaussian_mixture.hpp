@@ -8,6 +8,7 @@
 
 #include <cstdint>
 #include <string>
+#include <vector>
 
 #include "models/score_model.hpp"
 #include "schedules/noise_schedule.hpp"
@@ -43,6 +44,11 @@ class GaussianMixture {
   /// grad_x log p_t(x), in closed form.
   at::Tensor score(const at::Tensor& x, double alpha, double sigma) const;
   at::Tensor score(const at::Tensor& x, const at::Tensor& alpha, const at::Tensor& sigma) const;
+  /// cx x + cp score(x): the form every conversion of the score to another parameterization
+  /// takes (models/param.hpp, conversion_coefficients). Small CPU batches take a direct path
+  /// without tensor temporaries (the same formulas; agreeing with the tensor path to rounding).
+  at::Tensor affine_score(const at::Tensor& x, double alpha, double sigma, double cx,
+                          double cp) const;
 
   /// n exact samples of alpha x0 + sigma eps (alpha = 1, sigma = 0: of the data x0), drawn in
   /// float64 on the CPU from `gen` and returned with `options`.
@@ -64,11 +70,21 @@ class GaussianMixture {
   void component_terms(const at::Tensor& x, const at::Tensor& a, const at::Tensor& s,
                        at::Tensor& log_joint, at::Tensor& z) const;
   void check_x(const at::Tensor& x) const;
+  // The direct path for small batches on the CPU (no gradient): the same formulas as
+  // component_terms and score_from_terms in plain loops over float64 copies of the parameters,
+  // without tensor temporaries. Returns cx x + cp score(x) in x's dtype.
+  bool direct(const at::Tensor& x) const;
+  at::Tensor score_direct(const at::Tensor& x, double alpha, double sigma, double cx,
+                          double cp) const;
+  struct Host {
+    std::vector<double> log_w, U_cat, mu_U, s;  // [K], [D, K*D], [K, D], [K, D]
+  };
 
   std::string name_;
   at::Tensor weights_, means_, covs_;  // float64 CPU
   at::Tensor U_, evals_;               // eigenvectors [K,D,D], eigenvalues [K,D]
   mutable Cache cache_;
+  Host host_;
 };
 
 /// The exact score model of a mixture under an SDE's Gaussian kernel. Predicts `output`

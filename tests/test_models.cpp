@@ -894,3 +894,34 @@ TEST_CASE("gmm64: K = 5, D = 64, deterministic, SPD covariances", "[models][buil
   // Anisotropic: the eigenvalues of each component spread over a range.
   for (int k = 0; k < 5; ++k) CHECK(ev[k].max().item<double>() > 2 * ev[k].min().item<double>());
 }
+
+TEST_CASE("mixture: the direct small-batch path equals the tensor path, and affine_score convert",
+          "[models][mixture]") {
+  // Small CPU batches without gradient take plain loops; a gradient-tracking input takes the
+  // tensor path, the reference here. affine_score(x, a, s, cx, cp) is cx x + cp score.
+  for (const auto& mix : {GaussianMixture::ring2d(), GaussianMixture::gmm64()}) {
+    at::Generator g = at::make_generator<at::CPUGeneratorImpl>(3);
+    for (const int64_t n : {1, 3, 2000}) {
+      const at::Tensor x = 2.0 * at::randn({n, mix.dim()}, g, at::kDouble);
+      for (const auto& [a, s] :
+           {std::pair{0.9, 0.3}, std::pair{0.05, 0.99}, std::pair{1.0, 1e-3}}) {
+        const at::Tensor direct = mix.score(x, a, s);
+        const at::Tensor tensor = mix.score(x.clone().requires_grad_(), a, s).detach();
+        INFO(mix.name() << " n=" << n << " alpha=" << a);
+        CHECK((direct - tensor).abs().max().item<double>() <=
+              1e-12 * (1.0 + tensor.abs().max().item<double>()));
+        const at::Tensor d32 = mix.score(x.to(at::kFloat), a, s);
+        CHECK(d32.scalar_type() == at::kFloat);
+        CHECK((d32.to(at::kDouble) - tensor).abs().max().item<double>() <=
+              1e-4 * (1.0 + tensor.abs().max().item<double>()));
+        for (Param p : {Param::Eps, Param::X0, Param::V, Param::Denoiser}) {
+          const LinearCoeffs c = conversion_coefficients(Param::Score, p, a, s);
+          const at::Tensor want = convert(tensor, Param::Score, p, x, a, s);
+          const at::Tensor got = mix.affine_score(x, a, s, c.cx, c.cp);
+          CHECK((got - want).abs().max().item<double>() <=
+                1e-12 * (1.0 + want.abs().max().item<double>()));
+        }
+      }
+    }
+  }
+}
