@@ -67,6 +67,8 @@ std::string clipped(const std::string& text) {
       out += "\n  ...";
       break;
     }
+    for (char& c : line)
+      if (static_cast<unsigned char>(c) < 0x20 && c != '\t') c = '?';  // no control characters
     if (line.size() > 300)
       line =
           line.substr(0, 300) + "... (" + std::to_string(line.size() - 300) + " more characters)";

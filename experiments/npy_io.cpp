@@ -7,6 +7,7 @@
 #include <filesystem>
 #include <fstream>
 #include <limits>
+#include <sstream>
 #include <stdexcept>
 #include <xtensor/xadapt.hpp>
 #include <xtensor/xnpy.hpp>
@@ -19,15 +20,23 @@ namespace {
   throw std::invalid_argument("'" + path + "' is not a valid .npy file: " + what);
 }
 
+// A header field as an error message may show it: printable characters only, at most 40.
+std::string printable(const std::string& s) {
+  std::string out;
+  for (char c : s.substr(0, 40)) out += std::isprint(static_cast<unsigned char>(c)) ? c : '?';
+  return s.size() > 40 ? out + "..." : out;
+}
+
 // The value of 'key' in numpy's header dict, e.g. {'descr': '<f8', 'fortran_order': False,
 // 'shape': (3, 2), }: the text after "'key':" up to the next top-level ',' or '}'.
 std::string header_value(const std::string& header, const std::string& key,
-                         const std::string& path) {
+                         const std::string& prefix) {
+  auto bad = [&](const std::string& m) { throw std::invalid_argument(prefix + ": " + m); };
   const std::string tag = "'" + key + "'";
   const std::size_t k = header.find(tag);
-  if (k == std::string::npos) bad(path, "the header has no " + tag);
+  if (k == std::string::npos) bad("the header has no " + tag);
   std::size_t i = header.find(':', k + tag.size());
-  if (i == std::string::npos) bad(path, "the header's " + tag + " has no value");
+  if (i == std::string::npos) bad("the header's " + tag + " has no value");
   ++i;
   while (i < header.size() && header[i] == ' ') ++i;
   std::size_t j = i;
@@ -39,11 +48,44 @@ std::string header_value(const std::string& header, const std::string& key,
     if (depth == 0 && (c == ',' || c == '}')) break;
     if (depth < 0) break;
   }
-  if (j >= header.size() || depth != 0) bad(path, "the header's " + tag + " is malformed");
+  if (j >= header.size() || depth != 0) bad("the header's " + tag + " is malformed");
   return header.substr(i, j - i + (header[j] == ')' ? 1 : 0));
 }
 
 }  // namespace
+
+NpyHeader parse_npy_header(const std::string& dict, uint64_t limit, const std::string& prefix) {
+  auto bad = [&](const std::string& m) { throw std::invalid_argument(prefix + ": " + m); };
+  NpyHeader h;
+  h.descr = header_value(dict, "descr", prefix);
+  if (h.descr.size() >= 2 && (h.descr.front() == '\'' || h.descr.front() == '"'))
+    h.descr = h.descr.substr(1, h.descr.size() - 2);
+  const std::string fortran = header_value(dict, "fortran_order", prefix);
+  if (fortran != "True" && fortran != "False")
+    bad("fortran_order must be True or False, got " + printable(fortran));
+  h.fortran_order = fortran == "True";
+  const std::string shape_text = header_value(dict, "shape", prefix);
+  if (shape_text.size() < 2 || shape_text.front() != '(' || shape_text.back() != ')')
+    bad("the shape must be a tuple, got " + printable(shape_text));
+  std::size_t i = 1;
+  const std::size_t end = shape_text.size() - 1;  // the closing ')'
+  while (i < end) {
+    while (i < end && (shape_text[i] == ' ' || shape_text[i] == ',')) ++i;
+    if (i >= end) break;
+    if (!std::isdigit(static_cast<unsigned char>(shape_text[i])))
+      bad("the shape must hold non-negative integers, got " + printable(shape_text));
+    uint64_t v = 0;
+    for (; i < end && std::isdigit(static_cast<unsigned char>(shape_text[i])); ++i) {
+      if (v > (uint64_t(1) << 62) / 10) bad("the shape " + printable(shape_text) + " is too large");
+      v = v * 10 + static_cast<uint64_t>(shape_text[i] - '0');
+    }
+    h.shape.push_back(static_cast<int64_t>(v));
+    if (h.shape.size() > 32)
+      bad("the shape " + printable(shape_text) + " has more than 32 dimensions");
+    h.count = (v != 0 && h.count > (limit + 1) / v) ? limit + 1 : h.count * v;
+  }
+  return h;
+}
 
 // numpy's format 1.0-3.0: magic "\x93NUMPY", version, header length (2 bytes, or 4 from 2.0),
 // a Python dict literal, then the raw data. Every size is checked against the file's length
@@ -76,48 +118,28 @@ at::Tensor read_npy(const std::string& path) {
   if (header.empty() || header.back() != '\n')
     bad(path, "the header does not end with a newline (its length field is wrong)");
 
-  std::string descr = header_value(header, "descr", path);
-  if (descr.size() >= 2 && (descr.front() == '\'' || descr.front() == '"'))
-    descr = descr.substr(1, descr.size() - 2);
+  const uint64_t data_bytes = static_cast<uint64_t>(file_size - data_start);
+  const NpyHeader h =
+      parse_npy_header(header, data_bytes, "'" + path + "' is not a valid .npy file");
   at::ScalarType dtype;
-  if (descr == "<f8") {
+  if (h.descr == "<f8") {
     dtype = at::kDouble;
-  } else if (descr == "<f4") {
+  } else if (h.descr == "<f4") {
     dtype = at::kFloat;
   } else {
-    throw std::invalid_argument(
-        "'" + path + "': expected dtype float32 or float64 ('<f4' or '<f8'), got '" + descr + "'");
+    throw std::invalid_argument("'" + path +
+                                "': expected dtype float32 or float64 ('<f4' or '<f8'), got '" +
+                                printable(h.descr) + "'");
   }
-  const std::string fortran = header_value(header, "fortran_order", path);
-  if (fortran == "True")
+  if (h.fortran_order)
     throw std::invalid_argument("'" + path +
                                 "': Fortran-ordered arrays are not supported; save with "
                                 "numpy.ascontiguousarray");
-  if (fortran != "False") bad(path, "fortran_order must be True or False, got " + fortran);
-
-  const std::string shape_text = header_value(header, "shape", path);
-  if (shape_text.size() < 2 || shape_text.front() != '(' || shape_text.back() != ')')
-    bad(path, "the shape must be a tuple, got " + shape_text);
-  std::vector<int64_t> shape;
-  uint64_t count = 1;  // saturates at data_bytes + 1: more than the file holds
-  const uint64_t item = dtype == at::kDouble ? 8 : 4;
-  const uint64_t data_bytes = static_cast<uint64_t>(file_size - data_start);
-  std::size_t i = 1;
-  const std::size_t end = shape_text.size() - 1;  // the closing ')'
-  while (i < end) {
-    while (i < end && (shape_text[i] == ' ' || shape_text[i] == ',')) ++i;
-    if (i >= end) break;
-    if (!std::isdigit(static_cast<unsigned char>(shape_text[i])))
-      bad(path, "the shape must hold non-negative integers, got " + shape_text);
-    uint64_t v = 0;
-    for (; i < end && std::isdigit(static_cast<unsigned char>(shape_text[i])); ++i) {
-      if (v > (uint64_t(1) << 62) / 10) bad(path, "the shape " + shape_text + " is too large");
-      v = v * 10 + static_cast<uint64_t>(shape_text[i] - '0');
-    }
-    shape.push_back(static_cast<int64_t>(v));
-    if (shape.size() > 32) bad(path, "the shape " + shape_text + " has more than 32 dimensions");
-    count = (v != 0 && count > (data_bytes + 1) / v) ? data_bytes + 1 : count * v;
-  }
+  const std::vector<int64_t>& shape = h.shape;
+  const uint64_t count = h.count, item = dtype == at::kDouble ? 8 : 4;
+  std::ostringstream shape_os;
+  shape_os << at::IntArrayRef(shape);
+  const std::string shape_text = shape_os.str();
   if (count > std::numeric_limits<uint64_t>::max() / item || count * item > data_bytes)
     throw std::invalid_argument(
         "'" + path + "' is truncated: the header's shape " + shape_text + " needs " +

@@ -1,10 +1,13 @@
 #include "experiments/stats_io.hpp"
 
+#include "experiments/npy_io.hpp"
+
 #include <fcntl.h>
 #include <unistd.h>
 #include <zip.h>
 
 #include <algorithm>
+#include <cctype>
 #include <cerrno>
 #include <cstdio>
 #include <cstring>
@@ -210,6 +213,28 @@ void check_npy_prefix(const std::string& data, const std::string& path, const st
 
 NpyArray parse_npy(const std::string& data, const std::string& path, const std::string& entry) {
   check_npy_prefix(data, path, entry);
+  {
+    // The header's shape against the entry's bytes before xtensor allocates what it announces.
+    const size_t len_bytes = static_cast<unsigned char>(data[6]) == 1 ? 2 : 4;
+    size_t header_len = 0;
+    for (size_t i = 0; i < len_bytes; ++i)
+      header_len |= static_cast<size_t>(static_cast<unsigned char>(data[8 + i])) << (8 * i);
+    const size_t start = 8 + len_bytes + header_len;
+    const NpyHeader h = parse_npy_header(
+        data.substr(8 + len_bytes, header_len), data.size(),
+        "read_stats_npz: '" + path + "': entry '" + entry + "' has a bad .npy header");
+    uint64_t item = 0;  // the descr's byte count, e.g. '<f8' -> 8
+    for (size_t i = 2; i < h.descr.size() && std::isdigit(static_cast<unsigned char>(h.descr[i]));
+         ++i)
+      item = item * 10 + static_cast<uint64_t>(h.descr[i] - '0');
+    if (item == 0 || item > 16)
+      read_error(path, "entry '" + entry + "' has an unsupported dtype '" +
+                           h.descr.substr(0, h.descr.find_first_of("\n\r")) + "'");
+    if (h.count > (data.size() - start) / item)
+      read_error(path, "entry '" + entry + "' is truncated: its .npy header's shape needs more " +
+                           "data than the entry's " + std::to_string(data.size() - start) +
+                           " bytes");
+  }
   std::istringstream in(data);
   auto load = [&]() {
     try {
