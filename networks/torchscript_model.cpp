@@ -19,10 +19,6 @@ std::string shape_str(at::IntArrayRef s) {
   return os.str();
 }
 
-std::string error_text(const std::exception& e) {
-  return brief_error(e);
-}
-
 [[noreturn]] void fail(const std::string& path, const std::string& what) {
   throw std::invalid_argument("TorchScript model '" + path + "': " + what);
 }
@@ -71,7 +67,7 @@ std::shared_ptr<TorchScriptModel> TorchScriptModel::load(const std::string& path
   try {
     impl->module = torch::jit::load(path, dev);
   } catch (const std::exception& e) {
-    fail(path, "cannot load a TorchScript module (" + error_text(e) +
+    fail(path, "cannot load a TorchScript module (" + brief_error(e) +
                    "; the file is truncated or corrupt, or not a TorchScript module)");
   }
   torch::jit::Module& m = impl->module;
@@ -175,7 +171,7 @@ at::Tensor TorchScriptModel::call(const at::Tensor& x, const at::Tensor& t, cons
     try {
       out = impl_->module.forward(std::move(inputs));
     } catch (const std::exception& e) {
-      fail(path_, "forward failed on x " + shape_str(x.sizes()) + " (" + error_text(e) + ")");
+      fail(path_, "forward failed on x " + shape_str(x.sizes()) + " (" + brief_error(e) + ")");
     }
   }
   if (!out.isTensor())
