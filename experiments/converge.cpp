@@ -79,18 +79,6 @@ void moment_errors(const at::Tensor& x, const at::Tensor& m, const at::Tensor& C
   cov_err = ((Ch - C).norm() / C.norm()).item<double>();
 }
 
-// The exact PF-ODE flow of a single Gaussian N(m, C) from T to t: in C's eigenbasis each
-// coordinate of x - alpha m scales by sqrt(v_t / v_T), v = alpha^2 lambda_i + sigma^2.
-at::Tensor gaussian_flow(const GaussianMixture& g, const NoiseSchedule& k, const at::Tensor& xT,
-                         double T, double t) {
-  const at::Tensor m = g.means()[0].to(at::kDouble), C = g.covariances()[0].to(at::kDouble);
-  const auto [s, U] = at::linalg_eigh(C);
-  const double aT = k.alpha(T), sT = k.sigma(T), a = k.alpha(t), sg = k.sigma(t);
-  const at::Tensor vT = aT * aT * s + sT * sT, vt = a * a * s + sg * sg;
-  const at::Tensor y = at::matmul(xT.to(at::kDouble) - aT * m, U);
-  return a * m + at::matmul(y * (vt / vT).sqrt(), U.transpose(0, 1));
-}
-
 uint64_t fnv1a(const std::string& s) {
   uint64_t h = 1469598103934665603ull;
   for (unsigned char c : s) h = (h ^ c) * 1099511628211ull;
@@ -390,7 +378,7 @@ ConvergeReport run_converge(const ConvergeSpec& spec_in, const std::string& out_
     report_progress(0, pending, "ODE reference", -1);
     const auto t0 = std::chrono::steady_clock::now();
     if (mixture && mixture->components() == 1) {
-      x_ode = gaussian_flow(*mixture, *kernel, xT, T, t_end);
+      x_ode = mixture->gaussian_flow(xT, *kernel, T, t_end);
       rep.ode_reference.method = "closed form (single Gaussian)";
       rep.ode_reference.error_estimate = 0.0;
     } else {

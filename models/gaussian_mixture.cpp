@@ -5,14 +5,13 @@
 #include <cmath>
 #include <cstdint>
 #include <fstream>
-#include <limits>
 #include <nlohmann/json.hpp>
-#include <type_traits>
 #include <vector>
 
 #include <random>
 #include <sstream>
 #include <stdexcept>
+#include "models/mixture_kernel.hpp"
 #include "models/resources.hpp"
 
 namespace sdekit {
@@ -362,66 +361,29 @@ at::Tensor GaussianMixture::score_direct(const at::Tensor& x, double alpha, doub
                                          double cp) const {
   const int64_t n = x.size(0), K = components(), D = dim(), KD = K * D;
   const Host& h = host_;
-  // Per call: var_ke = alpha^2 s_ke + sigma^2 and the log-normaliser of each component.
-  thread_local std::vector<double> var, norm;
-  var.resize(KD);
+  // Per call: alpha mu_k and 1 / var_ke (var_ke = alpha^2 s_ke + sigma^2) in the eigenbases, and
+  // the log-normaliser of each component.
+  thread_local std::vector<double> amu, inv_var, norm;
+  amu.resize(KD);
+  inv_var.resize(KD);
   norm.resize(K);
   for (int64_t k = 0; k < K; ++k) {
     double logdet = 0.0;
     for (int64_t e = 0; e < D; ++e) {
       const double v = alpha * alpha * h.s[k * D + e] + sigma * sigma;
-      var[k * D + e] = v;
+      inv_var[k * D + e] = 1.0 / v;
+      amu[k * D + e] = alpha * h.mu_U[k * D + e];
       logdet += std::log(v);
     }
     norm[k] = h.log_w[k] - 0.5 * logdet - 0.5 * static_cast<double>(D) * kLog2Pi;
   }
+  // The tables are read through pointers in the workers (a thread_local named inside the lambda
+  // would be the worker's own).
+  const detail::MixtureTables tables{h.U_cat.data(), amu.data(), inv_var.data(), norm.data(), K, D};
   at::Tensor out = at::empty_like(x);
-  // Rows in parallel; each thread keeps its own y [K*D] and responsibilities [K] (the per-call
-  // tables are read through pointers: a thread_local named inside would be the worker's own).
-  const double* vr = var.data();
-  const double* nr = norm.data();
   auto run = [&](const auto* xp, auto* op) {
     at::parallel_for(0, n, 512, [&](int64_t begin, int64_t end) {
-      thread_local std::vector<double> y, lj;
-      y.resize(KD);
-      lj.resize(K);
-      for (int64_t i = begin; i < end; ++i) {
-        const auto* xi = xp + i * D;
-        // y = U_cat^T x - alpha mu_U; z = y / var, kept in y.
-        for (int64_t j = 0; j < KD; ++j) y[j] = -alpha * h.mu_U[j];
-        for (int64_t d = 0; d < D; ++d) {
-          const double xd = static_cast<double>(xi[d]);
-          const double* u = h.U_cat.data() + d * KD;
-          for (int64_t j = 0; j < KD; ++j) y[j] += xd * u[j];
-        }
-        double top = -std::numeric_limits<double>::infinity();
-        for (int64_t k = 0; k < K; ++k) {
-          double q = 0.0;
-          for (int64_t e = 0; e < D; ++e) {
-            const double z = y[k * D + e] / vr[k * D + e];
-            q += y[k * D + e] * z;
-            y[k * D + e] = z;
-          }
-          lj[k] = nr[k] - 0.5 * q;
-          top = std::max(top, lj[k]);
-        }
-        double total = 0.0;
-        for (int64_t k = 0; k < K; ++k) total += (lj[k] = std::exp(lj[k] - top));
-        for (int64_t k = 0; k < K; ++k) lj[k] /= total;  // responsibilities r_k
-        // score = -sum_k r_k U_k z_k; out = cx x + cp score.
-        auto* oi = op + i * D;
-        for (int64_t d = 0; d < D; ++d) {
-          const double* u = h.U_cat.data() + d * KD;
-          double sc = 0.0;
-          for (int64_t k = 0; k < K; ++k) {
-            double acc = 0.0;
-            for (int64_t e = 0; e < D; ++e) acc += u[k * D + e] * y[k * D + e];
-            sc -= lj[k] * acc;
-          }
-          oi[d] = static_cast<std::remove_reference_t<decltype(*oi)>>(
-              cx * static_cast<double>(xi[d]) + cp * sc);
-        }
-      }
+      detail::mixture_rows(tables, xp + begin * D, op + begin * D, end - begin, cx, cp);
     });
   };
   if (x.scalar_type() == at::kDouble)
@@ -488,6 +450,20 @@ at::Tensor GaussianMixture::sample(int64_t n, double alpha, double sigma, at::Ge
   at::Tensor x = alpha * x0;
   if (sigma != 0.0) x = x + sigma * at::randn({n, D}, gen, at::kDouble);
   return x.to(options);
+}
+
+at::Tensor GaussianMixture::gaussian_flow(const at::Tensor& xT, const NoiseSchedule& k, double T,
+                                          double t) const {
+  if (components() != 1)
+    throw std::invalid_argument("mixture '" + name_ +
+                                "': the closed-form flow needs a single "
+                                "Gaussian, got " +
+                                std::to_string(components()) + " components");
+  const at::Tensor m = means_[0], s = evals_[0], U = U_[0];
+  const double aT = k.alpha(T), sT = k.sigma(T), a = k.alpha(t), sg = k.sigma(t);
+  const at::Tensor vT = aT * aT * s + sT * sT, vt = a * a * s + sg * sg;
+  const at::Tensor y = at::matmul(xT.to(at::kCPU, at::kDouble) - aT * m, U);
+  return a * m + at::matmul(y * (vt / vT).sqrt(), U.transpose(0, 1));
 }
 
 at::Tensor GaussianMixture::mean(double alpha) const {

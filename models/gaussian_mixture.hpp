@@ -54,6 +54,12 @@ class GaussianMixture {
   /// float64 on the CPU from `gen` and returned with `options`.
   at::Tensor sample(int64_t n, double alpha, double sigma, at::Generator gen,
                     at::TensorOptions options = at::kDouble) const;
+  /// For a single Gaussian (K = 1) N(mu, U diag(s) U^T): the exact probability-flow ODE map of
+  /// points xT at time T to time t (either direction) under `kernel`. In the eigenbasis each
+  /// coordinate of x - alpha mu scales by sqrt(v_t / v_T), v = alpha^2 s + sigma^2
+  /// (docs/theory.md section 7). float64 on the CPU. Throws std::invalid_argument for K > 1.
+  at::Tensor gaussian_flow(const at::Tensor& xT, const NoiseSchedule& kernel, double T,
+                           double t) const;
   /// Exact mean [D] and covariance [D, D] of p_t, float64 on the CPU.
   at::Tensor mean(double alpha) const;
   at::Tensor covariance(double alpha, double sigma) const;

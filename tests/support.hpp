@@ -30,14 +30,9 @@ struct GaussianCase {
     const at::Tensor C = at::matmul(U * s.unsqueeze(0), U.transpose(0, 1));
     return GaussianMixture(at::ones({1}, at::kDouble), mu.unsqueeze(0), C.unsqueeze(0), "gauss");
   }
-  /// Exact PF-ODE flow map from time T to t (either direction): in the eigenbasis each coordinate
-  /// of x - alpha mu scales by sqrt(v_t / v_T), v = alpha^2 s + sigma^2 (THEORY.md section 2:
-  /// d/dt log sqrt(v) = f + g2 / (2 v), the PF-ODE's rate for x - alpha mu).
+  /// Exact PF-ODE flow map from time T to t (either direction): GaussianMixture::gaussian_flow.
   at::Tensor flow(const at::Tensor& xT, const NoiseSchedule& k, double T, double t) const {
-    const double aT = k.alpha(T), sT = k.sigma(T), at_ = k.alpha(t), st = k.sigma(t);
-    const at::Tensor vT = aT * aT * s + sT * sT, vt = at_ * at_ * s + st * st;
-    const at::Tensor y = at::matmul(xT - aT * mu, U);
-    return at_ * mu + at::matmul(y * (vt / vT).sqrt(), U.transpose(0, 1));
+    return mixture().gaussian_flow(xT, k, T, t);
   }
 };
 

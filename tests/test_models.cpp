@@ -1,11 +1,12 @@
 // Tests for models/: parameterization conversions, the analytic Gaussian mixture (density,
 // score, moments, sampling, JSON input, built-ins), the mixture score model, CountingModel and
-// Predictor. Every expected value is a closed form (THEORY.md sections 1 and 3) or an
+// Predictor. Every expected value is a closed form (docs/theory.md sections 1 and 3) or an
 // independent computation written here.
 #include <ATen/ATen.h>
 #include <ATen/CPUGeneratorImpl.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <catch2/catch.hpp>
 #include <cmath>
 #include <filesystem>
@@ -18,6 +19,7 @@
 
 #include "models/builtin.hpp"
 #include "models/gaussian_mixture.hpp"
+#include "models/mixture_kernel.hpp"
 #include "models/param.hpp"
 #include "models/predictor.hpp"
 #include "models/score_model.hpp"
@@ -65,7 +67,7 @@ std::string invalid_argument_message(F&& f) {
   return {};
 }
 
-// The true value of every parameterization at x = alpha x0 + sigma eps (THEORY.md section 3).
+// The true value of every parameterization at x = alpha x0 + sigma eps (docs/theory.md section 3).
 // A is double (one alpha, sigma) or an at::Tensor broadcastable against x (per row).
 template <class A>
 std::map<Param, at::Tensor> true_params(const at::Tensor& x0, const at::Tensor& eps, const A& alpha,
@@ -513,7 +515,7 @@ TEST_CASE("mixture samples reproduce the exact moments and are seeded",
 // 4. The mixture as a score model, CountingModel, Predictor
 
 namespace {
-// VP-linear closed form (THEORY.md section 1): b0 = 0.1, b1 = 20.
+// VP-linear closed form (docs/theory.md section 1): b0 = 0.1, b1 = 20.
 double vp_alpha(double t) {
   return std::exp(-t * t * (20.0 - 0.1) / 4 - t * 0.1 / 2);
 }
@@ -920,6 +922,74 @@ TEST_CASE("mixture: the direct small-batch path equals the tensor path, and affi
           const at::Tensor got = mix.affine_score(x, a, s, c.cx, c.cp);
           CHECK((got - want).abs().max().item<double>() <=
                 1e-12 * (1.0 + want.abs().max().item<double>()));
+        }
+      }
+    }
+  }
+}
+
+TEST_CASE("mixture kernel: exp of non-positive arguments to 3e-16 relative", "[models][mixture]") {
+  // Against the C library's exp over [-708, 0] (both sides of every power of two in between),
+  // with 0 below -708 (including -inf) and NaN kept.
+  std::vector<double> v, want;
+  for (int i = 0; i <= 200000; ++i) {
+    const double x = -708.0 * i / 200000.0;
+    v.push_back(x);
+    v.push_back(std::nextafter(x, 0.0));
+  }
+  for (int n = 0; n < 1022; ++n) {  // arguments that round to n and n + 1 multiples of ln 2
+    v.push_back(-(n + 0.5) * std::log(2.0) + 1e-12);
+    v.push_back(-(n + 0.5) * std::log(2.0) - 1e-12);
+  }
+  v.erase(std::remove_if(v.begin(), v.end(), [](double x) { return x < -708.0; }), v.end());
+  for (double x : v) want.push_back(std::exp(x));
+  std::vector<double> got = v;
+  sdekit::detail::exp_nonpositive(got.data(), static_cast<int64_t>(got.size()));
+  double worst = 0.0;
+  for (size_t i = 0; i < v.size(); ++i)
+    worst = std::max(worst, std::abs(got[i] - want[i]) / want[i]);
+  CHECK(worst < 3e-16);
+  std::vector<double> edge = {-709.0, -1e300, -INFINITY, NAN, 0.0, -0.0};
+  sdekit::detail::exp_nonpositive(edge.data(), static_cast<int64_t>(edge.size()));
+  CHECK(edge[0] == 0.0);
+  CHECK(edge[1] == 0.0);
+  CHECK(edge[2] == 0.0);
+  CHECK(std::isnan(edge[3]));
+  CHECK(edge[4] == 1.0);
+  CHECK(edge[5] == 1.0);
+}
+
+TEST_CASE("mixture: the blocked direct path equals the tensor path in 1 to 6 dimensions",
+          "[models][mixture]") {
+  // Blocks of 32 rows (specialised for D <= 4) and the rows left over, against the tensor path;
+  // points far from every mode (responsibilities that underflow but one) included; a NaN row
+  // gives NaN in that row only.
+  at::Generator g = at::make_generator<at::CPUGeneratorImpl>(11);
+  for (int64_t D = 1; D <= 6; ++D) {
+    for (int64_t K : {1, 3, 9}) {
+      const at::Tensor w = at::softmax(at::randn({K}, g, at::kDouble), 0);
+      const at::Tensor mu = 3.0 * at::randn({K, D}, g, at::kDouble);
+      const at::Tensor A = at::randn({K, D, D}, g, at::kDouble);
+      const at::Tensor C = at::matmul(A, A.transpose(1, 2)) / D + 0.05 * at::eye(D, at::kDouble);
+      const GaussianMixture mix(w, mu, C, "random");
+      for (const int64_t n : {1, 31, 32, 33, 100}) {
+        at::Tensor x = 2.0 * at::randn({n, D}, g, at::kDouble);
+        x[0] = x[0] * 40.0;  // far out: every responsibility but one underflows
+        for (const auto& [a, s] : {std::pair{0.9, 0.3}, std::pair{1.0, 1e-2}}) {
+          INFO("D=" << D << " K=" << K << " n=" << n << " alpha=" << a);
+          const at::Tensor direct = mix.score(x, a, s);
+          const at::Tensor tensor = mix.score(x.clone().requires_grad_(), a, s).detach();
+          REQUIRE(at::isfinite(direct).all().item<bool>());
+          CHECK((direct - tensor).abs().max().item<double>() <=
+                1e-12 * (1.0 + tensor.abs().max().item<double>()));
+        }
+        if (n >= 32) {
+          at::Tensor xn = x.clone();
+          xn[n / 2][0] = NAN;
+          const at::Tensor out = mix.score(xn, 0.9, 0.3);
+          CHECK(at::isnan(out[n / 2]).all().item<bool>());
+          CHECK(at::isfinite(out.slice(0, 0, n / 2)).all().item<bool>());
+          CHECK(at::isfinite(out.slice(0, n / 2 + 1)).all().item<bool>());
         }
       }
     }
