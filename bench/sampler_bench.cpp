@@ -1,12 +1,18 @@
 // Per-step cost of every registered sampler:
-//  - "free" model: returns a preallocated tensor, so the time is the sampler's own overhead
-//    (schedule scalars, tensor ops, finiteness checks, observer plumbing);
+//  - "step/free_model/SHAPE/NAME": a model that returns a preallocated tensor, so the time is the
+//    sampler's own (schedule scalars, tensor ops, finiteness checks, observer plumbing), at
+//    [1, 2], [16384, 2] and [64, 1, 28, 28]; next to two floors timed in the same benchmark,
+//    alternating with the sampler: a bare at::add of the state's shape ("add") and a copy of the
+//    state ("copy": its bytes read once and written once). x_add and x_copy are the ratios;
 //  - the exact mixture model (ring2d in 2-D, gmm64 in 64-D): what a step costs in practice.
 //  - "alloc/...": CPU allocations and bytes per step in steady state (a counting allocator);
 //  - "syncs/...": host-device syncs per accepted step of the adaptive Runge-Kutta samplers;
-//  - "mixture_call/...": one call of the exact ring2d mixture model (float64, eps output) at
-//    batch 1, 256 and 65536, next to floors measured in the same run: a bare at::add of the
-//    batch's shape, and a copy of the bytes the call must read and write (x and the output).
+//  - "mixture_call/ring2d/[N,2]": one call of the exact ring2d mixture model (float64, eps
+//    output) at batch 1, 256 and 65536, alternating in the same benchmark with three floors: a
+//    bare at::add of the batch's shape ("add"), a copy of the bytes the call must read and write
+//    (x and the output, "copy"), and that copy plus LibTorch's vectorized exp over the [N, K]
+//    log-weights the responsibilities need ("exp_copy"); x_add, x_copy and x_exp_copy are the
+//    ratios.
 // Run: build/bench/sampler_bench --benchmark_repetitions=5 --benchmark_report_aggregates_only=true
 // The counter "per_step" is CPU time per step (compare medians across repetitions).
 #include <ATen/ATen.h>
@@ -15,7 +21,10 @@
 
 #include <c10/core/CPUAllocator.h>
 #include <atomic>
+#include <chrono>
+#include <functional>
 #include <string>
+#include <vector>
 
 #include "models/gaussian_mixture.hpp"
 #include "schedules/registry.hpp"
@@ -57,6 +66,37 @@ class CountingAllocator final : public c10::Allocator {
   mutable std::atomic<int64_t> count_{0}, bytes_{0};
 };
 CountingAllocator* g_counter = nullptr;
+
+double seconds(const std::function<void()>& f) {
+  const auto t0 = std::chrono::steady_clock::now();
+  f();
+  return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+}
+
+// Times `work` (which performs `units` units: steps or calls) alternating with each floor (run
+// `units` times per iteration), and reports per-unit seconds of each and their ratios.
+void with_floors(benchmark::State& state, const std::function<int()>& work,
+                 const std::vector<std::pair<std::string, std::function<void()>>>& floors) {
+  double t_work = 0.0;
+  double units_total = 0.0;
+  std::vector<double> t_floor(floors.size(), 0.0);
+  for (auto _ : state) {
+    int units = 0;
+    t_work += seconds([&] { units = work(); });
+    units_total += units;
+    for (size_t f = 0; f < floors.size(); ++f)
+      t_floor[f] += seconds([&] {
+        for (int u = 0; u < units; ++u) floors[f].second();
+      });
+  }
+  const double per = t_work / units_total;
+  state.counters["per_unit"] = per;
+  for (size_t f = 0; f < floors.size(); ++f) {
+    const double fl = t_floor[f] / units_total;
+    state.counters[floors[f].first] = fl;
+    state.counters["x_" + floors[f].first] = per / fl;
+  }
+}
 
 // Steady-state allocations per step: (allocations of a 2N-step run - those of an N-step run) / N,
 // so that per-run set-up (work buffers, the first step) cancels out.
@@ -134,6 +174,36 @@ void run_sampler(benchmark::State& state, const std::string& sampler_name, Score
   state.counters["nfe"] = static_cast<double>(nfe);
 }
 
+// Time per step of a fixed 50-step run (adaptive samplers: per accepted step) with the add and
+// copy floors of the state's shape.
+void step_with_floors(benchmark::State& state, const std::string& sampler_name, ScoreModel& model,
+                      const SDE& sde, const at::Tensor& xT) {
+  constexpr int kSteps = 50;
+  const auto sampler = make_sampler(sampler_name);
+  SampleRequest req;
+  req.model = &model;
+  req.sde = &sde;
+  req.times = make_time_grid(GridKind::UniformT, *sde.schedule(), kSteps, sde.domain().hi,
+                             sde.default_t_end());
+  req.x_init = xT;
+  req.generator = at::make_generator<at::CPUGeneratorImpl>(0);
+  const at::Tensor a = xT.clone(), b = at::empty_like(xT);
+  int steps = kSteps;
+  with_floors(state,
+              [&] {
+                SampleResult r = sampler->run(req);
+                benchmark::DoNotOptimize(r.x.data_ptr());
+                return steps = r.steps;
+              },
+              {{"add", [&] { benchmark::DoNotOptimize(at::add(a, a)); }},
+               {"copy", [&] {
+                  at::Tensor dst = b;
+                  dst.copy_(a);
+                  benchmark::DoNotOptimize(dst.data_ptr());
+                }}});
+  state.counters["steps"] = steps;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -175,9 +245,14 @@ int main(int argc, char** argv) {
           ->Iterations(1);
     }
     benchmark::RegisterBenchmark(
-        ("overhead/free_model/[1,2]/" + name).c_str(), [=](benchmark::State& s) {
-          run_sampler(s, name, free_model, *sde, x1, FiniteCheck::EveryStep);
-        });
+        ("step/free_model/[1,2]/" + name).c_str(),
+        [=](benchmark::State& s) { step_with_floors(s, name, free_model, *sde, x1); });
+    benchmark::RegisterBenchmark(
+        ("step/free_model/[16384,2]/" + name).c_str(),
+        [=](benchmark::State& s) { step_with_floors(s, name, free_big, *sde, x16k); });
+    benchmark::RegisterBenchmark(
+        ("step/free_model/[64,1,28,28]/" + name).c_str(),
+        [=](benchmark::State& s) { step_with_floors(s, name, free_img, *sde, ximg); });
     benchmark::RegisterBenchmark(("overhead/free_model/[1,2]/final_check/" + name).c_str(),
                                  [=](benchmark::State& s) {
                                    run_sampler(s, name, free_model, *sde, x1, FiniteCheck::Final);
@@ -193,27 +268,37 @@ int main(int argc, char** argv) {
   }
   // The exact mixture per call, with its floors.
   static GaussianMixtureModel ring_eps(GaussianMixture::ring2d(), sde->schedule(), Param::Eps);
+  const int64_t K = GaussianMixture::ring2d().components();
   for (const int64_t n : {int64_t{1}, int64_t{256}, int64_t{65536}}) {
     const std::string shape = "[" + std::to_string(n) + ",2]";
-    const at::Tensor x = at::randn({n, 2}, at::kDouble);
-    benchmark::RegisterBenchmark(("mixture_call/ring2d/" + shape).c_str(),
-                                 [=](benchmark::State& s) {
-                                   for (auto _ : s)
-                                     benchmark::DoNotOptimize(ring_eps.predict_at(x, 0.5));
-                                 });
-    benchmark::RegisterBenchmark(("mixture_call/floor_add/" + shape).c_str(),
-                                 [=](benchmark::State& s) {
-                                   for (auto _ : s) benchmark::DoNotOptimize(at::add(x, x));
-                                 });
-    const at::Tensor from = at::randn({2 * n, 2}, at::kDouble), to = at::empty_like(from);
-    benchmark::RegisterBenchmark(("mixture_call/floor_copy/" + shape).c_str(),
-                                 [=](benchmark::State& s) {
-                                   at::Tensor dst = to;
-                                   for (auto _ : s) {
-                                     dst.copy_(from);
-                                     benchmark::DoNotOptimize(dst.data_ptr());
-                                   }
-                                 });
+    benchmark::RegisterBenchmark(
+        ("mixture_call/ring2d/" + shape).c_str(), [=](benchmark::State& s) {
+          const at::Tensor x = at::randn({n, 2}, at::kDouble);
+          const at::Tensor from = at::randn({2 * n, 2}, at::kDouble);
+          const at::Tensor to = at::empty_like(from);
+          const at::Tensor logits = -at::rand({n, K}, at::kDouble);
+          const at::Tensor e = at::empty_like(logits);
+          constexpr int kCalls = 10;
+          with_floors(s,
+                      [&] {
+                        for (int c = 0; c < kCalls; ++c)
+                          benchmark::DoNotOptimize(ring_eps.predict_at(x, 0.5));
+                        return kCalls;
+                      },
+                      {{"add", [&] { benchmark::DoNotOptimize(at::add(x, x)); }},
+                       {"copy",
+                        [&] {
+                          at::Tensor dst = to;
+                          dst.copy_(from);
+                          benchmark::DoNotOptimize(dst.data_ptr());
+                        }},
+                       {"exp_copy", [&] {
+                          at::Tensor dst = to, ex = e;
+                          dst.copy_(from);
+                          at::exp_out(ex, logits);
+                          benchmark::DoNotOptimize(ex.data_ptr());
+                        }}});
+        });
   }
   benchmark::Initialize(&argc, argv);
   if (benchmark::ReportUnrecognizedArguments(argc, argv)) return 1;
