@@ -1,5 +1,5 @@
 #pragma once
-// Few-step samplers distilled from a teacher score model (THEORY.md section 4).
+// Few-step samplers distilled from a teacher score model (docs/theory.md section 4.14).
 //
 // Consistency distillation (Song et al. 2023, Algorithm 2): a consistency model f_theta
 // (networks/consistency_model.hpp) learns the teacher's PF-ODE solution map. A batch draws data

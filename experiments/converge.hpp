@@ -1,6 +1,6 @@
 #pragma once
 // Convergence studies: error against NFE for many samplers on one model and SDE, the empirical
-// order of each sampler (THEORY.md section 6), resumable cell by cell (ResultsStore).
+// order of each sampler (docs/theory.md section 6), resumable cell by cell (ResultsStore).
 //
 // Every sampler starts from the same x_T (n rows drawn with `seed`) and integrates from T to
 // t_end on the spec's grid kind. A cell is one (sampler, NFE) pair, or (sampler, tolerance) for

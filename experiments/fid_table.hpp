@@ -1,6 +1,6 @@
 #pragma once
 // NFE-vs-FD tables: for every (sampler, NFE) cell, n samples from one model and SDE, their
-// features, and the Frechet distance (THEORY.md section 6) and KID to a reference set in the
+// features, and the Frechet distance (docs/theory.md section 6) and KID to a reference set in the
 // same feature space. Resumable cell by cell (ResultsStore).
 //
 // Protocol, stated with every result: every cell draws its n samples from the same x_T (seed)

@@ -134,7 +134,7 @@ double frechet_distance(const at::Tensor& mu1, const at::Tensor& C1, const at::T
   A = 0.5 * (A + A.transpose()).eval();
   B = 0.5 * (B + B.transpose()).eval();
 
-  // THEORY.md section 6: Tr((C1 C2)^{1/2}) = Tr((S1 C2 S1)^{1/2}) with S1 = C1^{1/2}.
+  // docs/theory.md section 6: Tr((C1 C2)^{1/2}) = Tr((S1 C2 S1)^{1/2}) with S1 = C1^{1/2}.
   const Eigen::MatrixXd S1 = psd_sqrt(A);
   Eigen::MatrixXd M = S1 * B * S1;
   M = 0.5 * (M + M.transpose()).eval();

@@ -1,5 +1,5 @@
 #pragma once
-// Frechet distance between Gaussians fitted to feature sets (THEORY.md section 6):
+// Frechet distance between Gaussians fitted to feature sets (docs/theory.md section 6):
 //   FD = ||m1 - m2||^2 + Tr(C1 + C2 - 2 (C1 C2)^{1/2}).
 // FID is this in Inception-v3 pool features; here the caller chooses the features.
 #include <ATen/ATen.h>

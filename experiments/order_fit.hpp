@@ -1,6 +1,6 @@
 #pragma once
-// Empirical order of convergence: least-squares fit of log e = c - p log NFE (THEORY.md section
-// 6), with the standard error of p, over a range of points given or chosen automatically.
+// Empirical order of convergence: least-squares fit of log e = c - p log NFE (docs/theory.md
+// section 6), with the standard error of p, over a range of points given or chosen automatically.
 #include <cstddef>
 #include <vector>
 

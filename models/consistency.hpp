@@ -1,8 +1,8 @@
 #pragma once
-// Consistency functions (Song et al. 2023; THEORY.md section 4). A consistency function f(x, t)
-// maps any point x_t of a probability-flow ODE trajectory to the trajectory's end x_{t_end}, with
-// f(x, t_end) = x. ScoreModel::consistency_end() marks such models; the "consistency" sampler
-// (solvers/consistency.hpp) evaluates them.
+// Consistency functions (Song et al. 2023; docs/theory.md section 4.14). A consistency function
+// f(x, t) maps any point x_t of a probability-flow ODE trajectory to the trajectory's end
+// x_{t_end}, with f(x, t_end) = x. ScoreModel::consistency_end() marks such models; the
+// "consistency" sampler (solvers/consistency.hpp) evaluates them.
 //
 // The boundary parameterization for any affine schedule x_t = alpha_t x0 + sigma_t eps works in
 // EDM's variables x~ = x / alpha (noise level s = sigma / alpha), where the PF-ODE is

@@ -21,7 +21,8 @@ bool is_data(Param p) {
 }
 
 // (cx, cp) with to = cx x + cp pred. A is double, or at::Tensor for per-row alpha and sigma: the
-// same algebra for both (THEORY.md section 3, through eps = bx x + bp pred and to = ax x + ae eps).
+// same algebra for both (docs/theory.md section 3, through eps = bx x + bp pred and to = ax x + ae
+// eps).
 template <class A>
 std::pair<A, A> coefficients(Param from, Param to, const A& a, const A& s) {
   const A zero = a * 0.0, one = zero + 1.0;

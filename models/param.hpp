@@ -1,5 +1,5 @@
 #pragma once
-// Parameterizations of one model (THEORY.md section 3), at a point x_t = alpha x0 + sigma eps:
+// Parameterizations of one model (docs/theory.md section 3), at a point x_t = alpha x0 + sigma eps:
 //   score = -eps / sigma
 //   x0    = (x - sigma eps) / alpha          (data prediction)
 //   v     = alpha eps - sigma x0             (so eps = (alpha v + sigma x) / (alpha^2 + sigma^2))

@@ -1,5 +1,5 @@
 #pragma once
-// Training score networks by denoising score matching (THEORY.md section 3): x0 from the data,
+// Training score networks by denoising score matching (docs/theory.md section 3): x0 from the data,
 // t uniform (continuous) or a uniform DDPM step (discrete), x_t = alpha_t x0 + sigma_t eps, and
 // the squared error of the network's prediction against its target (eps, x0 or
 // v = alpha eps - sigma x0), optionally weighted. Adam with linear warm-up, gradient-norm

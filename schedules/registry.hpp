@@ -1,5 +1,5 @@
 #pragma once
-// Built-in schedules by name, with their default parameters (THEORY.md section 1).
+// Built-in schedules by name, with their default parameters (docs/theory.md section 1).
 #include <string>
 #include <string_view>
 #include <vector>

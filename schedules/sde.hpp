@@ -1,6 +1,6 @@
 #pragma once
-// SDEs in forward time, dx = f(x, t) dt + g(t) dw, t in domain() (THEORY.md section 2), and the
-// two reverse-time processes samplers integrate from T down to t_end:
+// SDEs in forward time, dx = f(x, t) dt + g(t) dw, t in domain() (docs/theory.md section 2), and
+// the two reverse-time processes samplers integrate from T down to t_end:
 //   reverse SDE  dx = [f(x,t) - g(t)^2 s(x,t)] dt + g(t) dw-bar
 //   PF-ODE       dx/dt = f(x,t) - g(t)^2 s(x,t) / 2
 // s is the score grad_x log p_t(x). The noise is additive (g depends on t only).

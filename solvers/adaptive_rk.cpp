@@ -1,6 +1,6 @@
 // Adaptive embedded Runge-Kutta on the probability-flow ODE dx/dt = f(x,t) - g2(t) score(x,t) / 2
-// (THEORY.md sections 2 and 4; Song et al. 2021 sample with RK45), through Boost.Odeint with an
-// at::Tensor state (solvers/detail/odeint_tensor.hpp):
+// (docs/theory.md sections 2 and 4.4; Song et al. 2021 sample with RK45), through Boost.Odeint with
+// an at::Tensor state (solvers/detail/odeint_tensor.hpp):
 //   dopri5      Dormand & Prince 1980, 5(4): 7 stages, first-same-as-last (FSAL): 6 model calls
 //               per attempted step (+1 for the first derivative); order 5.
 //   cash-karp   Cash & Karp 1990, 5(4): 6 stages: 6 model calls per attempted step, 5 on a retry

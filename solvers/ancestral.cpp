@@ -5,7 +5,8 @@
 //   mean = (alpha_s/alpha_t) sigma_t^2 / sigma_s^2 x_s + alpha_t v_ts / sigma_s^2 x0_hat
 //   var  = v_ts sigma_t^2 / sigma_s^2   (posterior: DDPM's beta-tilde_n on consecutive steps)
 //       or v_ts                        (transition: DDPM's beta_n on consecutive steps).
-// On consecutive steps of vp-discrete this is THEORY.md's DDPM update. No noise on the last step.
+// On consecutive steps of vp-discrete this is DDPM's update (docs/theory.md section 4.2). No noise
+// on the last step.
 // 1 NFE per step; weak order 1. A step allocates nothing in steady state.
 #include <cmath>
 

@@ -1,4 +1,4 @@
-// Annealed Langevin dynamics (Song & Ermon 2019, NCSN, Algorithm 1; THEORY.md section 4) over
+// Annealed Langevin dynamics (Song & Ermon 2019, NCSN, Algorithm 1; docs/theory.md section 4) over
 // the noise levels of the request's grid. x_init is taken as a sample at level times[0]; each
 // step from s to t then runs K = options.langevin_steps Langevin moves at level t:
 //   x <- x + (a/2) score(x, t) + sqrt(a) z,  z ~ N(0, I),

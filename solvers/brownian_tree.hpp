@@ -29,8 +29,9 @@
 // may share a leaf, whose single draw makes them perfectly correlated within it (an error of
 // order sqrt(tol) in their increment): choose tol well below the smallest step.
 // increment(s, t) = W(t) - W(s) and Z(s, t) = A(t) - A(s) - (t - s) W(s) are differences of the
-// same function values, so increments (and areas, Z(s, u) = Z(s, t) + Z(t, u) + (u - t)(W(t) -
-// W(s))) over adjacent intervals add up to rounding.
+// same function values, so increments (and areas,
+//   Z(s, u) = Z(s, t) + Z(t, u) + (u - t)(W(t) - W(s)))
+// over adjacent intervals add up to rounding.
 //
 // Cost: a query visits depth() + 2 nodes per point (root, bisections, leaf), each drawing two
 // normals per entry from a splitmix64 counter stream keyed by (seed, row, node) through

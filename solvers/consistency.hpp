@@ -1,5 +1,5 @@
 #pragma once
-// The exact consistency function of a score model (THEORY.md section 4): its probability-flow
+// The exact consistency function of a score model (docs/theory.md section 4): its probability-flow
 // ODE solved accurately from (x, t) to t_end, the teacher's flow map. Ground truth for the
 // "consistency" sampler, which evaluates any consistency function (models/consistency.hpp) in one
 // or several steps.

@@ -1,7 +1,7 @@
 // DDIM(eta) (Song, Meng & Ermon 2021) on any grid of an affine schedule, from s down to t < s:
 //   x_t = alpha_t x0_hat + sqrt(sigma_t^2 - c^2) eps_hat + c z,
 //   c = eta (sigma_t / sigma_s) sqrt(sigma_s^2 - (alpha_s/alpha_t)^2 sigma_t^2)
-// (THEORY.md section 4 with abar = alpha^2, written for any affine kernel). eta = 0 is
+// (docs/theory.md section 4 with abar = alpha^2, written for any affine kernel). eta = 0 is
 // deterministic and equals DPM-Solver-1; eta = 1 with the posterior variance is ancestral
 // sampling. 1 NFE per step; order 1. The last step keeps the eta-dependent coefficient of eps
 // but draws no noise (for eta = 1 that is the posterior mean, as in DDPM). A step allocates

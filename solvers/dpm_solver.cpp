@@ -1,11 +1,11 @@
 // DPM-Solver with noise prediction (Lu et al. 2022, "DPM-Solver: A Fast ODE Solver for Diffusion
 // Probabilistic Model Sampling in Around 10 Steps"), singlestep, exact in the linear part. For a
-// step from s to t, h = lambda_t - lambda_s (THEORY.md section 4):
+// step from s to t, h = lambda_t - lambda_s (docs/theory.md section 4.5):
 //  order 1 (1 NFE):  x_t = (alpha_t/alpha_s) x_s - sigma_t expm1(h) eps_s          (= DDIM eta 0)
 //  order 2 (2 NFE, r1 = 1/2): s1 = t(lambda_s + r1 h),
 //     u  = (alpha_s1/alpha_s) x_s - sigma_s1 expm1(r1 h) eps_s
-//     x_t = (alpha_t/alpha_s) x_s - sigma_t expm1(h) eps_s - sigma_t/(2 r1) expm1(h) (eps(u, s1) -
-//     eps_s)
+//     x_t = (alpha_t/alpha_s) x_s - sigma_t expm1(h) eps_s
+//           - sigma_t/(2 r1) expm1(h) (eps(u, s1) - eps_s)
 //  order 3 (3 NFE, r1 = 1/3, r2 = 2/3; the paper's Algorithm 2):
 //     u1 = (alpha_s1/alpha_s) x_s - sigma_s1 expm1(r1 h) eps_s,  D1 = eps(u1, s1) - eps_s
 //     u2 = (alpha_s2/alpha_s) x_s - sigma_s2 expm1(r2 h) eps_s

@@ -4,13 +4,14 @@
 //   DPM-Solver-12: lower = DPM-Solver-1, higher = DPM-Solver-2 (r1 = 1/2); 2 NFE per attempt.
 //   DPM-Solver-23: lower = DPM-Solver-2 (r1 = 1/3), higher = DPM-Solver-3 (r1 = 1/3, r2 = 2/3);
 //                  3 NFE per attempt.
-//   delta = max(atol, rtol max(|x_lower|, |x_prev|)),  E = max over rows of RMS((x_high -
-//   x_low)/delta) accept if E <= 1 (x <- x_high, x_prev <- x_low); then h <- min(0.9 h E^{-1/k},
-//   lambda_end - lambda_s)
-// with k the higher order, starting from h = 0.05 (the paper's defaults theta = 0.9, h_init =
-// 0.05). The model call at s is kept across rejected attempts. E is reduced on the host: one
-// device sync per attempt on CUDA (a scan in place on the CPU). The accepted solution has order k
-// (2 or 3) in the tolerance's sense. Attempts write into run buffers and allocate nothing.
+//   delta = max(atol, rtol max(|x_lower|, |x_prev|)),
+//   E = max over rows of RMS((x_high - x_low) / delta);
+//   accept if E <= 1 (x <- x_high, x_prev <- x_low);
+//   then h <- min(0.9 h E^{-1/k}, lambda_end - lambda_s)
+// with k the higher order, starting from h = 0.05 (the paper's defaults theta = 0.9,
+// h_init = 0.05). The model call at s is kept across rejected attempts. E is reduced on the host:
+// one device sync per attempt on CUDA (a scan in place on the CPU). The accepted solution has order
+// k (2 or 3) in the tolerance's sense. Attempts write into run buffers and allocate nothing.
 #include <cmath>
 #include <sstream>
 #include <stdexcept>

@@ -1,8 +1,9 @@
 // EDM sampler (Karras et al. 2022, Algorithm 2: stochastic Heun with "churn"), on any affine
 // schedule through EDM's scaled formulation (their eq. 4 / Algorithm 1 with s(t) = alpha(t)):
 // with x_hat = x / alpha and the noise level sigma_hat = sigma / alpha = exp(-lambda), the
-// PF-ODE of every affine schedule is dx_hat / dsigma_hat = (x_hat - D(x_hat; sigma_hat)) /
-// sigma_hat, D the model's data prediction x0 (evaluated at x = alpha x_hat at the time t whose
+// PF-ODE of every affine schedule is
+//   dx_hat / dsigma_hat = (x_hat - D(x_hat; sigma_hat)) / sigma_hat,
+// D the model's data prediction x0 (evaluated at x = alpha x_hat at the time t whose
 // sigma_hat it is). On alpha = 1 schedules (ve, edm) x_hat = x and for edm sigma_hat = t.
 // One step from t_i to t_{i+1} (sigma_hat_i > sigma_hat_{i+1}), N = the grid's step count:
 //   gamma_i  = min(S_churn / N, sqrt(2) - 1) if S_tmin <= sigma_hat_i <= S_tmax, else 0

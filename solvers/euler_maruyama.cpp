@@ -1,4 +1,4 @@
-// Euler-Maruyama on the reverse-time SDE (THEORY.md section 4), from s down to t < s:
+// Euler-Maruyama on the reverse-time SDE (docs/theory.md section 4.1), from s down to t < s:
 //   x_t = x_s - [f(x_s, s) - g2(s) score(x_s, s)] (s - t) + g(s) sqrt(s - t) z,  z ~ N(0, I).
 // Works for any SDE (callback SDEs too). With additive noise: strong order 1, weak order 1.
 // 1 NFE per step; noise is added on every step, the last included. On an affine SDE a step

@@ -1,18 +1,19 @@
 // Predictor-corrector sampling (Song et al. 2021, "Score-based generative modeling through SDEs",
-// Algorithms 2-3 and section 4.2; THEORY.md section 4). Each step from s down to t < s makes one
-// predictor move, then options.corrector_steps Langevin corrector moves at the new time t (the
-// paper's order; their released code runs the corrector before the predictor instead).
+// Algorithms 2-3 and section 4.2; docs/theory.md section 4.10). Each step from s down to t < s
+// makes one predictor move, then options.corrector_steps Langevin corrector moves at the new time t
+// (the paper's order; their released code runs the corrector before the predictor instead).
 //
 // Predictor (options.pc_predictor), z ~ N(0, I):
 //  - euler-maruyama: x <- x - [f(x,s) - g2(s) score(x,s)] (s - t) + g(s) sqrt(s - t) z.
 //  - reverse-diffusion (default; their eq. 46 / ReverseDiffusionPredictor): discretise the
 //    forward SDE over the step as x_s = x_t + f_i + G_i z and reverse it:
 //      x <- x - f_i + G_i^2 score(x, s) + G_i z.
-//    With the SDE's Gaussian kernel, f_i = (alpha_s/alpha_t - 1) x and G_i^2 = sigma_s^2 -
-//    (alpha_s/alpha_t)^2 sigma_t^2 (the exact forward transition; on consecutive DDPM / NCSN steps
-//    their VP f = (sqrt(1 - beta_i) - 1) x, G = sqrt(beta_i) and VE f = 0, G^2 = sigma_i^2 -
-//    sigma_{i-1}^2). Without a kernel, f_i = f(x,s)(s - t), G_i^2 = g2(s)(s - t) (their generic
-//    discretisation), which makes it Euler-Maruyama.
+//    With the SDE's Gaussian kernel (the exact forward transition),
+//      f_i = (alpha_s/alpha_t - 1) x,   G_i^2 = sigma_s^2 - (alpha_s/alpha_t)^2 sigma_t^2;
+//    on consecutive DDPM / NCSN steps these are their VP f = (sqrt(1 - beta_i) - 1) x,
+//    G = sqrt(beta_i) and VE f = 0, G^2 = sigma_i^2 - sigma_{i-1}^2. Without a kernel,
+//    f_i = f(x,s)(s - t), G_i^2 = g2(s)(s - t) (their generic discretisation), which makes it
+//    Euler-Maruyama.
 //  - ancestral: the posterior step of solvers/ancestral.cpp (mean of q(x_t | x_s, x0_hat), variance
 //    per options.variance).
 // Corrector (their LangevinCorrector), at time t, repeated corrector_steps times:
@@ -32,8 +33,9 @@
 // Implementation: the model's raw output enters the updates through Predictor::linear (no score
 // or x0 tensor); noise, the corrector's score and its norms live in per-run buffers, and the
 // corrector's step size stays a 0-dim tensor: with q = sum_rows ||z|| / sum_rows ||score|| (the
-// batch size cancels in the ratio of means), e score + sqrt(2 e) z = 2 alpha_i r^2 q^2 score +
-// 2 sqrt(alpha_i) r q z. An AffineSDE's drift f(t) x is folded into the Euler-Maruyama predictor.
+// batch size cancels in the ratio of means),
+//   e score + sqrt(2 e) z = 2 alpha_i r^2 q^2 score + 2 sqrt(alpha_i) r q z.
+// An AffineSDE's drift f(t) x is folded into the Euler-Maruyama predictor.
 // A step allocates nothing in steady state (a Brownian path's query and a user SDE's drift do).
 #include <cmath>
 #include <stdexcept>

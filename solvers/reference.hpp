@@ -2,7 +2,7 @@
 // Accurate probability-flow ODE solutions for experiments, and the cost accounting of the
 // adaptive Runge-Kutta samplers ("dopri5", "cash-karp", "fehlberg78"; solvers/adaptive_rk.cpp).
 //
-// Both integrate the PF-ODE dx/dt = f(x,t) - g2(t) score(x,t) / 2 (THEORY.md section 2) with
+// Both integrate the PF-ODE dx/dt = f(x,t) - g2(t) score(x,t) / 2 (docs/theory.md section 2) with
 // embedded Runge-Kutta pairs under local error control: a step of size dt from x is accepted when
 //   max_i |err_i| / (atol + rtol (|x_i| + |dt| |dxdt_i|)) <= 1
 // (odeint's default error checker; err is the difference of the pair's two solutions). Time runs

@@ -1,7 +1,7 @@
 // Roessler's SRA3 (A. Roessler, "Runge-Kutta methods for the strong approximation of solutions
 // of stochastic differential equations", SIAM J. Numer. Anal. 48(3), 922-952, 2010: the
 // additive-noise family SRA): strong order 1.5 for additive noise, deterministic order 3, on the
-// reverse-time SDE of THEORY.md section 2,
+// reverse-time SDE of docs/theory.md section 2,
 //   dx = [f(x,t) - g(t)^2 s(x,t)] dt + g(t) dw-bar,   t running down from s to t < s.
 //
 // Mapping to forward time. With tau = -t and the Wiener process w-bar(tau) = -W(-tau) (W the

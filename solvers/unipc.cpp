@@ -3,9 +3,11 @@
 // h = lambda_t - lambda_s, hh = -h, and earlier data predictions m_j at lambda_j
 // (r_j = (lambda_j - lambda_s)/h, D_j = (m_j - m_s)/r_j):
 //   x_t' = (sigma_t/sigma_s) x_s - alpha_t expm1(hh) m_s
-//   UniP-p (predictor): x_t = x_t' - alpha_t B(h) sum_j rho^p_j D_j, rho^p from R_{p-1} rho =
-//   g_{p-1} UniC-p (corrector): m_t = x0(x_t, t); x_t^c = x_t' - alpha_t B(h) (sum_j rho^c_j D_j
-//                       + rho^c_p (m_t - m_s)), rho^c from R_p rho = g_p,
+//   UniP-p (predictor): x_t = x_t' - alpha_t B(h) sum_j rho^p_j D_j,
+//                       rho^p from R_{p-1} rho = g_{p-1}
+//   UniC-p (corrector): m_t = x0(x_t, t);
+//                       x_t^c = x_t' - alpha_t B(h) (sum_j rho^c_j D_j + rho^c_p (m_t - m_s)),
+//                       rho^c from R_p rho = g_p,
 // where R_p has rows (r_1^k, ..., r_{p-1}^k, 1) for k = 0..p-1, g_k = k! phi_{k+1}(hh) hh / B(h)
 // with phi_1(z) = expm1(z)/z, phi_{k+1}(z) = (phi_k(z) - 1/k!)/z, and B(h) = hh (bh1) or
 // expm1(hh) (bh2). As in the paper's reference code, order-2 prediction uses rho = 1/2 and

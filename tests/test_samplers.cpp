@@ -124,7 +124,7 @@ TEST_CASE("transition-variance ancestral sampling also reproduces the moments",
                 4.5, 0.01);
 }
 
-TEST_CASE("ancestral sampling on consecutive vp-discrete steps is THEORY.md's DDPM update",
+TEST_CASE("ancestral sampling on consecutive vp-discrete steps is docs/theory.md's DDPM update",
           "[samplers]") {
   // x_{n-1} = (x_n - beta_n / sqrt(1 - abar_n) eps) / sqrt(1 - beta_n) + sigma_n z with
   // sigma_n^2 = beta-tilde_n = (1 - abar_{n-1}) / (1 - abar_n) beta_n, written out here.

@@ -1,5 +1,5 @@
 // Tests for the schedules layer: noise schedules, the SDEs they define and time grids.
-// Every expected value is computed here from the formulas of THEORY.md sections 1-2 (or by an
+// Every expected value is computed here from the formulas of docs/theory.md sections 1-2 (or by an
 // independent finite difference / product), never taken from the library's own output.
 #include <catch2/catch.hpp>
 
@@ -34,7 +34,7 @@ namespace {
 constexpr double kPi = 3.14159265358979323846;
 constexpr double kInf = std::numeric_limits<double>::infinity();
 
-// Default parameters of THEORY.md section 1.
+// Default parameters of docs/theory.md section 1.
 constexpr double kB0 = 0.1, kB1 = 20.0;          // VP linear / sub-VP beta(t) = b0 + t (b1 - b0)
 constexpr double kCosS = 0.008, kCosT = 0.9946;  // VP cosine
 constexpr double kVeMin = 0.01, kVeMax = 50.0;   // VE
@@ -52,7 +52,7 @@ bool close(double got, double want, double rtol, double atol = 0.0) {
   return std::abs(got - want) <= std::max(atol, rtol * std::max(std::abs(got), std::abs(want)));
 }
 
-// ---- Independent closed forms (THEORY.md section 1 table, section 2) ----
+// ---- Independent closed forms (docs/theory.md section 1 table, section 2) ----
 double beta_lin(double t) {
   return kB0 + t * (kB1 - kB0);
 }
@@ -208,7 +208,7 @@ TEST_CASE("registry holds the six built-in schedules under their names", "[sched
     CHECK(sde->name() == want[i]);
     CHECK(sde->schedule()->name() == want[i]);
   }
-  // Domains and default end times of THEORY.md section 1.
+  // Domains and default end times of docs/theory.md section 1.
   struct Dom {
     const char* name;
     double lo, hi, t_end;
@@ -250,7 +250,7 @@ TEST_CASE("f and g2 match finite differences of log alpha and sigma^2", "[schedu
   }
 }
 
-TEST_CASE("f, g2, alpha and sigma match the closed forms of THEORY.md", "[schedules]") {
+TEST_CASE("f, g2, alpha and sigma match the closed forms of docs/theory.md", "[schedules]") {
   for (const auto& s : all_builtin()) {
     if (s->name() == "vp-discrete") continue;  // own test below
     const Interval d = s->domain();
