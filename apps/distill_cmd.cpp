@@ -7,17 +7,14 @@
 #include <ostream>
 #include <sstream>
 
+#include "apps/cli_common.hpp"
 #include "distill/distill.hpp"
 #include "models/builtin.hpp"
 
 namespace sdekit {
 
 namespace {
-std::string fmt(double v, int prec = 4) {
-  std::ostringstream os;
-  os << std::setprecision(prec) << v;
-  return os.str();
-}
+using cli::fmt;
 
 // The student network of a teacher that is not a network: an MLP sized like `sdekit train`'s.
 void student_shape(NetConfig& net, const std::string& data) {
@@ -49,11 +46,14 @@ struct DistillCommand::Args {
   bool fresh_student = false, resume = false, quiet = false;
 };
 
-DistillCommand::DistillCommand(CLI::App& app) : a_(std::make_unique<Args>()) {
+DistillCommand::DistillCommand() : a_(std::make_unique<Args>()) {}
+
+void DistillCommand::add_to(CLI::App& app) {
   Args& a = *a_;
-  cmd_ = app.add_subcommand("distill",
-                            "Distill a few-step sampler from a teacher score model: a consistency "
-                            "model or progressive-distillation students");
+  sub_ = cmd_ =
+      app.add_subcommand("distill",
+                         "Distill a few-step sampler from a teacher score model: a consistency "
+                         "model or progressive-distillation students");
   cmd_->require_subcommand(1);
   cd_ = cmd_->add_subcommand("consistency",
                              "Consistency distillation: learn the teacher's PF-ODE solution map "
@@ -131,10 +131,6 @@ DistillCommand::DistillCommand(CLI::App& app) : a_(std::make_unique<Args>()) {
 
 DistillCommand::~DistillCommand() = default;
 
-bool DistillCommand::chosen() const {
-  return cmd_->parsed();
-}
-
 int DistillCommand::run(const std::string& command, std::ostream& out, std::ostream& err) {
   Args& a = *a_;
   const bool quiet = a.quiet;
@@ -181,6 +177,10 @@ int DistillCommand::run(const std::string& command, std::ostream& out, std::ostr
         << ", " << fmt(round.seconds, 4) << " s -> " << round.file << " (--model net:" << round.file
         << " --sampler ddim --steps " << round.student_steps << " --grid " << c.grid << ")\n";
   return 0;
+}
+
+std::unique_ptr<Command> make_distill_command() {
+  return std::make_unique<DistillCommand>();
 }
 
 }  // namespace sdekit

@@ -7,16 +7,18 @@
 #include <memory>
 #include <string>
 
+#include "apps/command.hpp"
+
 namespace sdekit {
 
-class DistillCommand {
+class DistillCommand final : public Command {
  public:
+  DistillCommand();
+  ~DistillCommand() override;
   /// Adds the subcommand (and its two methods) to `app`.
-  explicit DistillCommand(CLI::App& app);
-  ~DistillCommand();
-  bool chosen() const;
+  void add_to(CLI::App& app) override;
   /// Runs the chosen method; `command` is the command line, recorded in the output's JSON.
-  int run(const std::string& command, std::ostream& out, std::ostream& err);
+  int run(const std::string& command, std::ostream& out, std::ostream& err) override;
 
  private:
   struct Args;

@@ -103,16 +103,58 @@ class ClassifierSpace final : public FeatureSpace {
 
 }  // namespace
 
+bool FeatureSpaceKind::matches(const std::string& spec) const {
+  const auto colon = name.find(':');
+  return colon == std::string::npos ? spec == name : spec.rfind(name.substr(0, colon + 1), 0) == 0;
+}
+
+const std::vector<FeatureSpaceKind>& feature_space_kinds() {
+  static const std::vector<FeatureSpaceKind> kinds = {
+      {"data", "the samples themselves, flattened to [n, D]",
+       [](const std::string&, int64_t) -> std::unique_ptr<FeatureSpace> {
+         return std::make_unique<DataSpace>();
+       }},
+      {"fmnist", "the committed Fashion-MNIST classifier's penultimate features (data/fmnist)",
+       [](const std::string&, int64_t) -> std::unique_ptr<FeatureSpace> {
+         return std::make_unique<ClassifierSpace>();
+       }},
+      {"torchscript:FILE.pt",
+       "a TorchScript module forward(x) -> [n, d] (e.g. an exported Inception)",
+       [](const std::string& spec, int64_t batch) -> std::unique_ptr<FeatureSpace> {
+         return std::make_unique<TorchScriptSpace>(spec.substr(12), batch);
+       }},
+  };
+  return kinds;
+}
+
+std::string feature_space_help() {
+  std::string help;
+  for (const auto& k : feature_space_kinds()) help += (help.empty() ? "" : " | ") + k.name;
+  return help;
+}
+
+namespace {
+const FeatureSpaceKind& feature_kind(const std::string& spec) {
+  std::string valid;
+  for (const auto& k : feature_space_kinds()) {
+    if (k.matches(spec) && spec.size() > k.name.find(':') + 1) return k;
+    valid += (valid.empty() ? "" : ", ") + k.name;
+  }
+  throw std::invalid_argument("unknown feature space '" + spec + "'; valid: " + valid);
+}
+}  // namespace
+
+void check_feature_space(const std::string& spec) {
+  const FeatureSpaceKind& k = feature_kind(spec);
+  const auto colon = k.name.find(':');
+  if (colon != std::string::npos && !std::filesystem::exists(spec.substr(colon + 1)))
+    throw std::invalid_argument("file '" + spec.substr(colon + 1) + "' does not exist");
+}
+
 std::unique_ptr<FeatureSpace> make_feature_space(const std::string& spec, int64_t batch) {
   if (batch < 1)
     throw std::invalid_argument("feature batch must be >= 1, got " + std::to_string(batch));
-  if (spec == "data") return std::make_unique<DataSpace>();
-  if (spec == "fmnist") return std::make_unique<ClassifierSpace>();
-  const std::string prefix = "torchscript:";
-  if (spec.rfind(prefix, 0) == 0 && spec.size() > prefix.size())
-    return std::make_unique<TorchScriptSpace>(spec.substr(prefix.size()), batch);
-  throw std::invalid_argument("unknown feature space '" + spec +
-                              "'; valid: data, fmnist, torchscript:FILE.pt");
+  return feature_kind(spec).make(spec, batch);
 }
 
 }  // namespace sdekit

@@ -6,6 +6,7 @@
 #include <ATen/ATen.h>
 
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <string>
 #include <vector>
@@ -21,6 +22,24 @@ class FeatureSpace {
   /// output is not [n, d] (naming what was expected and got) or not finite.
   virtual at::Tensor operator()(const at::Tensor& x) = 0;
 };
+
+/// One kind of feature space: its name ("data", or a prefix with a placeholder,
+/// "torchscript:FILE.pt"), its one-line meaning, and its factory.
+struct FeatureSpaceKind {
+  std::string name;
+  std::string summary;
+  std::function<std::unique_ptr<FeatureSpace>(const std::string& spec, int64_t batch)> make;
+  bool matches(const std::string& spec) const;
+};
+
+/// Every feature space make_feature_space accepts: the only list (help texts, `sdekit list` and
+/// errors are generated from it).
+const std::vector<FeatureSpaceKind>& feature_space_kinds();
+/// "data | fmnist | torchscript:FILE.pt", for help texts.
+std::string feature_space_help();
+/// Checks a spec without loading anything: a known kind, and an existing file for the kinds
+/// that name one. Throws std::invalid_argument listing the valid kinds, or naming the file.
+void check_feature_space(const std::string& spec);
 
 /// "data": the samples flattened to [n, prod(event shape)].
 /// "torchscript:FILE": a TorchScript module loaded from FILE and run in inference mode on the

@@ -126,13 +126,10 @@ void validate(const FidTableSpec& spec) {
   require_memory("field 'n' (" + std::to_string(spec.n) + ")", 64.0 * 8.0 * double(spec.n) * D);
   require_memory("field 'n_ref' (" + std::to_string(spec.n_ref) + ")",
                  8.0 * 8.0 * double(spec.n_ref) * D);
-  if (spec.features != "data" && spec.features != "fmnist" &&
-      spec.features.rfind("torchscript:", 0) != 0)
-    throw std::invalid_argument("field 'features': unknown feature space '" + spec.features +
-                                "'; valid: data, fmnist, torchscript:FILE.pt");
-  if (spec.features.rfind("torchscript:", 0) == 0 && !fs::exists(spec.features.substr(12)))
-    throw std::invalid_argument("field 'features': file '" + spec.features.substr(12) +
-                                "' does not exist");
+  detail::with_field("features", [&] {
+    check_feature_space(spec.features);
+    return 0;
+  });
   const auto [kind, path] =
       detail::with_field("reference", [&] { return parse_reference(spec.reference); });
   if (kind == "mixture" && !lm.mixture)

@@ -27,11 +27,6 @@ std::string sdekit_data_dir() {
 #endif
 }
 
-std::string model_spec_help() {
-  return "ring2d | gmm64 | gmm:FILE.json | net:FILE.pt | fmnist | torchscript:FILE.pt | "
-         "cm:FILE.pt";
-}
-
 namespace {
 
 // Binds labels and guidance to a conditional model; an unconditional one refuses guidance.
@@ -58,64 +53,78 @@ std::shared_ptr<ScoreModel> bind_labels(const std::shared_ptr<ConditionalModel>&
 
 }  // namespace
 
-LoadedModel load_model(const std::string& spec, const SchedulePtr& kernel, const ModelOptions& o) {
+namespace {
+
+std::string file_of(const std::string& spec, const std::string& prefix) {
+  const std::string path = spec.substr(prefix.size());
+  if (path.empty() || !fs::exists(path))
+    throw std::invalid_argument("model '" + spec + "': file '" + path + "' does not exist");
+  return path;
+}
+
+LoadedModel load_network(const std::string& spec, const std::string& path, const ModelOptions& o) {
   LoadedModel m;
-  auto file_of = [&](const std::string& prefix) {
-    const std::string path = spec.substr(prefix.size());
-    if (path.empty() || !fs::exists(path))
-      throw std::invalid_argument("model '" + spec + "': file '" + path + "' does not exist");
-    return path;
-  };
-  if (spec.rfind("net:", 0) == 0 || spec == "fmnist") {
-    const std::string path = spec == "fmnist"
-                                 ? (fs::path(sdekit_data_dir()) / "fmnist" / "unet.pt").string()
-                                 : file_of("net:");
-    if (spec == "fmnist" && !fs::exists(path))
-      throw std::invalid_argument("model 'fmnist': '" + path +
-                                  "' is missing (set SDEKIT_DATA_DIR to sdekit's data folder)");
-    const auto net = Network::load(path, o.device);
-    m.event_shape = net->config().event_shape;
-    m.num_classes = net->num_classes();
-    m.model = bind_labels(net, net, m.num_classes, o, spec);
-    m.description = spec + ": " + net->name();
-    return m;
-  }
-  if (spec.rfind("cm:", 0) == 0) {
-    const std::string path = file_of("cm:");
-    const auto cm = ConsistencyModel::load(path, o.device);
-    if (kernel && kernel->name() != cm->boundary().kernel().name())
-      throw std::invalid_argument("model '" + spec + "' was distilled under the SDE '" + cm->sde() +
-                                  "'; sample it with --sde " + cm->sde() + " (got " +
-                                  kernel->name() + ")");
-    if (o.guidance != 0.0)
-      throw std::invalid_argument("--guidance: model '" + spec +
-                                  "' is a consistency model; guidance combines scores, not "
-                                  "consistency functions");
-    m.event_shape = cm->network().config().event_shape;
-    m.num_classes = cm->num_classes();
-    m.model = bind_labels(cm, cm, m.num_classes, o, spec);
-    m.description = spec + ": " + cm->name();
-    return m;
-  }
-  if (spec.rfind("torchscript:", 0) == 0) {
-    const std::string path = file_of("torchscript:");
-    if (o.param.empty())
-      throw std::invalid_argument("model '" + spec +
-                                  "': --param is required (eps, x0, v, score or denoiser)");
-    if (o.event_shape.empty())
-      throw std::invalid_argument("model '" + spec +
-                                  "': --event-shape is required (one sample's shape, e.g. 2 or "
-                                  "1,28,28)");
-    const auto ts = TorchScriptModel::load(path, parse_param(o.param), o.device);
-    m.event_shape = o.event_shape;
-    // An unconditional forward(x, t) has no classes (and is no ConditionalModel to bind).
-    m.num_classes = ts->conditional() ? ts->num_classes() : 0;
-    m.model = bind_labels(ts, ts, m.num_classes, o, spec);
-    m.description = spec + " (TorchScript, " + o.param + ")";
-    return m;
-  }
-  // The exact mixtures.
-  GaussianMixture mix = load_mixture(spec);
+  const auto net = Network::load(path, o.device);
+  m.event_shape = net->config().event_shape;
+  m.num_classes = net->num_classes();
+  m.model = bind_labels(net, net, m.num_classes, o, spec);
+  m.description = spec + ": " + net->name();
+  return m;
+}
+
+LoadedModel load_fmnist(const std::string& spec, const SchedulePtr&, const ModelOptions& o) {
+  const std::string path = (fs::path(sdekit_data_dir()) / "fmnist" / "unet.pt").string();
+  if (!fs::exists(path))
+    throw std::invalid_argument("model 'fmnist': '" + path +
+                                "' is missing (set SDEKIT_DATA_DIR to sdekit's data folder)");
+  return load_network(spec, path, o);
+}
+
+LoadedModel load_net(const std::string& spec, const SchedulePtr&, const ModelOptions& o) {
+  return load_network(spec, file_of(spec, "net:"), o);
+}
+
+LoadedModel load_cm(const std::string& spec, const SchedulePtr& kernel, const ModelOptions& o) {
+  LoadedModel m;
+  const auto cm = ConsistencyModel::load(file_of(spec, "cm:"), o.device);
+  if (kernel && kernel->name() != cm->boundary().kernel().name())
+    throw std::invalid_argument("model '" + spec + "' was distilled under the SDE '" + cm->sde() +
+                                "'; sample it with --sde " + cm->sde() + " (got " + kernel->name() +
+                                ")");
+  if (o.guidance != 0.0)
+    throw std::invalid_argument("--guidance: model '" + spec +
+                                "' is a consistency model; guidance combines scores, not "
+                                "consistency functions");
+  m.event_shape = cm->network().config().event_shape;
+  m.num_classes = cm->num_classes();
+  m.model = bind_labels(cm, cm, m.num_classes, o, spec);
+  m.description = spec + ": " + cm->name();
+  return m;
+}
+
+LoadedModel load_torchscript(const std::string& spec, const SchedulePtr&, const ModelOptions& o) {
+  LoadedModel m;
+  const std::string path = file_of(spec, "torchscript:");
+  if (o.param.empty())
+    throw std::invalid_argument("model '" + spec +
+                                "': --param is required (eps, x0, v, score or denoiser)");
+  if (o.event_shape.empty())
+    throw std::invalid_argument("model '" + spec +
+                                "': --event-shape is required (one sample's shape, e.g. 2 or "
+                                "1,28,28)");
+  const auto ts = TorchScriptModel::load(path, parse_param(o.param), o.device);
+  m.event_shape = o.event_shape;
+  // An unconditional forward(x, t) has no classes (and is no ConditionalModel to bind).
+  m.num_classes = ts->conditional() ? ts->num_classes() : 0;
+  m.model = bind_labels(ts, ts, m.num_classes, o, spec);
+  m.description = spec + " (TorchScript, " + o.param + ")";
+  return m;
+}
+
+LoadedModel load_exact(const ModelInfo& info, const std::string& spec, const SchedulePtr& kernel,
+                       const ModelOptions& o) {
+  LoadedModel m;
+  GaussianMixture mix = info.load(std::string_view(spec).substr(info.prefix().size()));
   if (!kernel)
     throw std::invalid_argument("model '" + spec + "' needs an SDE with a Gaussian kernel");
   if (o.guidance != 0.0 || o.label >= 0)
@@ -127,6 +136,49 @@ LoadedModel load_model(const std::string& spec, const SchedulePtr& kernel, const
   m.description = spec + " (exact Gaussian mixture, D = " + std::to_string(mix.dim()) + ")";
   m.mixture = std::move(mix);
   return m;
+}
+
+}  // namespace
+
+bool ModelKind::matches(const std::string& spec) const {
+  const auto colon = name.find(':');
+  return colon == std::string::npos ? spec == name : spec.rfind(name.substr(0, colon + 1), 0) == 0;
+}
+
+const std::vector<ModelKind>& model_kinds() {
+  static const std::vector<ModelKind> kinds = [] {
+    std::vector<ModelKind> k;
+    for (const ModelInfo& info : model_registry())
+      k.push_back({info.name, info.summary,
+                   [&info](const std::string& spec, const SchedulePtr& kernel,
+                           const ModelOptions& o) { return load_exact(info, spec, kernel, o); }});
+    k.push_back({"fmnist",
+                 "the committed class-conditional Fashion-MNIST U-Net (--class, --guidance)",
+                 load_fmnist});
+    k.push_back({"net:FILE.pt", "a network trained by `sdekit train` (its model.pt)", load_net});
+    k.push_back({"cm:FILE.pt",
+                 "a consistency model of `sdekit distill consistency` (--sampler consistency)",
+                 load_cm});
+    k.push_back({"torchscript:FILE.pt",
+                 "a TorchScript module forward(x, t) or forward(x, t, y) (--param, --event-shape)",
+                 load_torchscript});
+    return k;
+  }();
+  return kinds;
+}
+
+std::string model_spec_help() {
+  std::string help;
+  for (const auto& k : model_kinds()) help += (help.empty() ? "" : " | ") + k.name;
+  return help;
+}
+
+LoadedModel load_model(const std::string& spec, const SchedulePtr& kernel, const ModelOptions& o) {
+  for (const auto& k : model_kinds())
+    if (k.matches(spec)) return k.load(spec, kernel, o);
+  std::string valid;
+  for (const auto& k : model_kinds()) valid += (valid.empty() ? "" : ", ") + k.name;
+  throw std::invalid_argument("unknown model '" + spec + "'; valid: " + valid);
 }
 
 }  // namespace sdekit

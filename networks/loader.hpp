@@ -2,6 +2,7 @@
 // Models by name, for the command line and the experiments: the exact mixtures, networks trained
 // by `sdekit train`, the committed Fashion-MNIST model, and TorchScript files from Python.
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <optional>
 #include <string>
@@ -48,7 +49,22 @@ std::string sdekit_data_dir();
 LoadedModel load_model(const std::string& spec, const SchedulePtr& kernel,
                        const ModelOptions& options = {});
 
-/// The model specs load_model accepts, for help texts.
+/// One kind of model spec: its name ("fmnist", or a prefix with a placeholder, "net:FILE.pt"),
+/// its one-line meaning, and its loader. The exact mixtures (models/builtin.hpp) come first.
+struct ModelKind {
+  std::string name;
+  std::string summary;
+  std::function<LoadedModel(const std::string& spec, const SchedulePtr& kernel,
+                            const ModelOptions& options)>
+      load;
+  bool matches(const std::string& spec) const;
+};
+
+/// Every model kind load_model accepts: the only list (help texts, `sdekit list` and errors
+/// are generated from it).
+const std::vector<ModelKind>& model_kinds();
+
+/// The model specs load_model accepts, for help texts ("ring2d | gmm64 | ...").
 std::string model_spec_help();
 
 }  // namespace sdekit

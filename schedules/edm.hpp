@@ -13,6 +13,8 @@ class EDM final : public NoiseSchedule {
   std::string name() const override { return "edm"; }
   Interval domain() const override { return {0.0, smax_}; }
   double default_t_end() const override { return smin_; }
+  /// Karras et al.'s rho-spacing in sigma (docs/theory.md section 1).
+  std::string default_grid_name() const override { return "karras"; }
   double log_alpha(double t) const override;
   double sigma(double t) const override;
   double log_sigma(double t) const override { return std::log(sigma(t)); }

@@ -1,11 +1,11 @@
 #pragma once
-// Noise schedules: x_t = alpha(t) x0 + sigma(t) eps (THEORY.md section 1).
+// Noise schedules: x_t = alpha(t) x0 + sigma(t) eps (docs/theory.md section 1).
 //
 // Time runs forward from data (t = t_min of the domain) to noise (t = T = t_max). Every
 // quantity is a host double. lambda(t) = log(alpha/sigma) is strictly decreasing in t, so its
 // inverse t_of_lambda exists. The affine SDE a schedule defines has
 //   f(t)  = d log alpha / dt,
-//   g2(t) = d sigma^2 / dt - 2 f sigma^2 = -2 sigma^2 d lambda / dt      (THEORY.md section 2).
+//   g2(t) = d sigma^2 / dt - 2 f sigma^2 = -2 sigma^2 d lambda / dt   (docs/theory.md section 2).
 #include <memory>
 #include <string>
 
@@ -28,6 +28,9 @@ class NoiseSchedule {
   virtual Interval domain() const = 0;
   /// The end time a sampler stops at by default (> domain().lo where sigma(lo) = 0).
   virtual double default_t_end() const = 0;
+  /// The time grid this schedule samples best with by default (a name of grid_registry(),
+  /// schedules/time_grid.hpp): uniform in t unless a schedule says otherwise.
+  virtual std::string default_grid_name() const { return "uniform-t"; }
 
   virtual double log_alpha(double t) const = 0;
   virtual double sigma(double t) const = 0;

@@ -4,7 +4,6 @@
 #include <sstream>
 #include <stdexcept>
 
-#include "schedules/edm.hpp"
 #include "schedules/vp_discrete.hpp"
 
 namespace sdekit {
@@ -38,7 +37,7 @@ std::string grid_name(GridKind kind) {
 }
 
 GridKind default_grid(const NoiseSchedule& schedule) {
-  return dynamic_cast<const EDM*>(&schedule) ? GridKind::Karras : GridKind::UniformT;
+  return parse_grid(schedule.default_grid_name());
 }
 
 namespace {

@@ -1,17 +1,23 @@
 #include "solvers/registry.hpp"
 
+#include <cmath>
+#include <limits>
 #include <stdexcept>
 
 namespace sdekit {
 
-const std::vector<SamplerInfo>& sampler_registry() {
-  static const std::vector<SamplerInfo> reg = {
+namespace {
+std::vector<SamplerInfo>& registry() {
+  static std::vector<SamplerInfo> reg = {
       {"euler-maruyama", "Euler-Maruyama on the reverse SDE (any SDE)", make_euler_maruyama},
       {"euler", "Euler on the probability-flow ODE (Boost.Odeint)", make_euler},
       {"heun", "Heun (RK2) on the probability-flow ODE (Boost.Odeint)", make_heun},
       {"rk4", "classical Runge-Kutta 4 on the probability-flow ODE (Boost.Odeint)", make_rk4},
-      {"ancestral", "DDPM ancestral sampling, posterior or transition variance", make_ancestral},
-      {"ddim", "DDIM(eta); eta = 0 is deterministic (= DPM-Solver-1)", make_ddim},
+      {"ancestral",
+       "DDPM ancestral sampling, posterior or transition variance",
+       make_ancestral,
+       {"variance"}},
+      {"ddim", "DDIM(eta); eta = 0 is deterministic (= DPM-Solver-1)", make_ddim, {"eta"}},
       {"dpm-solver-1", "DPM-Solver-1, noise prediction, exact in lambda (= DDIM eta 0)",
        [](const SamplerOptions& o) { return make_dpm_solver(1, o); }},
       {"dpm-solver-2", "DPM-Solver-2, singlestep (r1 = 1/2)",
@@ -20,34 +26,61 @@ const std::vector<SamplerInfo>& sampler_registry() {
        [](const SamplerOptions& o) { return make_dpm_solver(3, o); }},
       {"dpm-solver-fast", "DPM-Solver-fast: orders 3,..,3 then 2/1 to spend an exact NFE budget",
        make_dpm_solver_fast},
-      {"dpm-solver-12", "adaptive DPM-Solver-12 (rtol/atol)",
-       [](const SamplerOptions& o) { return make_dpm_solver_adaptive(2, o); }},
-      {"dpm-solver-23", "adaptive DPM-Solver-23 (rtol/atol)",
-       [](const SamplerOptions& o) { return make_dpm_solver_adaptive(3, o); }},
+      {"dpm-solver-12",
+       "adaptive DPM-Solver-12 (rtol/atol)",
+       [](const SamplerOptions& o) { return make_dpm_solver_adaptive(2, o); },
+       {"rtol", "atol", "max-steps"}},
+      {"dpm-solver-23",
+       "adaptive DPM-Solver-23 (rtol/atol)",
+       [](const SamplerOptions& o) { return make_dpm_solver_adaptive(3, o); },
+       {"rtol", "atol", "max-steps"}},
       {"dpmpp-1", "DPM-Solver++ 1, data prediction",
        [](const SamplerOptions& o) { return make_dpmpp("1", o); }},
       {"dpmpp-2s", "DPM-Solver++ 2S, singlestep",
        [](const SamplerOptions& o) { return make_dpmpp("2s", o); }},
       {"dpmpp-2m", "DPM-Solver++ 2M, multistep",
        [](const SamplerOptions& o) { return make_dpmpp("2m", o); }},
-      {"dpmpp-3m", "DPM-Solver++ 3M, multistep",
-       [](const SamplerOptions& o) { return make_dpmpp("3m", o); }},
+      {"dpmpp-3m",
+       "DPM-Solver++ 3M, multistep",
+       [](const SamplerOptions& o) { return make_dpmpp("3m", o); },
+       {"dpmpp3m-reference"}},
       {"sde-dpmpp-2m", "SDE-DPM-Solver++ 2M (stochastic, Brownian-path aware)", make_sde_dpmpp_2m},
-      {"unipc-1", "UniPC-1 (UniP-1 + UniC), bh1/bh2",
-       [](const SamplerOptions& o) { return make_unipc(1, o); }},
-      {"unipc-2", "UniPC-2 (UniP-2 + UniC), bh1/bh2",
-       [](const SamplerOptions& o) { return make_unipc(2, o); }},
-      {"unipc-3", "UniPC-3 (UniP-3 + UniC), bh1/bh2",
-       [](const SamplerOptions& o) { return make_unipc(3, o); }},
-      {"dopri5", "adaptive Dormand-Prince 5(4) on the PF-ODE (Boost.Odeint)", make_dopri5},
-      {"cash-karp", "adaptive Cash-Karp 5(4) on the PF-ODE (Boost.Odeint)", make_cash_karp},
-      {"fehlberg78", "adaptive Runge-Kutta-Fehlberg 7(8) on the PF-ODE (Boost.Odeint)",
-       make_fehlberg78},
-      {"edm-heun", "EDM Heun with stochastic churn (S_churn, S_tmin, S_tmax, S_noise)",
-       make_edm_heun},
-      {"pc", "predictor-corrector: predictor + Langevin corrector (snr)", make_predictor_corrector},
-      {"annealed-langevin", "annealed Langevin dynamics (NCSN), K steps per noise level",
-       make_annealed_langevin},
+      {"unipc-1",
+       "UniPC-1 (UniP-1 + UniC), bh1/bh2",
+       [](const SamplerOptions& o) { return make_unipc(1, o); },
+       {"unipc-variant"}},
+      {"unipc-2",
+       "UniPC-2 (UniP-2 + UniC), bh1/bh2",
+       [](const SamplerOptions& o) { return make_unipc(2, o); },
+       {"unipc-variant"}},
+      {"unipc-3",
+       "UniPC-3 (UniP-3 + UniC), bh1/bh2",
+       [](const SamplerOptions& o) { return make_unipc(3, o); },
+       {"unipc-variant"}},
+      {"dopri5",
+       "adaptive Dormand-Prince 5(4) on the PF-ODE (Boost.Odeint)",
+       make_dopri5,
+       {"rtol", "atol", "max-steps", "dense-output"}},
+      {"cash-karp",
+       "adaptive Cash-Karp 5(4) on the PF-ODE (Boost.Odeint)",
+       make_cash_karp,
+       {"rtol", "atol", "max-steps"}},
+      {"fehlberg78",
+       "adaptive Runge-Kutta-Fehlberg 7(8) on the PF-ODE (Boost.Odeint)",
+       make_fehlberg78,
+       {"rtol", "atol", "max-steps"}},
+      {"edm-heun",
+       "EDM Heun with stochastic churn (S_churn, S_tmin, S_tmax, S_noise)",
+       make_edm_heun,
+       {"s-churn", "s-tmin", "s-tmax", "s-noise"}},
+      {"pc",
+       "predictor-corrector: predictor + Langevin corrector (snr)",
+       make_predictor_corrector,
+       {"predictor", "corrector-steps", "snr", "variance"}},
+      {"annealed-langevin",
+       "annealed Langevin dynamics (NCSN), K steps per noise level",
+       make_annealed_langevin,
+       {"langevin-steps", "langevin-eps"}},
       {"sra", "strong order 1.5 stochastic Runge-Kutta (Roessler SRA) for additive noise",
        make_sra},
       {"consistency",
@@ -56,14 +89,159 @@ const std::vector<SamplerInfo>& sampler_registry() {
   };
   return reg;
 }
+}  // namespace
 
-std::unique_ptr<Sampler> make_sampler(std::string_view name, const SamplerOptions& options) {
+const std::vector<SamplerInfo>& sampler_registry() {
+  return registry();
+}
+
+void register_sampler(SamplerInfo info) {
+  if (info.name.empty() || !info.make)
+    throw std::invalid_argument("register_sampler: a sampler needs a name and a factory");
+  for (const auto& s : registry())
+    if (s.name == info.name)
+      throw std::invalid_argument("register_sampler: a sampler named '" + info.name +
+                                  "' is already registered");
+  for (const auto& o : info.options) {
+    bool known = false;
+    for (const auto& spec : sampler_option_specs()) known = known || spec.name == o;
+    if (!known)
+      throw std::invalid_argument("register_sampler: sampler '" + info.name +
+                                  "' takes an unknown option --" + o);
+  }
+  registry().push_back(std::move(info));
+}
+
+const SamplerInfo& sampler_info(std::string_view name) {
   std::string valid;
   for (const auto& s : sampler_registry()) {
-    if (s.name == name) return s.make(options);
+    if (s.name == name) return s;
     valid += (valid.empty() ? "" : ", ") + s.name;
   }
   throw std::invalid_argument("unknown sampler '" + std::string(name) + "'; valid: " + valid);
+}
+
+std::unique_ptr<Sampler> make_sampler(std::string_view name, const SamplerOptions& options) {
+  return sampler_info(name).make(options);
+}
+
+namespace {
+
+double parse_real(const std::string& flag, const std::string& text) {
+  size_t used = 0;
+  double v = 0;
+  try {
+    v = std::stod(text, &used);
+  } catch (const std::exception&) {
+    used = 0;
+  }
+  if (used == 0 || used != text.size() || !std::isfinite(v))
+    throw std::invalid_argument("--" + flag + ": expected a finite number, got '" + text + "'");
+  return v;
+}
+
+int parse_int(const std::string& flag, const std::string& text, int lo) {
+  size_t used = 0;
+  long long v = 0;
+  try {
+    v = std::stoll(text, &used);
+  } catch (const std::exception&) {
+    used = 0;
+  }
+  if (used == 0 || used != text.size() || v < lo || v > std::numeric_limits<int>::max())
+    throw std::invalid_argument("--" + flag + ": expected an integer in [" + std::to_string(lo) +
+                                ", " + std::to_string(std::numeric_limits<int>::max()) +
+                                "], got '" + text + "'");
+  return static_cast<int>(v);
+}
+
+double parse_positive(const std::string& flag, const std::string& text) {
+  const double v = parse_real(flag, text);
+  if (!(v > 0)) throw std::invalid_argument("--" + flag + ": must be > 0, got '" + text + "'");
+  return v;
+}
+
+}  // namespace
+
+const std::vector<SamplerOptionSpec>& sampler_option_specs() {
+  static const std::vector<SamplerOptionSpec> specs = {
+      {"eta", "real", "0", "DDIM's eta: 0 deterministic, 1 the posterior noise level", ">= 0",
+       [](SamplerOptions& o, const std::string& v) { o.eta = parse_real("eta", v); }},
+      {"variance", "posterior | transition", "posterior",
+       "ancestral variance: DDPM's beta-tilde (posterior) or beta (transition)",
+       "posterior | transition",
+       [](SamplerOptions& o, const std::string& v) { o.variance = parse_ancestral_variance(v); }},
+      {"rtol", "real", "1e-05", "adaptive samplers: relative tolerance", "> 0",
+       [](SamplerOptions& o, const std::string& v) { o.rtol = parse_positive("rtol", v); }},
+      {"atol", "real", "1e-05", "adaptive samplers: absolute tolerance", "> 0",
+       [](SamplerOptions& o, const std::string& v) { o.atol = parse_positive("atol", v); }},
+      {"max-steps", "int", "100000", "adaptive samplers: attempted steps before giving up",
+       "1 .. 10^7",
+       [](SamplerOptions& o, const std::string& v) {
+         o.max_steps = parse_int("max-steps", v, 1);
+         if (o.max_steps > 10000000)
+           throw std::invalid_argument("--max-steps: at most 10000000, got " + v);
+       }},
+      {"dense-output", "flag", "off", "dopri5: the dense-output stepper", "",
+       [](SamplerOptions& o, const std::string&) { o.dense_output = true; }},
+      {"dpmpp3m-reference", "flag", "off",
+       "dpmpp-3m: the reference implementation's (second-order) update", "",
+       [](SamplerOptions& o, const std::string&) { o.dpmpp3m_reference = true; }},
+      {"unipc-variant", "bh1 | bh2", "bh2", "UniPC's B(h): h (bh1) or expm1(h) (bh2)", "bh1 | bh2",
+       [](SamplerOptions& o, const std::string& v) { o.unipc_variant = parse_unipc_variant(v); }},
+      {"s-churn", "real", "0", "edm-heun: S_churn (0: deterministic)", ">= 0",
+       [](SamplerOptions& o, const std::string& v) { o.s_churn = parse_real("s-churn", v); }},
+      {"s-tmin", "real", "0", "edm-heun: churn only where sigma/alpha >= S_tmin", ">= 0",
+       [](SamplerOptions& o, const std::string& v) { o.s_tmin = parse_real("s-tmin", v); }},
+      {"s-tmax", "real", "1e+30", "edm-heun: churn only where sigma/alpha <= S_tmax", ">= S_tmin",
+       [](SamplerOptions& o, const std::string& v) { o.s_tmax = parse_real("s-tmax", v); }},
+      {"s-noise", "real", "1", "edm-heun: S_noise, the scale of the churn noise", ">= 0",
+       [](SamplerOptions& o, const std::string& v) { o.s_noise = parse_real("s-noise", v); }},
+      {"predictor", "euler-maruyama | reverse-diffusion | ancestral", "reverse-diffusion",
+       "pc: the predictor", "euler-maruyama | reverse-diffusion | ancestral",
+       [](SamplerOptions& o, const std::string& v) { o.pc_predictor = parse_pc_predictor(v); }},
+      {"corrector-steps", "int", "1", "pc: Langevin corrector steps after each predictor step",
+       ">= 0",
+       [](SamplerOptions& o, const std::string& v) {
+         o.corrector_steps = parse_int("corrector-steps", v, 0);
+       }},
+      {"snr", "real", "0.16", "pc: the corrector's signal-to-noise ratio r", ">= 0",
+       [](SamplerOptions& o, const std::string& v) { o.snr = parse_real("snr", v); }},
+      {"langevin-steps", "int", "100", "annealed-langevin: Langevin steps per noise level", ">= 1",
+       [](SamplerOptions& o, const std::string& v) {
+         o.langevin_steps = parse_int("langevin-steps", v, 1);
+       }},
+      {"langevin-eps", "real", "2e-05", "annealed-langevin: the step scale e", "> 0",
+       [](SamplerOptions& o, const std::string& v) {
+         o.langevin_eps = parse_positive("langevin-eps", v);
+       }},
+  };
+  return specs;
+}
+
+std::string sampler_option_list(const SamplerInfo& info) {
+  std::string list;
+  for (const auto& o : info.options) list += (list.empty() ? "--" : ", --") + o;
+  return list.empty() ? "none" : list;
+}
+
+SamplerOptions sampler_options_for(std::string_view name,
+                                   const std::map<std::string, std::string>& given) {
+  const SamplerInfo& info = sampler_info(name);
+  SamplerOptions o;
+  for (const auto& [option, value] : given) {
+    const SamplerOptionSpec* spec = nullptr;
+    for (const auto& s : sampler_option_specs())
+      if (s.name == option) spec = &s;
+    if (!spec) throw std::invalid_argument("unknown sampler option --" + option);
+    bool takes = false;
+    for (const auto& t : info.options) takes = takes || t == option;
+    if (!takes)
+      throw std::invalid_argument("--" + option + " does not apply to --sampler " + info.name +
+                                  " (its options: " + sampler_option_list(info) + ")");
+    spec->apply(o, value);
+  }
+  return o;
 }
 
 AncestralVariance parse_ancestral_variance(std::string_view name) {

@@ -4,6 +4,7 @@
 #include <unistd.h>
 #include <catch2/catch.hpp>
 
+#include <algorithm>
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
@@ -12,6 +13,7 @@
 #include <vector>
 
 #include "cli_run.hpp"
+#include "experiments/features.hpp"
 #include "experiments/npy_io.hpp"
 #include "models/gaussian_mixture.hpp"
 #include "networks/loader.hpp"
@@ -70,6 +72,142 @@ TEST_CASE("help works on every subcommand", "[cli]") {
     CHECK_THAT(r.out, Catch::Contains("--help"));
   }
   CHECK_THAT(cli({"sample", "--help"}).out, Catch::Contains("--x-init"));
+}
+
+TEST_CASE("help on every subcommand, and sdekit list shows every registry entry", "[cli]") {
+  const std::vector<std::vector<std::string>> subs = {{"list"},
+                                                      {"sample"},
+                                                      {"encode"},
+                                                      {"moments"},
+                                                      {"converge"},
+                                                      {"fid-table"},
+                                                      {"train"},
+                                                      {"classifier"},
+                                                      {"fd"},
+                                                      {"distill"},
+                                                      {"distill", "consistency"},
+                                                      {"distill", "progressive"}};
+  for (auto args : subs) {
+    args.push_back("--help");
+    const CliRun r = cli(args);
+    INFO(args[0] << (args.size() > 2 ? " " + args[1] : std::string()));
+    CHECK(r.rc == 0);
+    CHECK_THAT(r.out, Catch::Contains("--help"));
+  }
+  // The top-level help names every subcommand.
+  const CliRun top = cli({"--help"});
+  for (const auto& sub : subs) CHECK_THAT(top.out, Catch::Contains(sub[0]));
+
+  const CliRun r = cli({"list"});
+  REQUIRE(r.rc == 0);
+  // Every model kind, including the learned ones.
+  for (const char* kind : {"ring2d", "gmm64", "gmm:", "fmnist", "net:", "cm:", "torchscript:"})
+    CHECK_THAT(r.out, Catch::Contains(kind));
+  for (const auto& k : model_kinds()) CHECK_THAT(r.out, Catch::Contains(k.name));
+  for (const auto& f : feature_space_kinds()) {
+    CHECK_THAT(r.out, Catch::Contains(f.name));
+    CHECK_THAT(cli({"fid-table", "--help"}).out, Catch::Contains(f.name));
+  }
+  // Every sampler with the options it takes, and every option with its meaning.
+  for (const auto& s : sampler_registry()) {
+    INFO(s.name);
+    CHECK_THAT(r.out, Catch::Contains(s.name));
+    if (!s.options.empty())
+      CHECK_THAT(r.out, Catch::Contains("options: " + sampler_option_list(s)));
+  }
+  for (const auto& o : sampler_option_specs()) {
+    CHECK_THAT(r.out, Catch::Contains("--" + o.name));
+    CHECK_THAT(r.out, Catch::Contains(o.meaning));
+    // Every option is taken by some sampler, and `sample --help` offers it.
+    bool taken = false;
+    for (const auto& s : sampler_registry())
+      for (const auto& name : s.options) taken = taken || name == o.name;
+    CHECK(taken);
+    CHECK_THAT(cli({"sample", "--help"}).out, Catch::Contains("--" + o.name));
+  }
+  // An unknown model names every kind.
+  const CliRun bad = cli({"sample", "--model", "moons"});
+  CHECK(bad.rc == 2);
+  for (const auto& k : model_kinds()) CHECK_THAT(bad.err, Catch::Contains(k.name));
+}
+
+TEST_CASE("sampler option schema: defaults agree with SamplerOptions and parse back", "[cli]") {
+  // Applying each option's declared default to fresh options changes nothing.
+  const SamplerOptions d;
+  for (const auto& spec : sampler_option_specs()) {
+    if (spec.type == "flag") continue;
+    INFO("--" << spec.name << " " << spec.default_value);
+    SamplerOptions o;
+    spec.apply(o, spec.default_value);
+    CHECK(o.eta == d.eta);
+    CHECK(o.variance == d.variance);
+    CHECK(o.rtol == d.rtol);
+    CHECK(o.atol == d.atol);
+    CHECK(o.max_steps == d.max_steps);
+    CHECK(o.unipc_variant == d.unipc_variant);
+    CHECK(o.s_churn == d.s_churn);
+    CHECK(o.s_tmin == d.s_tmin);
+    CHECK(o.s_tmax == d.s_tmax);
+    CHECK(o.s_noise == d.s_noise);
+    CHECK(o.pc_predictor == d.pc_predictor);
+    CHECK(o.corrector_steps == d.corrector_steps);
+    CHECK(o.snr == d.snr);
+    CHECK(o.langevin_steps == d.langevin_steps);
+    CHECK(o.langevin_eps == d.langevin_eps);
+  }
+  // A given option reaches the sampler; a bad value names the option.
+  CHECK(sampler_options_for("ddim", {{"eta", "0.5"}}).eta == 0.5);
+  CHECK(sampler_options_for("dpmpp-3m", {{"dpmpp3m-reference", "true"}}).dpmpp3m_reference);
+  CHECK_THROWS_WITH(sampler_options_for("ddim", {{"eta", "half"}}), Catch::Contains("--eta"));
+  CHECK_THROWS_WITH(sampler_options_for("dopri5", {{"rtol", "-1"}}), Catch::Contains("--rtol"));
+}
+
+// Options that do not apply, and options that conflict: exit 2 with one line naming them.
+namespace {
+void check_refused(const std::vector<std::string>& args, const std::vector<std::string>& named) {
+  const CliRun r = cli(args);
+  CHECK(r.rc == 2);
+  CHECK(r.out.empty());
+  for (const auto& n : named) CHECK_THAT(r.err, Catch::Contains(n));
+  CHECK(std::count(r.err.begin(), r.err.end(), '\n') == 1);
+}
+}  // namespace
+
+TEST_CASE("sample --sampler heun --eta 0.5 is refused: heun takes no --eta", "[cli]") {
+  check_refused({"sample", "--sampler", "heun", "--eta", "0.5"}, {"--eta", "heun", "none"});
+  // ddim takes it.
+  CHECK(cli({"sample", "--sampler", "ddim", "--eta", "0.5", "--steps", "4", "--n", "8"}).rc == 0);
+}
+
+TEST_CASE("sample --sampler dpmpp-2m --dpmpp3m-reference is refused: the option is dpmpp-3m's",
+          "[cli]") {
+  check_refused({"sample", "--sampler", "dpmpp-2m", "--dpmpp3m-reference"},
+                {"--dpmpp3m-reference", "dpmpp-2m"});
+  check_refused({"encode", "--sampler", "dpmpp-2m", "--dpmpp3m-reference"},
+                {"--dpmpp3m-reference", "dpmpp-2m"});
+  CHECK(cli({"sample", "--sampler", "dpmpp-3m", "--dpmpp3m-reference", "--steps", "4", "--n", "8"})
+            .rc == 0);
+}
+
+TEST_CASE("sample --steps 3 --nfe 5: the two conflict", "[cli]") {
+  check_refused({"sample", "--steps", "3", "--nfe", "5"}, {"--steps 3", "--nfe 5", "conflict"});
+  check_refused({"encode", "--steps", "3", "--nfe", "5"}, {"--steps 3", "--nfe 5", "conflict"});
+  CHECK(cli({"sample", "--nfe", "6", "--n", "8"}).rc == 0);
+}
+
+TEST_CASE(
+    "sample --sampler dpm-solver-12 --steps 10 is refused: adaptive samplers choose their steps",
+    "[cli]") {
+  check_refused({"sample", "--sampler", "dpm-solver-12", "--steps", "10"},
+                {"--steps", "dpm-solver-12", "adaptive", "--rtol"});
+  check_refused({"sample", "--sampler", "dopri5", "--grid", "uniform-lambda"},
+                {"--grid", "dopri5"});
+  check_refused({"sample", "--sampler", "dopri5", "--nfe", "20"}, {"--nfe", "dopri5"});
+  // Its own options are fine, and the summary reports the steps it took, not a grid.
+  const CliRun r = cli({"sample", "--sampler", "dpm-solver-12", "--rtol", "1e-3", "--n", "8"});
+  CHECK(r.rc == 0);
+  CHECK_THAT(r.out, Catch::Contains("adaptive steps"));
+  CHECK_THAT(r.out, !Catch::Contains("uniform-t"));
 }
 
 TEST_CASE("sdekit sample writes a .npy batch that reads back as written", "[cli][npy]") {

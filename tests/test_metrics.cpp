@@ -1,7 +1,7 @@
-// Evaluation metrics (THEORY.md section 6): the Frechet distance between Gaussians against closed
-// forms and an independent eigenvalue computation, mergeable feature statistics (Chan et al.)
-// against direct computation, KID (Binkowski et al. 2018) against a brute-force unbiased MMD^2,
-// and bad input.
+// Evaluation metrics (docs/theory.md section 6): the Frechet distance between Gaussians against
+// closed forms and an independent eigenvalue computation, mergeable feature statistics (Chan et
+// al.) against direct computation, KID (Binkowski et al. 2018) against a brute-force unbiased
+// MMD^2, and bad input.
 #include <ATen/CPUGeneratorImpl.h>
 
 #include <catch2/catch.hpp>
@@ -9,8 +9,10 @@
 #include <cstdint>
 #include <limits>
 #include <stdexcept>
+#include <utility>
 
 #include "experiments/frechet.hpp"
+#include "experiments/kde.hpp"
 #include "experiments/kid.hpp"
 
 using namespace sdekit;
@@ -294,4 +296,33 @@ TEST_CASE("Metrics: bad input throws std::invalid_argument naming the problem", 
   CHECK_THROWS_WITH(kernel_inception_distance(x, y, 1, 1, 0), Contains("subset_size >= 2"));
   CHECK_THROWS_WITH(kernel_inception_distance(x, y, 0, 4, 0), Contains("subsets >= 1"));
   CHECK_THROWS_AS(kernel_inception_distance(x, y, -3, 4, 0), std::invalid_argument);
+}
+
+TEST_CASE("kernel density: Scott's bandwidth, the smoothed Gaussian's density, bad input",
+          "[metrics][kde]") {
+  // For N(0, diag(1, 4)) samples the estimate at x is, in expectation, the density of
+  // N(0, diag(1 + hx^2, 4 + hy^2)) at x (the data convolved with the kernel), h = n^(-1/6) std.
+  at::Generator g = at::make_generator<at::CPUGeneratorImpl>(5);
+  const int64_t n = 20000;
+  at::Tensor x = at::randn({n, 2}, g, at::kDouble);
+  x.select(1, 1).mul_(2.0);
+  x[0][0] = NAN;  // dropped
+  const KernelDensity2D kde(x);
+  CHECK(kde.size() == n - 1);
+  const double bw = std::pow(static_cast<double>(n - 1), -1.0 / 6.0);
+  CHECK(kde.bandwidth_x() == Approx(bw).epsilon(0.02));
+  CHECK(kde.bandwidth_y() == Approx(2 * bw).epsilon(0.02));
+  const double vx = 1 + kde.bandwidth_x() * kde.bandwidth_x();
+  const double vy = 4 + kde.bandwidth_y() * kde.bandwidth_y();
+  for (const auto& [u, v] : {std::pair{0.0, 0.0}, std::pair{1.0, -1.5}, std::pair{-0.5, 2.0}}) {
+    const double want = -std::log(2 * M_PI * std::sqrt(vx * vy)) - 0.5 * (u * u / vx + v * v / vy);
+    // Var p_hat ~ p R(K) / (n hx hy), R(K) = 1 / (4 pi) for the 2-D Gaussian kernel: the
+    // relative standard error of p_hat, and so the standard error of log p_hat.
+    const double se = std::sqrt(1.0 / (4 * M_PI * static_cast<double>(n) * kde.bandwidth_x() *
+                                       kde.bandwidth_y() * std::exp(want)));
+    INFO("at (" << u << ", " << v << "): SE " << se);
+    CHECK(kde.log_density(u, v) == Approx(want).margin(4 * se));
+  }
+  CHECK_THROWS_WITH(KernelDensity2D(at::zeros({3, 3})), Catch::Contains("[n, 2]"));
+  CHECK_THROWS_WITH(KernelDensity2D(at::full({2, 2}, NAN)), Catch::Contains("no finite"));
 }

@@ -1,0 +1,94 @@
+#pragma once
+// What the subcommands share: message formatting, checks of flag values, the progress line, and
+// the option groups of the sampler (one flag per sampler_option_specs() entry) and of learned
+// models.
+#include <ATen/ATen.h>
+#include <CLI/CLI.hpp>
+
+#include <cstddef>
+#include <cstdint>
+#include <iosfwd>
+#include <map>
+#include <string>
+#include <vector>
+
+#include "networks/loader.hpp"
+#include "solvers/registry.hpp"
+
+namespace sdekit::cli {
+
+at::ScalarType parse_dtype(const std::string& s);
+/// The first line of a message, trimmed (LibTorch and CLI11 append context on further lines).
+std::string one_line(const std::string& text);
+/// An error message as printed: each line at most 300 characters and at most 30 lines, without
+/// control characters (values echoed from hostile input can be megabytes long).
+std::string clipped(const std::string& text);
+std::string fmt_shape(const at::Tensor& t);
+std::string fmt(double v, int prec = 4);
+
+/// The largest step count or NFE budget a command takes.
+constexpr int64_t kMaxSteps = 10'000'000;
+/// flag's value must lie in [lo, hi].
+void check_count(const std::string& flag, int64_t v, int64_t lo, int64_t hi);
+/// "cpu", "cuda" or "cuda:K", and CUDA only where LibTorch has it.
+void check_device(const std::string& device);
+/// An output file is checked before any work without creating it: its folder must exist and be
+/// writable, and an existing file must be a writable regular file.
+void check_output_file(const std::string& flag, const std::string& path);
+/// "1,2.5,3" -> {1, 2.5, 3}; errors name `option`.
+std::vector<double> parse_number_list(const std::string& text, const std::string& option);
+
+/// Progress on stderr: one line rewritten in place, only when stderr is a terminal.
+class ProgressLine {
+ public:
+  ProgressLine(std::ostream& err, bool quiet);
+  ~ProgressLine() { finish(); }
+  bool on() const { return on_; }
+  void update(std::size_t done, std::size_t total, const std::string& what, double elapsed,
+              double eta);
+  void finish();
+
+ private:
+  std::ostream& err_;
+  bool on_;
+  bool shown_ = false;
+  std::size_t width_ = 0;
+};
+
+// The sampler and its options, shared by `sample` and `encode`: one flag per entry of
+// sampler_option_specs(); a flag the chosen sampler does not take is an error.
+struct SamplerArgs {
+  std::string sampler = "heun";
+  int nfe = 0;
+  std::map<std::string, std::string> values;  // option name -> text as given
+  std::map<std::string, CLI::Option*> flags;  // option name -> its CLI11 option
+  std::map<std::string, bool> switches;       // storage of the "flag" options
+
+  /// Checks what the flags alone can tell; `nfe_given`: --nfe was on the command line.
+  void check(bool nfe_given) const;
+  /// The options given on the command line, checked against the sampler's own list.
+  SamplerOptions options() const;
+};
+void add_sampler_options(CLI::App* c, SamplerArgs& a);
+
+/// The step count of `sample` / `encode`: --steps or --nfe (not both), neither for the adaptive
+/// samplers, which choose their own steps (nor --grid).
+int cli_steps(const SamplerArgs& s, const Sampler& sampler, int steps, bool steps_given,
+              bool nfe_given, bool grid_given);
+
+// Options of learned models, shared by the commands that load a model.
+struct ModelArgs {
+  std::string param;        // torchscript
+  std::string event_shape;  // torchscript: "2" or "1,28,28"
+  int64_t label = -1;
+  double guidance = 0;
+  std::string device = "cpu";
+  ModelOptions options() const;
+};
+void add_model_options(CLI::App* c, ModelArgs& m);
+
+/// The model of `sample` and `encode` with the checks its flags need; D: values per sample.
+LoadedModel load_cli_model(const std::string& spec, const SchedulePtr& kernel, const ModelArgs& m,
+                           int64_t& D);
+
+}  // namespace sdekit::cli

@@ -1,0 +1,104 @@
+// The option groups of apps/cli_common.hpp: the sampler's flags (generated from
+// sampler_option_specs()) and the learned models' flags.
+#include <cmath>
+#include <stdexcept>
+
+#include "apps/cli_common.hpp"
+
+namespace sdekit::cli {
+
+void SamplerArgs::check(bool nfe_given) const {
+  if (nfe_given) check_count("--nfe", nfe, 1, kMaxSteps);
+}
+
+SamplerOptions SamplerArgs::options() const {
+  std::map<std::string, std::string> given;
+  for (const auto& [name, opt] : flags)
+    if (opt->count() > 0) given[name] = switches.count(name) ? "true" : values.at(name);
+  return sampler_options_for(sampler, given);
+}
+
+void add_sampler_options(CLI::App* c, SamplerArgs& a) {
+  c->add_option("--sampler", a.sampler, "Sampler (see `sdekit list`)")->capture_default_str();
+  c->add_option("--nfe", a.nfe,
+                "NFE budget: sets the steps (and dpm-solver-fast's order schedule); not with "
+                "--steps");
+  for (const auto& spec : sampler_option_specs()) {
+    std::string takers;
+    for (const auto& info : sampler_registry())
+      for (const auto& o : info.options)
+        if (o == spec.name) takers += (takers.empty() ? "" : ", ") + info.name;
+    const std::string help =
+        spec.meaning + (spec.range.empty() ? "" : "; " + spec.range) + " (" + takers + ")";
+    if (spec.type == "flag") {
+      a.switches[spec.name] = false;
+      a.flags[spec.name] = c->add_flag("--" + spec.name, a.switches[spec.name], help);
+    } else {
+      a.values[spec.name] = spec.default_value;
+      a.flags[spec.name] = c->add_option("--" + spec.name, a.values[spec.name], help)
+                               ->default_str(spec.default_value);
+    }
+  }
+}
+
+int cli_steps(const SamplerArgs& s, const Sampler& sampler, int steps, bool steps_given,
+              bool nfe_given, bool grid_given) {
+  if (steps_given && nfe_given)
+    throw std::invalid_argument("--steps " + std::to_string(steps) + " and --nfe " +
+                                std::to_string(s.nfe) +
+                                " conflict: give one (--nfe sets the steps from the NFE budget)");
+  if (sampler.adaptive() && (steps_given || nfe_given || grid_given))
+    throw std::invalid_argument(std::string(steps_given ? "--steps"
+                                            : nfe_given ? "--nfe"
+                                                        : "--grid") +
+                                " does not apply to --sampler " + s.sampler +
+                                ": it is adaptive and chooses its own steps (its options: " +
+                                sampler_option_list(sampler_info(s.sampler)) + ")");
+  return nfe_given ? sampler.steps_for_nfe(s.nfe) : steps;
+}
+
+ModelOptions ModelArgs::options() const {
+  ModelOptions o;
+  o.param = param;
+  if (!event_shape.empty())
+    for (double v : parse_number_list(event_shape, "--event-shape")) {
+      if (v < 1 || v != std::floor(v))
+        throw std::invalid_argument("--event-shape: sizes must be positive integers, got " +
+                                    fmt(v));
+      o.event_shape.push_back(static_cast<int64_t>(v));
+    }
+  o.label = label;
+  if (!std::isfinite(guidance))
+    throw std::invalid_argument("--guidance must be finite, got " + fmt(guidance));
+  o.guidance = guidance;
+  check_device(device);
+  o.device = device;
+  return o;
+}
+
+void add_model_options(CLI::App* c, ModelArgs& m) {
+  c->add_option("--param", m.param, "torchscript models: eps | x0 | v | score | denoiser");
+  c->add_option("--event-shape", m.event_shape,
+                "torchscript models: one sample's shape, e.g. 2 or 1,28,28");
+  c->add_option("--class", m.label,
+                "Class-conditional models: a class, -1 for balanced classes, K for none")
+      ->capture_default_str();
+  c->add_option("--guidance", m.guidance,
+                "Classifier-free guidance weight w (0: none; w != 0 doubles the NFE)")
+      ->capture_default_str();
+  c->add_option("--device", m.device, "cpu | cuda (learned models)")->capture_default_str();
+}
+
+LoadedModel load_cli_model(const std::string& spec, const SchedulePtr& kernel, const ModelArgs& m,
+                           int64_t& D) {
+  LoadedModel lm = load_model(spec, kernel, m.options());
+  if (lm.mixture && m.device != "cpu")
+    throw std::invalid_argument("--device " + m.device + ": model '" + spec +
+                                "' is analytic and runs on the CPU; --device applies to learned "
+                                "models");
+  D = 1;
+  for (int64_t v : lm.event_shape) D *= v;
+  return lm;
+}
+
+}  // namespace sdekit::cli

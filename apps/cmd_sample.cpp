@@ -1,0 +1,219 @@
+// `sdekit sample`: one sampler, one model; samples as .npy, optionally a plot.
+#include <algorithm>
+#include <chrono>
+#include <cmath>
+#include <limits>
+#include <ostream>
+#include <sstream>
+#include <stdexcept>
+
+#include "apps/cli_common.hpp"
+#include "apps/command.hpp"
+#include "apps/plot.hpp"
+#include "experiments/kde.hpp"
+#include "experiments/npy_io.hpp"
+#include "models/resources.hpp"
+#include "schedules/registry.hpp"
+#include "schedules/time_grid.hpp"
+#include "solvers/brownian_tree.hpp"
+#include "solvers/sample.hpp"
+
+namespace sdekit {
+namespace {
+using namespace cli;
+
+struct SampleArgs {
+  std::string model = "ring2d";
+  std::string sde = "vp-linear";
+  SamplerArgs s;
+  ModelArgs m;
+  std::string grid;  // empty: the schedule's default
+  int steps = 20;
+  int64_t n = 1000;
+  uint64_t seed = 0;
+  std::string x_init;
+  double t_end = -1;  // < 0: the SDE's default
+  std::string dtype = "float32";
+  bool brownian = false;
+  std::string out;
+  std::string plot;
+  bool n_given = false, nfe_given = false, t_end_given = false, steps_given = false,
+       grid_given = false;
+};
+
+int cmd_sample(const SampleArgs& a, std::ostream& out) {
+  check_count("--steps", a.steps, 1, kMaxSteps);
+  a.s.check(a.nfe_given);
+  if (!a.n_given || a.x_init.empty())
+    check_count("--n", a.n, 1, std::numeric_limits<int64_t>::max());
+  // Validate everything before any work.
+  const SDEPtr sde = make_sde(a.sde);
+  const SchedulePtr kernel = sde->schedule();
+  const auto sampler = make_sampler(a.s.sampler, a.s.options());
+  int64_t D = 0;
+  const LoadedModel lm = load_cli_model(a.model, kernel, a.m, D);
+  SampleSpec spec;
+  spec.options = at::TensorOptions().dtype(parse_dtype(a.dtype));
+  spec.steps = cli_steps(a.s, *sampler, a.steps, a.steps_given, a.nfe_given, a.grid_given);
+  if (!a.grid.empty()) spec.grid = parse_grid(a.grid);
+  spec.t_end = a.t_end_given ? a.t_end : -1.0;
+  spec.n = a.n;
+  spec.event_shape = lm.event_shape;
+  spec.seed = a.seed;
+  const Interval d = sde->domain();
+  if (a.t_end_given && !(a.t_end > d.lo && a.t_end < d.hi)) {
+    std::ostringstream os;
+    os << "--t-end must lie in (" << d.lo << ", " << d.hi << ") for --sde " << a.sde << ", got "
+       << a.t_end;
+    throw std::invalid_argument(os.str());
+  }
+  spec_grid(*sde, spec);  // grid errors before any work
+  if (a.brownian) {
+    if (!sampler->stochastic())
+      throw std::invalid_argument("--brownian: sampler '" + a.s.sampler +
+                                  "' is deterministic and draws no noise");
+    if (!sampler->uses_brownian_path())
+      throw std::invalid_argument("--brownian: sampler '" + a.s.sampler +
+                                  "' draws Langevin noise, which is not a Brownian increment; it "
+                                  "cannot take its noise from a Brownian path");
+    const double t_end = a.t_end_given ? a.t_end : sde->default_t_end();
+    spec.brownian =
+        std::make_shared<VirtualBrownianTree>(t_end, d.hi, a.seed, 1e-6 * (d.hi - t_end));
+  }
+  if (!a.x_init.empty()) {
+    spec.x_init = read_npy(a.x_init);
+    require_finite(spec.x_init, "--x-init '" + a.x_init + "'");
+    std::vector<int64_t> want = {spec.x_init.dim() > 0 ? spec.x_init.size(0) : 0};
+    want.insert(want.end(), lm.event_shape.begin(), lm.event_shape.end());
+    if (spec.x_init.dim() == 2 && spec.x_init.size(1) == D) spec.x_init = spec.x_init.reshape(want);
+    if (spec.x_init.sizes() != at::IntArrayRef(want))
+      throw std::invalid_argument("--x-init '" + a.x_init + "': expected shape [n, " +
+                                  std::to_string(D) + "] for model " + a.model + ", got " +
+                                  fmt_shape(spec.x_init));
+    if (spec.x_init.size(0) < 1)
+      throw std::invalid_argument("--x-init '" + a.x_init + "': holds no rows");
+    if (a.n_given && spec.x_init.size(0) != a.n)
+      throw std::invalid_argument("--n " + std::to_string(a.n) + " disagrees with the " +
+                                  std::to_string(spec.x_init.size(0)) + " rows of --x-init '" +
+                                  a.x_init + "'");
+  }
+  const int64_t side = static_cast<int64_t>(std::lround(std::sqrt(double(D))));
+  const bool scatter = D == 2;
+  if (!a.plot.empty() && !scatter && side * side != D)
+    throw std::invalid_argument(
+        "--plot: needs 2-D samples (a scatter) or square images (D = k^2, a PNG grid); model " +
+        a.model + " has D = " + std::to_string(D));
+  if (!a.out.empty()) check_output_file("--out", a.out);  // before sampling, not after
+  if (!a.plot.empty()) check_output_file("--plot", a.plot);
+  {
+    const int64_t rows = spec.x_init.defined() ? spec.x_init.size(0) : a.n;
+    const double elem = spec.options.dtype() == at::kDouble ? 8.0 : 4.0;
+    // The batch with a sampler's buffers and the model's temporaries, and the time grid.
+    require_memory("--n " + std::to_string(rows),
+                   64.0 * elem * double(rows) * double(D) + 32.0 * double(spec.steps));
+  }
+
+  const auto t0 = std::chrono::steady_clock::now();
+  const SampleResult res = sample(*sampler, *lm.model, *sde, spec);
+  const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  if (!a.out.empty()) write_npy(a.out, res.x.reshape({res.x.size(0), D}));
+
+  const double t_end = a.t_end_given ? a.t_end : sde->default_t_end();
+  out << "sampled " << res.x.size(0) << " x " << D << " (" << a.dtype << ") from " << lm.description
+      << " with " << sampler->name() << " on " << a.sde << ", "
+      << (sampler->adaptive() ? std::to_string(res.steps) + " adaptive steps"
+                              : std::to_string(spec.steps) + " steps (" +
+                                    grid_name(spec.grid.value_or(default_grid(*kernel))) + ")")
+      << ", t: " << d.hi << " -> " << t_end << ", NFE " << res.nfe << ", " << fmt(secs, 3)
+      << " s\n";
+  if (lm.mixture) {
+    const at::Tensor m = res.x.to(at::kDouble).mean(0);
+    const at::Tensor m_exact = lm.mixture->mean(kernel->alpha(t_end));
+    out << "mean error ||m - m_exact|| = " << fmt((m - m_exact).norm().item<double>()) << "\n";
+  }
+  if (!a.out.empty()) out << "wrote " << a.out << " [n, " << D << "]\n";
+  if (!a.plot.empty()) {
+    if (scatter && !lm.mixture) {
+      // No exact density: contours of a kernel density estimate of the samples.
+      const KernelDensity2D kde(res.x);
+      auto log_kde = [&](double u, double v) { return kde.log_density(u, v); };
+      out << plot_scatter_density(a.plot,
+                                  std::string(sampler->name()) + ", NFE " +
+                                      std::to_string(res.nfe) +
+                                      ": samples over their kernel density estimate",
+                                  res.x, log_kde)
+                 .message
+          << "\n";
+    } else if (scatter) {
+      out << plot_scatter_density(a.plot,
+                                  std::string(sampler->name()) + ", NFE " +
+                                      std::to_string(res.nfe) + ": samples over log p(t_end)",
+                                  res.x, *lm.mixture, kernel->alpha(t_end), kernel->sigma(t_end))
+                 .message
+          << "\n";
+    } else {
+      // Square images: the first 64 samples. Learned image models work in [-1, 1]; analytic
+      // ones are shown over the samples' own range.
+      const at::Tensor x = res.x.narrow(0, 0, std::min<int64_t>(64, res.x.size(0)));
+      double lo = -1, hi = 1;
+      if (lm.mixture) {
+        lo = x.min().item<double>();
+        hi = std::max(lo + 1e-12, x.max().item<double>());
+      }
+      write_image_grid_png(a.plot, x.reshape({x.size(0), 1, side, side}), 0, 2, lo, hi);
+      out << "wrote " << a.plot << " (" << x.size(0) << " samples as " << side << "x" << side
+          << " images, grey levels from " << fmt(lo) << " to " << fmt(hi) << ")\n";
+    }
+  }
+  return 0;
+}
+
+class SampleCommand final : public Command {
+ public:
+  void add_to(CLI::App& app) override {
+    SampleArgs sa;
+    sub_ =
+        app.add_subcommand("sample", "Sample a model with one sampler; write the samples as .npy");
+    sub_->add_option("--model", a_.model, model_spec_help())->capture_default_str();
+    sub_->add_option("--sde", a_.sde, "SDE / schedule (see `sdekit list`)")->capture_default_str();
+    add_sampler_options(sub_, a_.s);
+    add_model_options(sub_, a_.m);
+    sub_->add_option("--steps", a_.steps, "Number of steps")->capture_default_str();
+    sub_->add_option("--grid", a_.grid, "Time grid (default: karras for edm, uniform-t otherwise)");
+    n_opt_ = sub_->add_option("--n", a_.n, "Number of samples (ignored with --x-init)")
+                 ->capture_default_str();
+    sub_->add_option("--seed", a_.seed, "Seed of the prior draw and the sampler noise")
+        ->capture_default_str();
+    sub_->add_option("--x-init", a_.x_init,
+                     "Initial points x_T, a .npy array [n, D] (float32/float64)");
+    sub_->add_option("--t-end", a_.t_end, "End time in (0, T) (default: the SDE's)");
+    sub_->add_option("--dtype", a_.dtype, "float32 | float64")->capture_default_str();
+    sub_->add_flag("--brownian", a_.brownian,
+                   "Draw the noise from a virtual Brownian tree (same path at any step count)");
+    sub_->add_option("--out", a_.out, "Output .npy file for the samples [n, D]");
+    sub_->add_option(
+        "--plot", a_.plot,
+        "PNG: 2-D samples over the density's contours (a mixture's exact density, else "
+        "a kernel density estimate; gnuplot), or square-image "
+        "samples as a grid");
+  }
+  int run(const std::string&, std::ostream& out, std::ostream&) override {
+    a_.n_given = n_opt_->count() > 0;
+    a_.nfe_given = sub_->get_option("--nfe")->count() > 0;
+    a_.steps_given = sub_->get_option("--steps")->count() > 0;
+    a_.grid_given = sub_->get_option("--grid")->count() > 0;
+    a_.t_end_given = sub_->get_option("--t-end")->count() > 0;
+    return cmd_sample(a_, out);
+  }
+
+ private:
+  SampleArgs a_;
+  CLI::Option* n_opt_ = nullptr;
+};
+}  // namespace
+
+std::unique_ptr<Command> make_sample_command() {
+  return std::make_unique<SampleCommand>();
+}
+
+}  // namespace sdekit
