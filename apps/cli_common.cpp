@@ -116,6 +116,16 @@ std::vector<double> parse_number_list(const std::string& text, const std::string
   return out;
 }
 
+std::vector<int> parse_nfe_list(const std::string& text) {
+  std::vector<int> nfe;
+  for (double v : parse_number_list(text, "--nfe")) {
+    if (v != std::floor(v) || v < 1 || v > 1e7)
+      throw std::invalid_argument("--nfe: every NFE must be an integer >= 1, got " + fmt(v));
+    nfe.push_back(static_cast<int>(v));
+  }
+  return nfe;
+}
+
 ProgressLine::ProgressLine(std::ostream& err, bool quiet)
     : err_(err), on_(!quiet && &err == &std::cerr && ::isatty(STDERR_FILENO)) {}
 

@@ -37,6 +37,8 @@ void check_device(const std::string& device);
 void check_output_file(const std::string& flag, const std::string& path);
 /// "1,2.5,3" -> {1, 2.5, 3}; errors name `option`.
 std::vector<double> parse_number_list(const std::string& text, const std::string& option);
+/// The NFE list of the studies ("5,10,20"): integers in [1, 10^7]; errors name --nfe.
+std::vector<int> parse_nfe_list(const std::string& text);
 
 /// Progress on stderr: one line rewritten in place, only when stderr is a terminal.
 class ProgressLine {

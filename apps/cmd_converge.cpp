@@ -57,14 +57,7 @@ int cmd_converge(ConvergeArgs& a, const std::vector<const CLI::Option*>& given, 
   if (was_given("--event-shape")) spec.event_shape = a.spec.event_shape;
   if (was_given("--t-end") && spec.t_end == -1.0)
     throw std::invalid_argument("--t-end must lie inside the SDE's time domain, got -1");
-  if (was_given("--nfe")) {
-    spec.nfe.clear();
-    for (double v : parse_number_list(a.nfe_list, "--nfe")) {
-      if (v != std::floor(v) || v < 1 || v > 1e7)
-        throw std::invalid_argument("--nfe: every NFE must be an integer >= 1, got " + fmt(v));
-      spec.nfe.push_back(static_cast<int>(v));
-    }
-  }
+  if (was_given("--nfe")) spec.nfe = parse_nfe_list(a.nfe_list);
   if (was_given("--tolerances")) spec.tolerances = parse_number_list(a.tol_list, "--tolerances");
   validate(spec);
 

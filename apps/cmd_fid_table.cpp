@@ -47,14 +47,7 @@ int cmd_fid_table(FidArgs& a, const CLI::App& cmd, std::ostream& out, std::ostre
   if (given("--event-shape")) spec.event_shape = a.spec.event_shape;
   if (given("--t-end") && spec.t_end == -1.0)
     throw std::invalid_argument("--t-end must lie inside the SDE's time domain, got -1");
-  if (given("--nfe")) {
-    spec.nfe.clear();
-    for (double v : parse_number_list(a.nfe_list, "--nfe")) {
-      if (v != std::floor(v) || v < 1 || v > 1e7)
-        throw std::invalid_argument("--nfe: every NFE must be an integer >= 1, got " + fmt(v));
-      spec.nfe.push_back(static_cast<int>(v));
-    }
-  }
+  if (given("--nfe")) spec.nfe = parse_nfe_list(a.nfe_list);
   validate(spec);
 
   ProgressLine line(err, a.quiet);

@@ -98,19 +98,27 @@ void with_floors(benchmark::State& state, const std::function<int()>& work,
   }
 }
 
+// A request for a fixed 50-step run on a grid uniform in t, noise from seed 0.
+constexpr int kSteps = 50;
+SampleRequest fixed_request(ScoreModel& model, const SDE& sde, const at::Tensor& xT,
+                            int steps = kSteps) {
+  SampleRequest req;
+  req.model = &model;
+  req.sde = &sde;
+  req.times = make_time_grid(GridKind::UniformT, *sde.schedule(), steps, sde.domain().hi,
+                             sde.default_t_end());
+  req.x_init = xT;
+  req.generator = at::make_generator<at::CPUGeneratorImpl>(0);
+  return req;
+}
+
 // Steady-state allocations per step: (allocations of a 2N-step run - those of an N-step run) / N,
 // so that per-run set-up (work buffers, the first step) cancels out.
 void allocations_per_step(benchmark::State& state, const std::string& sampler_name,
                           ScoreModel& model, const SDE& sde, const at::Tensor& xT) {
   const auto sampler = make_sampler(sampler_name);
   auto count = [&](int steps) {
-    SampleRequest req;
-    req.model = &model;
-    req.sde = &sde;
-    req.times = make_time_grid(GridKind::UniformT, *sde.schedule(), steps, sde.domain().hi,
-                               sde.default_t_end());
-    req.x_init = xT;
-    req.generator = at::make_generator<at::CPUGeneratorImpl>(0);
+    const SampleRequest req = fixed_request(model, sde, xT, steps);
     const int64_t c0 = g_counter->count(), b0 = g_counter->bytes();
     SampleResult r = sampler->run(req);
     benchmark::DoNotOptimize(r.x.data_ptr());
@@ -148,15 +156,8 @@ void adaptive_syncs(benchmark::State& state, const std::string& method, ScoreMod
 
 void run_sampler(benchmark::State& state, const std::string& sampler_name, ScoreModel& model,
                  const SDE& sde, const at::Tensor& xT, FiniteCheck check) {
-  constexpr int kSteps = 50;
   const auto sampler = make_sampler(sampler_name);
-  SampleRequest req;
-  req.model = &model;
-  req.sde = &sde;
-  req.times = make_time_grid(GridKind::UniformT, *sde.schedule(), kSteps, sde.domain().hi,
-                             sde.default_t_end());
-  req.x_init = xT;
-  req.generator = at::make_generator<at::CPUGeneratorImpl>(0);
+  SampleRequest req = fixed_request(model, sde, xT);
   req.finite_check = check;
   int64_t nfe = 0;
   int steps = kSteps;
@@ -178,15 +179,8 @@ void run_sampler(benchmark::State& state, const std::string& sampler_name, Score
 // copy floors of the state's shape.
 void step_with_floors(benchmark::State& state, const std::string& sampler_name, ScoreModel& model,
                       const SDE& sde, const at::Tensor& xT) {
-  constexpr int kSteps = 50;
   const auto sampler = make_sampler(sampler_name);
-  SampleRequest req;
-  req.model = &model;
-  req.sde = &sde;
-  req.times = make_time_grid(GridKind::UniformT, *sde.schedule(), kSteps, sde.domain().hi,
-                             sde.default_t_end());
-  req.x_init = xT;
-  req.generator = at::make_generator<at::CPUGeneratorImpl>(0);
+  SampleRequest req = fixed_request(model, sde, xT);
   const at::Tensor a = xT.clone(), b = at::empty_like(xT);
   int steps = kSteps;
   with_floors(state,
