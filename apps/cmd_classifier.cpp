@@ -51,7 +51,6 @@ int cmd_classifier(const ClassifierArgs& a, std::ostream& out, std::ostream& err
 class ClassifierCommand final : public Command {
  public:
   void add_to(CLI::App& app) override {
-    ClassifierArgs cla;
     sub_ = app.add_subcommand("classifier",
                               "Train the Fashion-MNIST feature classifier; "
                               "report test accuracy; write stats");

@@ -100,7 +100,6 @@ int cmd_converge(ConvergeArgs& a, const std::vector<const CLI::Option*>& given, 
 class ConvergeCommand final : public Command {
  public:
   void add_to(CLI::App& app) override {
-    ConvergeArgs ca;
     sub_ = app.add_subcommand(
         "converge",
         "Convergence study: error vs NFE for many samplers against an accurate reference, fitted "

@@ -102,7 +102,6 @@ int cmd_encode(const EncodeArgs& a, std::ostream& out) {
 class EncodeCommand final : public Command {
  public:
   void add_to(CLI::App& app) override {
-    EncodeArgs ea;
     sub_ = app.add_subcommand(
         "encode",
         "Integrate the PF-ODE from data to noise (DDIM inversion); report the round trip");

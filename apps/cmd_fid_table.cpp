@@ -89,7 +89,6 @@ int cmd_fid_table(FidArgs& a, const CLI::App& cmd, std::ostream& out, std::ostre
 class FidTableCommand final : public Command {
  public:
   void add_to(CLI::App& app) override {
-    FidArgs fa;
     sub_ = app.add_subcommand(
         "fid-table",
         "Samplers x NFE -> Frechet distance and KID to a reference set in a stated feature space; "

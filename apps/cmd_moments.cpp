@@ -61,7 +61,6 @@ int cmd_moments(const MomentsArgs& a, std::ostream& out) {
 class MomentsCommand final : public Command {
  public:
   void add_to(CLI::App& app) override {
-    MomentsArgs ma;
     sub_ = app.add_subcommand(
         "moments", "Sample a mixture with several samplers; compare moments with exact ones");
     sub_->add_option("--model", a_.model, "ring2d | gmm64 | gmm:FILE.json")->capture_default_str();

@@ -171,7 +171,6 @@ int cmd_sample(const SampleArgs& a, std::ostream& out) {
 class SampleCommand final : public Command {
  public:
   void add_to(CLI::App& app) override {
-    SampleArgs sa;
     sub_ =
         app.add_subcommand("sample", "Sample a model with one sampler; write the samples as .npy");
     sub_->add_option("--model", a_.model, model_spec_help())->capture_default_str();

@@ -72,7 +72,6 @@ int cmd_train(TrainArgs& a, const CLI::App& cmd, std::ostream& out, std::ostream
 class TrainCommand final : public Command {
  public:
   void add_to(CLI::App& app) override {
-    TrainArgs ta;
     sub_ = app.add_subcommand("train",
                               "Train a score network (MLP or U-Net) by denoising "
                               "score matching; checkpoints resume");
