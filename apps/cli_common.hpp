@@ -89,6 +89,11 @@ struct ModelArgs {
 };
 void add_model_options(CLI::App* c, ModelArgs& m);
 
+/// The options every study (converge, fid-table) ends with: --param and --event-shape of
+/// TorchScript models, the results folder --out, --fresh, --quiet and --json.
+void add_study_options(CLI::App* c, std::string& param, std::string& event_shape, std::string& out,
+                       bool& fresh, bool& quiet, bool& json);
+
 /// The model of `sample` and `encode` with the checks its flags need; D: values per sample.
 LoadedModel load_cli_model(const std::string& spec, const SchedulePtr& kernel, const ModelArgs& m,
                            int64_t& D);

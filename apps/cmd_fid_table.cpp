@@ -124,14 +124,8 @@ class FidTableCommand final : public Command {
         ->capture_default_str();
     sub_->add_option("--kid-subset-size", a_.spec.kid_subset_size, "KID: subset size")
         ->capture_default_str();
-    sub_->add_option("--param", a_.spec.param,
-                     "torchscript models: eps | x0 | v | score | denoiser");
-    sub_->add_option("--event-shape", a_.spec.event_shape,
-                     "torchscript models: one sample's shape, e.g. 2 or 1,28,28");
-    sub_->add_option("--out", a_.out, "Output folder")->capture_default_str();
-    sub_->add_flag("--fresh", a_.fresh, "Start over: discard the results stored in --out");
-    sub_->add_flag("--quiet", a_.quiet, "No progress line on stderr");
-    sub_->add_flag("--json", a_.json, "Print the report as JSON instead of tables");
+    add_study_options(sub_, a_.spec.param, a_.spec.event_shape, a_.out, a_.fresh, a_.quiet,
+                      a_.json);
   }
   int run(const std::string&, std::ostream& out, std::ostream& err) override {
     return cmd_fid_table(a_, *sub_, out, err);
