@@ -39,7 +39,7 @@ class Ancestral final : public FixedStepSampler {
     if (ctx.last()) return detail::lincomb(out, {{cx + c0 * x0.cx, x}, {c0 * x0.cp, x0.raw}});
     const double var =
         variance_ == AncestralVariance::Posterior ? v_ts * sig_t * sig_t / (sig_s * sig_s) : v_ts;
-    at::Tensor& z = ctx.run.buffer(RunContext::kFirstScratchSlot, x);
+    at::Tensor& z = ctx.run.buffer("noise", x);
     ctx.run.standard_normal_into(z, s, t);
     detail::lincomb(out, {{cx + c0 * x0.cx, x}, {c0 * x0.cp, x0.raw}, {std::sqrt(var), z}});
   }

@@ -60,7 +60,7 @@ class AnnealedLangevin final : public FixedStepSampler {
     const double a = eps_ * (sig_t * sig_t) / (sig_hat_last * sig_hat_last);
     const double scale = std::exp(k.log_alpha(t) - k.log_alpha(s));  // alpha_t / alpha_s
     detail::scale_into(out, scale, x);
-    at::Tensor& z = ctx.run.buffer(RunContext::kFirstScratchSlot, x);
+    at::Tensor& z = ctx.run.buffer("noise", x);
     at::Generator& gen = ctx.generator();
     const double half = 0.5 * a, root = std::sqrt(a);
     for (int j = 0; j < K_; ++j) {

@@ -43,7 +43,7 @@ class DDIM final : public FixedStepSampler {
     const Predictor::Linear eps = ctx.predictor().linear(Param::Eps, x, s);
     const double r = alpha_t / k.alpha(s), ce2 = ce - r * sig_s;
     if (c > 0.0 && !ctx.last()) {
-      at::Tensor& z = ctx.run.buffer(RunContext::kFirstScratchSlot, x);
+      at::Tensor& z = ctx.run.buffer("noise", x);
       ctx.run.standard_normal_into(z, s, t);
       detail::lincomb(out, {{r + ce2 * eps.cx, x}, {ce2 * eps.cp, eps.raw}, {c, z}});
     } else {

@@ -17,6 +17,7 @@
 #include <stdexcept>
 #include <string>
 
+#include "solvers/detail/dpm_stages.hpp"
 #include "solvers/detail/exp_integrator.hpp"
 #include "solvers/detail/inplace.hpp"
 #include "solvers/samplers.hpp"
@@ -65,11 +66,11 @@ class AdaptiveDPMSolver final : public Sampler {
       if (to_end) h = lam_end - s.lambda;
       const LambdaPoint t = LambdaPoint::at(k, to_end ? t_end : k.t_of_lambda(s.lambda + h));
       // The states, lower solutions and eps_s live in run buffers (kept across rejections).
-      at::Tensor& eps_s = ctx.buffer(kEps, x);
+      at::Tensor& eps_s = ctx.buffer("eps_s", x);
       if (!have_eps) detail::predict_into(ctx.predictor, Param::Eps, x, s.t, eps_s);
       have_eps = true;
-      at::Tensor& hi = ctx.buffer(accepted % 2, x);
-      at::Tensor& lo = ctx.buffer(kLo + accepted % 2, x);
+      at::Tensor& hi = ctx.state(accepted, x);
+      at::Tensor& lo = ctx.buffer("lower", accepted % 2, x);
       step_pair(ctx, x, eps_s, s, t, lo, hi);
       const double E = error_norm(lo, hi, x_prev);  // one sync on CUDA
       if (E <= 1.0) {
@@ -87,8 +88,6 @@ class AdaptiveDPMSolver final : public Sampler {
   }
 
  private:
-  enum Slot { kEps = RunContext::kFirstScratchSlot, kU1, kD1, kU2, kD2, kLo };
-
   // E = max over rows of RMS((hi - lo) / max(atol, rtol max(|lo|, |prev|))): scanned in place on
   // the CPU, reduced with tensor ops (and one sync) elsewhere.
   double error_norm(const at::Tensor& lo, const at::Tensor& hi, const at::Tensor& prev) const {
@@ -120,34 +119,19 @@ class AdaptiveDPMSolver final : public Sampler {
 
   void step_pair(const RunContext& ctx, const at::Tensor& x, const at::Tensor& eps_s,
                  const LambdaPoint& s, const LambdaPoint& t, at::Tensor& lo, at::Tensor& hi) const {
-    const NoiseSchedule& k = *ctx.kernel;
     const double h = t.lambda - s.lambda;
-    const double phi_t = t.sigma * std::expm1(h), r = t.alpha / s.alpha;
-    at::Tensor& u1 = ctx.buffer(kU1, x);
-    at::Tensor& d1 = ctx.buffer(kD1, x);
     const double r1 = order_ == 2 ? 0.5 : 1.0 / 3.0;
-    const LambdaPoint s1 = LambdaPoint::at(k, k.t_of_lambda(s.lambda + r1 * h));
-    detail::lincomb(u1, {{s1.alpha / s.alpha, x}, {-s1.sigma * std::expm1(r1 * h), eps_s}});
-    const Predictor::Linear e1 = ctx.predictor.linear(Param::Eps, u1, s1.t);
-    detail::lincomb(d1, {{e1.cp, e1.raw}, {e1.cx, u1}, {-1.0, eps_s}});
+    const at::Tensor& d1 = detail::dpm_stage1(ctx, x, eps_s, s, h, r1);
     if (order_ == 2) {  // lower DPM-Solver-1, higher DPM-Solver-2 (r1 = 1/2)
-      detail::lincomb(lo, {{r, x}, {-phi_t, eps_s}});
-      detail::lincomb(hi, {{r, x}, {-phi_t, eps_s}, {-phi_t / (2.0 * r1), d1}});
+      detail::dpm1_eps(x, eps_s, s, t, lo);
+      detail::dpm_update2(x, eps_s, d1, s, t, r1, hi);
       return;
     }
     // lower DPM-Solver-2 (r1 = 1/3), higher DPM-Solver-3 (r1 = 1/3, r2 = 2/3)
     const double r2 = 2.0 / 3.0;
-    const LambdaPoint s2 = LambdaPoint::at(k, k.t_of_lambda(s.lambda + r2 * h));
-    const double e2 = std::expm1(r2 * h);
-    at::Tensor& u2 = ctx.buffer(kU2, x);
-    at::Tensor& d2 = ctx.buffer(kD2, x);
-    detail::lincomb(u2, {{s2.alpha / s.alpha, x},
-                         {-s2.sigma * e2, eps_s},
-                         {-s2.sigma * r2 / r1 * (e2 / (r2 * h) - 1.0), d1}});
-    const Predictor::Linear e2p = ctx.predictor.linear(Param::Eps, u2, s2.t);
-    detail::lincomb(d2, {{e2p.cp, e2p.raw}, {e2p.cx, u2}, {-1.0, eps_s}});
-    detail::lincomb(lo, {{r, x}, {-phi_t, eps_s}, {-phi_t / (2.0 * r1), d1}});
-    detail::lincomb(hi, {{r, x}, {-phi_t, eps_s}, {-t.sigma / r2 * (std::expm1(h) / h - 1.0), d2}});
+    const at::Tensor& d2 = detail::dpm_stage2(ctx, x, eps_s, d1, s, h, r1, r2);
+    detail::dpm_update2(x, eps_s, d1, s, t, r1, lo);
+    detail::dpm_update3(x, eps_s, d2, s, t, r2, hi);
   }
 
   int order_;

@@ -28,14 +28,12 @@
 #include <string>
 
 #include "solvers/detail/exp_integrator.hpp"
+#include "solvers/detail/multistep.hpp"
 #include "solvers/samplers.hpp"
 
 namespace sdekit {
 namespace {
 using detail::LambdaPoint;
-
-/// Grids shorter than this lower the order of their final multistep steps.
-constexpr int kLowerOrderFinalBelow = 10;
 
 class DPMSolverPP final : public Sampler {
  public:
@@ -55,35 +53,29 @@ class DPMSolverPP final : public Sampler {
     const int steps = ctx.steps();
     at::Tensor x = x_init;
     LambdaPoint s = LambdaPoint::at(k, ctx.times[0]);
-    // History of data predictions and their lambdas (newest first).
-    at::Tensor m1, m2;
-    double lam1 = 0, lam2 = 0;
+    detail::PredictionHistory<2> prev(ctx, "x0");  // earlier data predictions, newest first
     for (int i = 0; i < steps; ++i) {
       const LambdaPoint t = LambdaPoint::at(k, ctx.times[i + 1]);
-      // Data predictions rotate through three run buffers (the current one and two of history).
-      at::Tensor& m0 = ctx.buffer(RunContext::kFirstScratchSlot + i % 3, x);
+      at::Tensor& m0 = prev.fresh(x);
       detail::predict_into(ctx.predictor, Param::X0, x, s.t, m0);
-      int order = multistep_ ? std::min(order_, i + 1) : order_;
-      if (multistep_ && steps < kLowerOrderFinalBelow) order = std::min(order, steps - i);
-      at::Tensor& next = ctx.buffer(i % 2, x);
+      const int order = multistep_ ? detail::multistep_order(order_, i, steps) : order_;
+      at::Tensor& next = ctx.state(i, x);
       if (order == 1 || t.singular()) {
         detail::dpm1_x0(x, m0, s, t, next);
       } else if (!multistep_) {
         singlestep2(ctx, x, m0, s, t, next);
       } else if (order == 2) {
-        const double h = t.lambda - s.lambda, r = (s.lambda - lam1) / h;
+        const double h = t.lambda - s.lambda, r = (s.lambda - prev.lambda(0)) / h;
         const double c = -t.alpha * std::expm1(-h);
-        detail::lincomb(next,
-                        {{t.sigma / s.sigma, x}, {c * (1.0 + 0.5 / r), m0}, {-c * 0.5 / r, m1}});
+        detail::lincomb(
+            next, {{t.sigma / s.sigma, x}, {c * (1.0 + 0.5 / r), m0}, {-c * 0.5 / r, prev[0]}});
       } else {
-        multistep3(x, m0, m1, m2, s, t, s.lambda - lam1, lam1 - lam2, next);
+        multistep3(x, m0, prev[0], prev[1], s, t, s.lambda - prev.lambda(0),
+                   prev.lambda(0) - prev.lambda(1), next);
       }
       ctx.step_done(i, steps, s.t, t.t, x, next, i + 1 == steps);
       x = next;
-      m2 = m1;
-      lam2 = lam1;
-      m1 = m0;
-      lam1 = s.lambda;
+      prev.push(m0, s.lambda);
       s = t;
     }
     return x;
@@ -95,8 +87,8 @@ class DPMSolverPP final : public Sampler {
                           const LambdaPoint& s, const LambdaPoint& t, at::Tensor& out) {
     const double r1 = 0.5, h = t.lambda - s.lambda;
     const LambdaPoint s1 = LambdaPoint::at(*ctx.kernel, ctx.kernel->t_of_lambda(s.lambda + r1 * h));
-    at::Tensor& u = ctx.buffer(RunContext::kFirstScratchSlot + 3, x);
-    at::Tensor& m_s1 = ctx.buffer(RunContext::kFirstScratchSlot + 4, x);
+    at::Tensor& u = ctx.buffer("u", x);
+    at::Tensor& m_s1 = ctx.buffer("x0_u", x);
     detail::lincomb(u, {{s1.sigma / s.sigma, x}, {-s1.alpha * std::expm1(-r1 * h), m0}});
     detail::predict_into(ctx.predictor, Param::X0, u, s1.t, m_s1);
     const double c = -t.alpha * std::expm1(-h);

@@ -59,8 +59,8 @@ class EDMHeun final : public FixedStepSampler {
                  at::Tensor& out) const override {
     const NoiseSchedule& k = ctx.kernel();
     const double sig_s = scaled_sigma(k, s), sig_t = scaled_sigma(k, t), alpha_t = k.alpha(t);
-    at::Tensor& in = ctx.run.buffer(RunContext::kFirstScratchSlot, x);  // model input
-    at::Tensor& d = ctx.run.buffer(RunContext::kFirstScratchSlot + 1, x);
+    at::Tensor& in = ctx.run.buffer("model_input", x);
+    at::Tensor& d = ctx.run.buffer("slope", x);
     // x_hat = bx * base; the model's first input alpha(t_hat) x_hat is `in1`.
     const at::Tensor* base = &x;
     const at::Tensor* in1 = &x;
@@ -73,7 +73,7 @@ class EDMHeun final : public FixedStepSampler {
       if (target > sig_s) {
         t_hat = std::max(s, k.t_of_lambda(-std::log(target)));
         sig_hat = scaled_sigma(k, t_hat);  // the level the model is asked at, exactly
-        at::Tensor& xh = ctx.run.buffer(RunContext::kFirstScratchSlot + 2, x);
+        at::Tensor& xh = ctx.run.buffer("churned", x);
         ctx.run.standard_normal_into(in, s, t);
         const double c = noise_ * std::sqrt(std::max(0.0, sig_hat * sig_hat - sig_s * sig_s));
         detail::lincomb(xh, {{bx, x}, {c, in}});  // x / alpha_s + c z

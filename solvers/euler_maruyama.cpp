@@ -21,7 +21,7 @@ class EulerMaruyama final : public FixedStepSampler {
   void step_into(const StepContext& ctx, const at::Tensor& x, double s, double t,
                  at::Tensor& out) const override {
     const double h = s - t, g2 = ctx.sde().g2(s);
-    at::Tensor& z = ctx.run.buffer(RunContext::kFirstScratchSlot, x);
+    at::Tensor& z = ctx.run.buffer("noise", x);
     ctx.run.standard_normal_into(z, s, t);
     if (ctx.run.affine) {
       // Affine drift f x and score = cx x + cp raw: out = (1 - h f + h g2 cx) x + h g2 cp raw + g

@@ -48,10 +48,6 @@
 namespace sdekit {
 namespace {
 
-// Run buffers: noise, the corrector's score, its row norms, q and q^2 (0-dim).
-constexpr int kNoiseSlot = RunContext::kFirstScratchSlot, kScoreSlot = kNoiseSlot + 1,
-              kRowNormSlot = kScoreSlot + 1, kQSlot = kRowNormSlot + 1, kQ2Slot = kQSlot + 1;
-
 class PredictorCorrector final : public FixedStepSampler {
  public:
   explicit PredictorCorrector(const SamplerOptions& o)
@@ -77,17 +73,17 @@ class PredictorCorrector final : public FixedStepSampler {
       throw std::invalid_argument(
           "sampler pc: the Langevin corrector draws its noise from request.generator, which is "
           "not set (request.brownian drives the predictor only); set it or corrector_steps = 0");
-    at::Tensor& z = ctx.run.buffer(kNoiseSlot, x);
+    at::Tensor& z = ctx.run.buffer("noise", x);
     predict_into(ctx, x, s, t, z, out);
     if (steps_ == 0) return;
     const NoiseSchedule* k = ctx.run.kernel;
     const double alpha_i = k ? std::exp(2.0 * (k->log_alpha(s) - k->log_alpha(t))) : 1.0;
-    at::Tensor& score = ctx.run.buffer(kScoreSlot, x);
+    at::Tensor& score = ctx.run.buffer("score", x);
     // Views give the shapes of the row norms [n] and of the 0-dim sums (no storage allocated).
     const at::Tensor rows_like = score.view({score.size(0), -1}).select(1, 0);
-    at::Tensor& rows = ctx.run.buffer(kRowNormSlot, rows_like);
-    at::Tensor& q = ctx.run.buffer(kQSlot, rows_like.select(0, 0));
-    at::Tensor& q2 = ctx.run.buffer(kQ2Slot, rows_like.select(0, 0));
+    at::Tensor& rows = ctx.run.buffer("row_norms", rows_like);
+    at::Tensor& q = ctx.run.buffer("q", rows_like.select(0, 0));
+    at::Tensor& q2 = ctx.run.buffer("q2", rows_like.select(0, 0));
     for (int j = 0; j < steps_; ++j) {
       const Predictor::Linear sc = ctx.predictor().linear(Param::Score, out, t);
       detail::lincomb(score, {{sc.cx, out}, {sc.cp, sc.raw}});

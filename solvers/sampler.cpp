@@ -159,12 +159,24 @@ BrownianIncrement RunContext::wiener_and_area(const at::Tensor& x, double s, dou
   return {std::move(dw), std::move(dz)};
 }
 
-at::Tensor& RunContext::buffer(int slot, const at::Tensor& like) const {
-  if (slot < 0 || slot >= kMaxSlots)
-    throw std::logic_error("RunContext::buffer: slot out of range");
-  if (buffers_.capacity() < static_cast<size_t>(kMaxSlots)) buffers_.reserve(kMaxSlots);
-  if (buffers_.size() <= static_cast<size_t>(slot)) buffers_.resize(static_cast<size_t>(slot) + 1);
-  at::Tensor& b = buffers_[static_cast<size_t>(slot)];
+at::Tensor& RunContext::buffer(std::string_view name, int index, const at::Tensor& like) const {
+  // A handful of buffers per run: a linear search costs nanoseconds. The vector never
+  // reallocates, so references stay valid.
+  if (buffers_.capacity() < static_cast<size_t>(kMaxBuffers)) buffers_.reserve(kMaxBuffers);
+  NamedBuffer* found = nullptr;
+  for (auto& b : buffers_)
+    if (b.index == index && b.name == name) {
+      found = &b;
+      break;
+    }
+  if (!found) {
+    if (buffers_.size() >= static_cast<size_t>(kMaxBuffers))
+      throw std::logic_error("RunContext::buffer: more than " + std::to_string(kMaxBuffers) +
+                             " buffers in one run");
+    buffers_.push_back({name, index, at::Tensor()});
+    found = &buffers_.back();
+  }
+  at::Tensor& b = found->tensor;
   if (!b.defined() || b.sizes() != like.sizes() || b.scalar_type() != like.scalar_type() ||
       b.device() != like.device())
     b = at::empty_like(like, at::MemoryFormat::Contiguous);
@@ -214,7 +226,7 @@ at::Tensor FixedStepSampler::integrate(const RunContext& ctx, const at::Tensor& 
   at::Tensor x = x_init;
   for (int i = 0; i < steps; ++i) {
     const StepContext sc{ctx, i, steps};
-    at::Tensor& out = ctx.buffer(i % 2, x);  // never x: x is x_init or the other state buffer
+    at::Tensor& out = ctx.state(i, x);  // never x: x is x_init or the other state buffer
     step_into(sc, x, ctx.times[i], ctx.times[i + 1], out);
     ctx.step_done(i, steps, ctx.times[i], ctx.times[i + 1], x, out, i + 1 == steps);
     x = out;

@@ -90,12 +90,18 @@ class RunContext {
   /// observer. Throws NonFiniteError keeping `prev`.
   void step_done(int index, int steps, double t_from, double t_to, const at::Tensor& prev,
                  const at::Tensor& x, bool final_step) const;
-  /// A work tensor shaped like `like`, allocated on first use and reused for the whole run, so
-  /// that steady-state steps allocate nothing. Slots 0 and 1 hold FixedStepSampler's states;
-  /// samplers use slots from kFirstScratchSlot on.
-  at::Tensor& buffer(int slot, const at::Tensor& like) const;
-  static constexpr int kFirstScratchSlot = 2;
-  static constexpr int kMaxSlots = 32;  // references to buffers stay valid for the run
+  /// A work tensor shaped like `like`, named by the sampler (`name`, and `index` for a family
+  /// such as a ring of predictions or the stages of a step), allocated on first use and reused for
+  /// the whole run, so that steady-state steps allocate nothing. References stay valid for the
+  /// run. `name` must outlive the run (a string literal). The name "state" is FixedStepSampler's
+  /// (see state()).
+  at::Tensor& buffer(std::string_view name, const at::Tensor& like) const {
+    return buffer(name, 0, like);
+  }
+  at::Tensor& buffer(std::string_view name, int index, const at::Tensor& like) const;
+  /// The two buffers the states of a step walk alternate between (`i % 2`).
+  at::Tensor& state(int i, const at::Tensor& like) const { return buffer("state", i % 2, like); }
+  static constexpr int kMaxBuffers = 32;
   /// Standard normal noise for the step from s to t written into `out` (in place when drawn from
   /// the generator; a Brownian path's query allocates).
   void standard_normal_into(at::Tensor& out, double s, double t) const;
@@ -106,7 +112,12 @@ class RunContext {
   const StepObserver& observer_;
   std::string_view sampler_;
   bool all_finite(const at::Tensor& x) const;
-  mutable std::vector<at::Tensor> buffers_;
+  struct NamedBuffer {
+    std::string_view name;
+    int index;
+    at::Tensor tensor;
+  };
+  mutable std::vector<NamedBuffer> buffers_;
   mutable at::Tensor sum_;  // 0-dim float64, the finiteness check's reduction
 };
 

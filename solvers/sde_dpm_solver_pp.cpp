@@ -15,6 +15,7 @@
 
 #include "solvers/detail/exp_integrator.hpp"
 #include "solvers/detail/inplace.hpp"
+#include "solvers/detail/multistep.hpp"
 #include "solvers/samplers.hpp"
 
 namespace sdekit {
@@ -22,8 +23,6 @@ namespace {
 using detail::LambdaPoint;
 
 class SDEDPMSolverPP2M final : public Sampler {
-  enum Slot { kZ = RunContext::kFirstScratchSlot, kM };
-
  public:
   std::string_view name() const override { return "sde-dpmpp-2m"; }
   double order() const override { return 1.0; }
@@ -35,33 +34,32 @@ class SDEDPMSolverPP2M final : public Sampler {
   at::Tensor integrate(const RunContext& ctx, const at::Tensor& x_init) const override {
     const NoiseSchedule& k = *ctx.kernel;
     const int steps = ctx.steps();
-    at::Tensor x = x_init, m_prev;
-    double lam_prev = 0;
+    at::Tensor x = x_init;
+    detail::PredictionHistory<1> prev(ctx, "x0");
     LambdaPoint s = LambdaPoint::at(k, ctx.times[0]);
     for (int i = 0; i < steps; ++i) {
       const LambdaPoint t = LambdaPoint::at(k, ctx.times[i + 1]);
-      at::Tensor& m0 = ctx.buffer(kM + i % 2, x);
+      at::Tensor& m0 = prev.fresh(x);
       detail::predict_into(ctx.predictor, Param::X0, x, s.t, m0);
-      at::Tensor& next = ctx.buffer(i % 2, x);
+      at::Tensor& next = ctx.state(i, x);
       if (t.sigma == 0.0) {
         detail::lincomb(next, {{t.alpha, m0}});
       } else {
         const double h = t.lambda - s.lambda;
         const double e2 = -std::expm1(-2.0 * h);  // 1 - e^{-2h}
-        const double c = m_prev.defined()
-                             ? t.alpha * (h + 0.5 * std::expm1(-2.0 * h)) / (s.lambda - lam_prev)
-                             : 0.0;
-        at::Tensor& z = ctx.buffer(kZ, x);
+        const double c = prev.size() > 0 ? t.alpha * (h + 0.5 * std::expm1(-2.0 * h)) /
+                                               (s.lambda - prev.lambda(0))
+                                         : 0.0;
+        at::Tensor& z = ctx.buffer("noise", x);
         ctx.standard_normal_into(z, s.t, t.t);
         detail::lincomb(next, {{t.sigma / s.sigma * std::exp(-h), x},
                                {t.alpha * e2 + c, m0},
-                               {-c, m_prev.defined() ? m_prev : m0},
+                               {-c, prev.size() > 0 ? prev[0] : m0},
                                {t.sigma * std::sqrt(e2), z}});
       }
       ctx.step_done(i, steps, s.t, t.t, x, next, i + 1 == steps);
       x = next;
-      m_prev = m0;
-      lam_prev = s.lambda;
+      prev.push(m0, s.lambda);
       s = t;
     }
     return x;

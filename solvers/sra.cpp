@@ -52,10 +52,6 @@ constexpr std::array<double, kStages> kAlpha = {1.0 / 6.0, 1.0 / 6.0, 2.0 / 3.0}
 constexpr std::array<double, kStages> kBeta1 = {1.0, 0.0, 0.0};
 constexpr std::array<double, kStages> kBeta2 = {-1.0, 1.0, 0.0};
 
-// Run buffers: I1, I10 / h, the three stage drifts, and a flag for the noise source.
-constexpr int kI1Slot = RunContext::kFirstScratchSlot, kChiSlot = kI1Slot + 1,
-              kStageSlot = kChiSlot + 1;
-
 class SRA final : public FixedStepSampler {
  public:
   std::string_view name() const override { return "sra"; }
@@ -68,14 +64,14 @@ class SRA final : public FixedStepSampler {
                  at::Tensor& out) const override {
     const SDE& sde = ctx.sde();
     const double h = s - t;
-    at::Tensor& I1 = ctx.run.buffer(kI1Slot, x);
-    at::Tensor& chi = ctx.run.buffer(kChiSlot, x);  // I10 / h
+    at::Tensor& I1 = ctx.run.buffer("I1", x);
+    at::Tensor& chi = ctx.run.buffer("I10_over_h", x);  // I10 / h
     noise_into(ctx, x, s, t, I1, chi);
     std::array<double, kStages> g{};  // g(s - c1_i h)
     for (int i = 0; i < kStages; ++i) g[i] = sde.diffusion(s - kC1[i] * h);
     std::array<const at::Tensor*, kStages> r{};  // reverse drift at the stages
     for (int i = 0; i < kStages; ++i) {
-      at::Tensor& ri = ctx.run.buffer(kStageSlot + i, x);
+      at::Tensor& ri = ctx.run.buffer("stage_drift", i, x);
       if (i > 0) {  // H_i, overwritten by r_i below
         ri.copy_(x);
         double noise_coef = 0.0;

@@ -26,13 +26,12 @@
 #include <vector>
 
 #include "solvers/detail/exp_integrator.hpp"
+#include "solvers/detail/multistep.hpp"
 #include "solvers/samplers.hpp"
 
 namespace sdekit {
 namespace {
 using detail::LambdaPoint;
-
-constexpr int kLowerOrderFinalBelow = 10;
 
 class UniPC final : public Sampler {
  public:
@@ -53,54 +52,43 @@ class UniPC final : public Sampler {
     const int steps = ctx.steps();
     at::Tensor x = x_init;
     LambdaPoint s = LambdaPoint::at(k, ctx.times[0]);
-    // Data predictions live in a ring of four run buffers: m_s, two of history and the new m_t.
-    int evals = 0;
-    auto next_m = [&]() -> at::Tensor& { return ctx.buffer(kM + (evals++ % 4), x); };
-    at::Tensor m_s = next_m();
-    detail::predict_into(ctx.predictor, Param::X0, x, s.t, m_s);
-    std::array<at::Tensor, 2> hist;  // earlier data predictions, newest first
-    std::array<double, 2> hist_lam{};
-    int n_hist = 0;
+    // hist[0] is m_s, the data prediction at s; hist[1], hist[2] the earlier ones.
+    detail::PredictionHistory<3> hist(ctx, "x0");
+    at::Tensor& m_first = hist.fresh(x);
+    detail::predict_into(ctx.predictor, Param::X0, x, s.t, m_first);
+    hist.push(m_first, s.lambda);
     for (int i = 0; i < steps; ++i) {
       const LambdaPoint t = LambdaPoint::at(k, ctx.times[i + 1]);
       const bool last = i + 1 == steps;
-      int order = std::min(order_, i + 1);
-      if (steps < kLowerOrderFinalBelow) order = std::min(order, steps - i);
-      at::Tensor& next = ctx.buffer(i % 2, x);
+      const int order = std::min(detail::multistep_order(order_, i, steps), hist.size());
+      at::Tensor& next = ctx.state(i, x);
       at::Tensor m_t;
       if (t.singular()) {
-        detail::dpm1_x0(x, m_s, s, t, next);
+        detail::dpm1_x0(x, hist[0], s, t, next);
       } else {
-        if (!last) m_t = next_m();
-        update(ctx, x, m_s, s, t, std::min(order, n_hist + 1), hist, hist_lam, m_t, next);
+        if (!last) m_t = hist.fresh(x);
+        update(ctx, x, s, t, order, hist, m_t, next);
       }
       ctx.step_done(i, steps, s.t, t.t, x, next, last);
       x = next;
       if (last) break;
       if (!m_t.defined()) {  // the step ended at an infinite lambda: ask the model at the new point
-        m_t = next_m();
+        m_t = hist.fresh(x);
         detail::predict_into(ctx.predictor, Param::X0, x, t.t, m_t);
       }
-      hist[1] = hist[0];
-      hist_lam[1] = hist_lam[0];
-      hist[0] = m_s;
-      hist_lam[0] = s.lambda;
-      n_hist = std::min(n_hist + 1, 2);
-      m_s = m_t;
+      hist.push(m_t, t.lambda);
       s = t;
     }
     return x;
   }
 
  private:
-  enum Slot { kXt = RunContext::kFirstScratchSlot, kM };
-
   // One UniP-p step (and UniC-p when m_t is given: m_t receives x0 at the predicted point and
   // `out` the corrected state).
-  void update(const RunContext& ctx, const at::Tensor& x, const at::Tensor& m_s,
-              const LambdaPoint& s, const LambdaPoint& t, int order,
-              const std::array<at::Tensor, 2>& hist, const std::array<double, 2>& hist_lam,
+  void update(const RunContext& ctx, const at::Tensor& x, const LambdaPoint& s,
+              const LambdaPoint& t, int order, const detail::PredictionHistory<3>& hist,
               at::Tensor& m_t, at::Tensor& out) const {
+    const at::Tensor& m_s = hist[0];
     const double h = t.lambda - s.lambda, hh = -h;
     const double h_phi_1 = std::expm1(hh);
     const double B = variant_ == UniPCVariant::Bh1 ? hh : h_phi_1;
@@ -109,7 +97,7 @@ class UniPC final : public Sampler {
     // its coefficients are folded into the combinations of x, m_s, m_0, m_1 (and m_t) below.
     std::array<double, 3> rks{};
     for (int j = 0; j < p - 1; ++j)
-      rks[static_cast<size_t>(j)] = (hist_lam[static_cast<size_t>(j)] - s.lambda) / h;
+      rks[static_cast<size_t>(j)] = (hist.lambda(j + 1) - s.lambda) / h;
     rks[static_cast<size_t>(p - 1)] = 1.0;
     Eigen::MatrixXd R(p, p);
     Eigen::VectorXd g(p);
@@ -122,8 +110,8 @@ class UniPC final : public Sampler {
     }
     const double aB = t.alpha * B;
     const double bx = t.sigma / s.sigma, bm = -t.alpha * h_phi_1;  // x_t' = bx x + bm m_s
-    const at::Tensor& h0 = p >= 2 ? hist[0] : x;
-    const at::Tensor& h1 = p >= 3 ? hist[1] : x;
+    const at::Tensor& h0 = p >= 2 ? hist[1] : x;
+    const at::Tensor& h1 = p >= 3 ? hist[2] : x;
     // sum_j c_j D_j = sum_j (c_j / r_j) m_j - (sum_j c_j / r_j) m_s.
     auto folded = [&](const Eigen::VectorXd& rho, std::array<double, 2>& cm) {
       cm = {0.0, 0.0};
@@ -139,7 +127,7 @@ class UniPC final : public Sampler {
     if (p == 3) rho_p.head(2) = R.topLeftCorner(2, 2).partialPivLu().solve(g.head(2));
     std::array<double, 2> cp{};
     const double cps = folded(rho_p, cp);
-    at::Tensor& x_t = m_t.defined() ? ctx.buffer(kXt, x) : out;
+    at::Tensor& x_t = m_t.defined() ? ctx.buffer("predicted", x) : out;
     detail::lincomb(x_t, {{bx, x}, {bm + cps, m_s}, {cp[0], h0}, {cp[1], h1}});
     if (!m_t.defined()) return;  // UniP only
     detail::predict_into(ctx.predictor, Param::X0, x_t, t.t, m_t);

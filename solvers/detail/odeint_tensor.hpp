@@ -268,7 +268,7 @@ class OdeintFixedStep : public Sampler {
     const int steps = ctx.steps();
     at::Tensor x = x_init;
     for (int i = 0; i < steps; ++i) {
-      at::Tensor& out = ctx.buffer(i % 2, x);
+      at::Tensor& out = ctx.state(i, x);
       stepper.do_step(sys, x, ctx.times[i], out, ctx.times[i + 1] - ctx.times[i]);
       ctx.step_done(i, steps, ctx.times[i], ctx.times[i + 1], x, out, i + 1 == steps);
       x = out;

@@ -1,0 +1,62 @@
+#pragma once
+// The step walk shared by the multistep exponential integrators (DPM-Solver++ 2M/3M, UniPC,
+// SDE-DPM-Solver++ 2M): the order each step may use (warm-up and lower-order final steps,
+// docs/theory.md section 4.6) and the history of model predictions with their lambdas, kept in a
+// ring of named run buffers so that steady-state steps allocate nothing.
+#include <ATen/ATen.h>
+
+#include <algorithm>
+#include <array>
+#include <string_view>
+
+#include "solvers/detail/exp_integrator.hpp"
+#include "solvers/sampler.hpp"
+
+namespace sdekit::detail {
+
+/// Grids shorter than this lower the order of their final multistep steps.
+constexpr int kLowerOrderFinalBelow = 10;
+
+/// The order step i of `steps` uses: warm-up min(order, i + 1) (the history holds i earlier
+/// predictions) and, on grids of fewer than kLowerOrderFinalBelow steps, min(order, steps - i).
+inline int multistep_order(int order, int i, int steps) {
+  int o = std::min(order, i + 1);
+  if (steps < kLowerOrderFinalBelow) o = std::min(o, steps - i);
+  return o;
+}
+
+/// The newest `Keep` model predictions and their lambdas (index 0 newest). A new prediction is
+/// written into fresh(), which never aliases a kept entry, then push()ed.
+template <int Keep>
+class PredictionHistory {
+ public:
+  PredictionHistory(const RunContext& ctx, std::string_view name) : ctx_(ctx), name_(name) {}
+
+  /// A run buffer shaped like `like` for the next prediction (one of Keep + 1 in a ring).
+  at::Tensor& fresh(const at::Tensor& like) const {
+    return ctx_.buffer(name_, pushed_ % (Keep + 1), like);
+  }
+  /// Makes `m` (the tensor from fresh()) the newest entry, taken at `lambda`.
+  void push(const at::Tensor& m, double lambda) {
+    for (int j = Keep - 1; j > 0; --j) {
+      m_[j] = m_[j - 1];
+      lam_[j] = lam_[j - 1];
+    }
+    m_[0] = m;
+    lam_[0] = lambda;
+    ++pushed_;
+  }
+  /// Entries held (at most Keep).
+  int size() const { return std::min(pushed_, Keep); }
+  const at::Tensor& operator[](int j) const { return m_[static_cast<size_t>(j)]; }
+  double lambda(int j) const { return lam_[static_cast<size_t>(j)]; }
+
+ private:
+  const RunContext& ctx_;
+  std::string_view name_;
+  std::array<at::Tensor, Keep> m_;
+  std::array<double, Keep> lam_{};
+  int pushed_ = 0;
+};
+
+}  // namespace sdekit::detail
