@@ -12,12 +12,6 @@
 
 namespace sdekit::cli {
 
-at::ScalarType parse_dtype(const std::string& s) {
-  if (s == "float32") return at::kFloat;
-  if (s == "float64") return at::kDouble;
-  throw std::invalid_argument("unknown dtype '" + s + "'; valid: float32, float64");
-}
-
 // The first line of a message, trimmed (LibTorch and CLI11 append context on further lines).
 std::string one_line(const std::string& text) {
   std::string line = text.substr(0, text.find('\n'));
@@ -93,37 +87,6 @@ void check_output_file(const std::string& flag, const std::string& path) {
                                 dir.string() + "' does not exist)");
   if (::access(dir.c_str(), W_OK) != 0 || (fs::exists(p, ec) && ::access(p.c_str(), W_OK) != 0))
     throw std::invalid_argument(flag + " '" + path + "': cannot open for writing (permission)");
-}
-
-std::vector<double> parse_number_list(const std::string& text, const std::string& option) {
-  std::vector<double> out;
-  std::stringstream ss(text);
-  for (std::string item; std::getline(ss, item, ',');) {
-    std::size_t used = 0;
-    double v = 0;
-    try {
-      v = std::stod(item, &used);
-    } catch (const std::exception&) {
-      used = 0;
-    }
-    if (used == 0 || used != item.size())
-      throw std::invalid_argument(option + ": '" + item +
-                                  "' is not a number (expected a comma "
-                                  "separated list, e.g. 5,10,20)");
-    out.push_back(v);
-  }
-  if (out.empty()) throw std::invalid_argument(option + ": the list is empty");
-  return out;
-}
-
-std::vector<int> parse_nfe_list(const std::string& text) {
-  std::vector<int> nfe;
-  for (double v : parse_number_list(text, "--nfe")) {
-    if (v != std::floor(v) || v < 1 || v > 1e7)
-      throw std::invalid_argument("--nfe: every NFE must be an integer >= 1, got " + fmt(v));
-    nfe.push_back(static_cast<int>(v));
-  }
-  return nfe;
 }
 
 ProgressLine::ProgressLine(std::ostream& err, bool quiet)

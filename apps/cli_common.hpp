@@ -12,12 +12,13 @@
 #include <string>
 #include <vector>
 
+#include "experiments/spec_schema.hpp"
+#include "models/dtype.hpp"
 #include "networks/loader.hpp"
 #include "solvers/registry.hpp"
 
 namespace sdekit::cli {
 
-at::ScalarType parse_dtype(const std::string& s);
 /// The first line of a message, trimmed (LibTorch and CLI11 append context on further lines).
 std::string one_line(const std::string& text);
 /// An error message as printed: each line at most 300 characters and at most 30 lines, without
@@ -35,10 +36,6 @@ void check_device(const std::string& device);
 /// An output file is checked before any work without creating it: its folder must exist and be
 /// writable, and an existing file must be a writable regular file.
 void check_output_file(const std::string& flag, const std::string& path);
-/// "1,2.5,3" -> {1, 2.5, 3}; errors name `option`.
-std::vector<double> parse_number_list(const std::string& text, const std::string& option);
-/// The NFE list of the studies ("5,10,20"): integers in [1, 10^7]; errors name --nfe.
-std::vector<int> parse_nfe_list(const std::string& text);
 
 /// Progress on stderr: one line rewritten in place, only when stderr is a terminal.
 class ProgressLine {
@@ -89,10 +86,9 @@ struct ModelArgs {
 };
 void add_model_options(CLI::App* c, ModelArgs& m);
 
-/// The options every study (converge, fid-table) ends with: --param and --event-shape of
-/// TorchScript models, the results folder --out, --fresh, --quiet and --json.
-void add_study_options(CLI::App* c, std::string& param, std::string& event_shape, std::string& out,
-                       bool& fresh, bool& quiet, bool& json);
+/// The options every study (converge, fid-table) ends with, after its spec's flags: the results
+/// folder --out, --fresh, --quiet and --json.
+void add_study_options(CLI::App* c, std::string& out, bool& fresh, bool& quiet, bool& json);
 
 /// The model of `sample` and `encode` with the checks its flags need; D: values per sample.
 LoadedModel load_cli_model(const std::string& spec, const SchedulePtr& kernel, const ModelArgs& m,

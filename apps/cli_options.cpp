@@ -101,11 +101,7 @@ LoadedModel load_cli_model(const std::string& spec, const SchedulePtr& kernel, c
   return lm;
 }
 
-void add_study_options(CLI::App* c, std::string& param, std::string& event_shape, std::string& out,
-                       bool& fresh, bool& quiet, bool& json) {
-  c->add_option("--param", param, "torchscript models: eps | x0 | v | score | denoiser");
-  c->add_option("--event-shape", event_shape,
-                "torchscript models: one sample's shape, e.g. 2 or 1,28,28");
+void add_study_options(CLI::App* c, std::string& out, bool& fresh, bool& quiet, bool& json) {
   c->add_option("--out", out, "Output folder")->capture_default_str();
   c->add_flag("--fresh", fresh, "Start over: discard the results stored in --out");
   c->add_flag("--quiet", quiet, "No progress line on stderr");

@@ -7,6 +7,7 @@
 #include "apps/cli_common.hpp"
 #include "apps/command.hpp"
 #include "apps/plot.hpp"
+#include "apps/spec_flags.hpp"
 #include "experiments/converge.hpp"
 #include "models/resources.hpp"
 
@@ -16,8 +17,7 @@ using namespace cli;
 
 struct ConvergeArgs {
   std::string spec_file;
-  ConvergeSpec spec;
-  std::string nfe_list, tol_list;
+  SpecFlags<ConvergeSpec> flags;
   std::string out = "out/converge";
   bool fresh = false, quiet = false, json = false;
 };
@@ -25,40 +25,18 @@ struct ConvergeArgs {
 std::vector<Series> converge_series(const ConvergeReport& r, bool stochastic) {
   std::vector<Series> out;
   for (const auto& s : r.summaries) {
-    if ((s.kind == "sde") != stochastic || s.nfe.empty()) continue;
+    if ((s.kind == CellKind::Sde) != stochastic || s.nfe.empty()) continue;
     out.push_back({s.sampler, s.nfe, s.rms});
   }
   return out;
 }
 
-int cmd_converge(ConvergeArgs& a, const std::vector<const CLI::Option*>& given, std::ostream& out,
-                 std::ostream& err) {
+int cmd_converge(ConvergeArgs& a, std::ostream& out, std::ostream& err) {
   ConvergeSpec spec;
   if (!a.spec_file.empty()) {
     spec = converge_spec_from_json(read_text_file(a.spec_file, "--spec"), a.spec_file);
   }
-  // Flags given on the command line override the spec file.
-  auto was_given = [&](const std::string& name) {
-    for (const auto* o : given)
-      if (o->get_name() == name && o->count() > 0) return true;
-    return false;
-  };
-  if (was_given("--model")) spec.model = a.spec.model;
-  if (was_given("--sde")) spec.sde = a.spec.sde;
-  if (was_given("--samplers")) spec.samplers = a.spec.samplers;
-  if (was_given("--n")) spec.n = a.spec.n;
-  if (was_given("--seed")) spec.seed = a.spec.seed;
-  if (was_given("--dtype")) spec.dtype = a.spec.dtype;
-  if (was_given("--t-end")) spec.t_end = a.spec.t_end;
-  if (was_given("--grid")) spec.grid = a.spec.grid;
-  if (was_given("--ref-tol")) spec.ref_tol = a.spec.ref_tol;
-  if (was_given("--sde-ref-steps")) spec.sde_ref_steps = a.spec.sde_ref_steps;
-  if (was_given("--param")) spec.param = a.spec.param;
-  if (was_given("--event-shape")) spec.event_shape = a.spec.event_shape;
-  if (was_given("--t-end") && spec.t_end == -1.0)
-    throw std::invalid_argument("--t-end must lie inside the SDE's time domain, got -1");
-  if (was_given("--nfe")) spec.nfe = parse_nfe_list(a.nfe_list);
-  if (was_given("--tolerances")) spec.tolerances = parse_number_list(a.tol_list, "--tolerances");
+  a.flags.apply(spec);  // flags given on the command line override the spec file
   validate(spec);
 
   ProgressLine line(err, a.quiet);
@@ -106,34 +84,11 @@ class ConvergeCommand final : public Command {
         "orders; resumable (results.jsonl), tables and a log-log plot in --out");
     sub_->add_option("--spec", a_.spec_file,
                      "JSON spec file with the same field names (flags override it)");
-    sub_->add_option("--model", a_.spec.model, model_spec_help())->capture_default_str();
-    sub_->add_option("--sde", a_.spec.sde, "SDE / schedule")->capture_default_str();
-    sub_->add_option("--samplers", a_.spec.samplers,
-                     "Samplers, comma separated (default: every deterministic sampler, plus "
-                     "euler-maruyama, ancestral, sde-dpmpp-2m, sra for strong errors)")
-        ->delimiter(',');
-    sub_->add_option("--nfe", a_.nfe_list, "NFE list, comma separated")
-        ->default_str("5,8,12,20,32,50,80,125,200,320,500,800");
-    sub_->add_option("--tolerances", a_.tol_list, "Adaptive samplers: rtol = atol list")
-        ->default_str("1e-3,1e-4,1e-5,1e-6");
-    sub_->add_option("--n", a_.spec.n, "Batch size (rows of x_T)")->capture_default_str();
-    sub_->add_option("--seed", a_.spec.seed, "Seed of x_T and the Brownian path")
-        ->capture_default_str();
-    sub_->add_option("--dtype", a_.spec.dtype, "float32 | float64")->capture_default_str();
-    sub_->add_option("--t-end", a_.spec.t_end, "End time in (0, T) (default: the SDE's)");
-    sub_->add_option("--grid", a_.spec.grid, "Time grid")->capture_default_str();
-    sub_->add_option("--ref-tol", a_.spec.ref_tol, "Reference ODE solve: rtol = atol")
-        ->capture_default_str();
-    sub_->add_option("--sde-ref-steps", a_.spec.sde_ref_steps,
-                     "Reference SDE solve: SRA steps on the same Brownian path")
-        ->capture_default_str();
-    add_study_options(sub_, a_.spec.param, a_.spec.event_shape, a_.out, a_.fresh, a_.quiet,
-                      a_.json);
+    a_.flags.add_to(sub_, converge_spec_schema());
+    add_study_options(sub_, a_.out, a_.fresh, a_.quiet, a_.json);
   }
   int run(const std::string&, std::ostream& out, std::ostream& err) override {
-    std::vector<const CLI::Option*> given;
-    for (const auto* o : sub_->get_options()) given.push_back(o);
-    return cmd_converge(a_, given, out, err);
+    return cmd_converge(a_, out, err);
   }
 
  private:

@@ -7,6 +7,7 @@
 #include "apps/cli_common.hpp"
 #include "apps/command.hpp"
 #include "apps/plot.hpp"
+#include "apps/spec_flags.hpp"
 #include "experiments/features.hpp"
 #include "experiments/fid_table.hpp"
 #include "models/resources.hpp"
@@ -17,37 +18,17 @@ using namespace cli;
 
 struct FidArgs {
   std::string spec_file;
-  FidTableSpec spec;
-  std::string nfe_list;
+  SpecFlags<FidTableSpec> flags;
   std::string out = "out/fid-table";
   bool fresh = false, quiet = false, json = false;
 };
 
-int cmd_fid_table(FidArgs& a, const CLI::App& cmd, std::ostream& out, std::ostream& err) {
+int cmd_fid_table(FidArgs& a, std::ostream& out, std::ostream& err) {
   FidTableSpec spec;
   if (!a.spec_file.empty()) {
     spec = fid_spec_from_json(read_text_file(a.spec_file, "--spec"), a.spec_file);
   }
-  auto given = [&](const std::string& name) { return cmd.get_option(name)->count() > 0; };
-  if (given("--model")) spec.model = a.spec.model;
-  if (given("--sde")) spec.sde = a.spec.sde;
-  if (given("--samplers")) spec.samplers = a.spec.samplers;
-  if (given("--n")) spec.n = a.spec.n;
-  if (given("--seed")) spec.seed = a.spec.seed;
-  if (given("--dtype")) spec.dtype = a.spec.dtype;
-  if (given("--grid")) spec.grid = a.spec.grid;
-  if (given("--t-end")) spec.t_end = a.spec.t_end;
-  if (given("--features")) spec.features = a.spec.features;
-  if (given("--reference")) spec.reference = a.spec.reference;
-  if (given("--n-ref")) spec.n_ref = a.spec.n_ref;
-  if (given("--kid-subsets")) spec.kid_subsets = a.spec.kid_subsets;
-  if (given("--kid-subset-size")) spec.kid_subset_size = a.spec.kid_subset_size;
-  if (given("--guidance")) spec.guidance = a.spec.guidance;
-  if (given("--param")) spec.param = a.spec.param;
-  if (given("--event-shape")) spec.event_shape = a.spec.event_shape;
-  if (given("--t-end") && spec.t_end == -1.0)
-    throw std::invalid_argument("--t-end must lie inside the SDE's time domain, got -1");
-  if (given("--nfe")) spec.nfe = parse_nfe_list(a.nfe_list);
+  a.flags.apply(spec);  // flags given on the command line override the spec file
   validate(spec);
 
   ProgressLine line(err, a.quiet);
@@ -94,41 +75,11 @@ class FidTableCommand final : public Command {
         "Samplers x NFE -> Frechet distance and KID to a reference set in a stated feature space; "
         "resumable (results.jsonl), tables, statistics (.npz) and a plot in --out");
     sub_->add_option("--spec", a_.spec_file, "JSON spec file with the same field names");
-    sub_->add_option("--model", a_.spec.model, model_spec_help())->capture_default_str();
-    sub_->add_option("--sde", a_.spec.sde, "SDE / schedule")->capture_default_str();
-    sub_->add_option("--samplers", a_.spec.samplers, "Samplers, comma separated")
-        ->delimiter(',')
-        ->default_str("ddim,dpmpp-2m,dpmpp-3m,unipc-2,heun,euler-maruyama,ancestral");
-    sub_->add_option("--nfe", a_.nfe_list, "NFE list, comma separated")->default_str("5,10,20,50");
-    sub_->add_option("--n", a_.spec.n, "Samples per cell")->capture_default_str();
-    sub_->add_option("--seed", a_.spec.seed, "Seed of x_T and the sampler noise (every cell)")
-        ->capture_default_str();
-    sub_->add_option("--dtype", a_.spec.dtype, "float32 | float64")->capture_default_str();
-    sub_->add_option("--grid", a_.spec.grid, "Time grid (default: the schedule's)");
-    sub_->add_option("--t-end", a_.spec.t_end, "End time in (0, T) (default: the SDE's)");
-    std::string features = "Feature space:";
-    for (const auto& k : feature_space_kinds()) features += " " + k.name + " (" + k.summary + ");";
-    features.pop_back();
-    sub_->add_option("--features", a_.spec.features, features)->capture_default_str();
-    sub_->add_option("--reference", a_.spec.reference,
-                     "mixture (exact samples) | toy:NAME (exact samples of a 2-D toy set) | "
-                     "fashion-mnist (test set) | npy:FILE.npy (data set) | "
-                     "stats:FILE.npz (mu, sigma)")
-        ->capture_default_str();
-    sub_->add_option("--n-ref", a_.spec.n_ref,
-                     "Exact reference samples (references mixture, toy:NAME)")
-        ->capture_default_str();
-    sub_->add_option("--kid-subsets", a_.spec.kid_subsets, "KID: subsets")->capture_default_str();
-    sub_->add_option("--guidance", a_.spec.guidance,
-                     "Class-conditional models (balanced classes): guidance weight")
-        ->capture_default_str();
-    sub_->add_option("--kid-subset-size", a_.spec.kid_subset_size, "KID: subset size")
-        ->capture_default_str();
-    add_study_options(sub_, a_.spec.param, a_.spec.event_shape, a_.out, a_.fresh, a_.quiet,
-                      a_.json);
+    a_.flags.add_to(sub_, fid_spec_schema());
+    add_study_options(sub_, a_.out, a_.fresh, a_.quiet, a_.json);
   }
   int run(const std::string&, std::ostream& out, std::ostream& err) override {
-    return cmd_fid_table(a_, *sub_, out, err);
+    return cmd_fid_table(a_, out, err);
   }
 
  private:

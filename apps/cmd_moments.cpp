@@ -6,6 +6,7 @@
 #include "apps/cli_common.hpp"
 #include "apps/command.hpp"
 #include "experiments/moments.hpp"
+#include "experiments/table.hpp"
 #include "models/builtin.hpp"
 #include "schedules/registry.hpp"
 #include "schedules/time_grid.hpp"
@@ -42,16 +43,16 @@ int cmd_moments(const MomentsArgs& a, std::ostream& out) {
       << " steps (" << grid_name(spec.grid) << "), n = " << a.n << ", seed " << a.seed << ", "
       << a.dtype << "; t_end = " << rep.t_end << "\n";
   out << "Errors of the sample moments against the exact marginal p(t_end):\n\n";
-  out << "| sampler          |  NFE | mean err | rel cov err | seconds |\n";
-  out << "|------------------|-----:|---------:|------------:|--------:|\n";
+  Table t;
+  t.column("sampler", Table::Align::Left).column("NFE").column("mean err").column("rel cov err");
+  t.column("seconds");
   auto row = [&](const MomentsRow& r, bool timed) {
-    out << "| " << std::left << std::setw(16) << r.sampler << " | " << std::right << std::setw(4)
-        << r.nfe << " | " << std::setw(8) << fmt(r.mean_err, 3) << " | " << std::setw(11)
-        << fmt(r.cov_err, 3) << " | " << std::setw(7)
-        << (timed ? fmt(r.seconds, 3) : std::string("-")) << " |\n";
+    t.row({r.sampler, std::to_string(r.nfe), fmt(r.mean_err, 3), fmt(r.cov_err, 3),
+           timed ? fmt(r.seconds, 3) : std::string("-")});
   };
   for (const auto& r : rep.rows) row(r, true);
   row(rep.floor, false);
+  out << t.markdown();
   out << "\n'exact samples' is the floor: the same statistics for " << a.n
       << " exact draws of p(t_end); a sampler at that level is indistinguishable from exact at "
          "this n.\n";

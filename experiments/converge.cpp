@@ -17,9 +17,12 @@
 #include "experiments/detail/common_fields.hpp"
 #include "experiments/detail/report_util.hpp"
 #include "experiments/detail/spec_fields.hpp"
+#include "experiments/detail/study_runner.hpp"
 #include "experiments/npy_io.hpp"
 #include "experiments/results_store.hpp"
+#include "experiments/table.hpp"
 #include "models/builtin.hpp"
+#include "models/dtype.hpp"
 #include "models/resources.hpp"
 #include "networks/loader.hpp"
 #include "schedules/registry.hpp"
@@ -65,10 +68,6 @@ ConvergeSpec resolved(const ConvergeSpec& spec) {
   return r;
 }
 
-at::ScalarType dtype_of(const std::string& s) {
-  return s == "float32" ? at::kFloat : at::kDouble;
-}
-
 void moment_errors(const at::Tensor& x, const at::Tensor& m, const at::Tensor& C, double& mean_err,
                    double& cov_err) {
   const at::Tensor xd = x.to(at::kCPU, at::kDouble);
@@ -88,7 +87,7 @@ uint64_t fnv1a(const std::string& s) {
 json cell_json(const ConvergeCell& c) {
   return json{{"cell", c.key()},
               {"sampler", c.sampler},
-              {"kind", c.kind},
+              {"kind", cell_kind_name(c.kind)},
               {"target_nfe", c.target_nfe},
               {"tol", c.tol},
               {"steps", c.steps},
@@ -104,7 +103,7 @@ json cell_json(const ConvergeCell& c) {
 ConvergeCell cell_from_json(const json& j) {
   ConvergeCell c;
   c.sampler = j.at("sampler").get<std::string>();
-  c.kind = j.at("kind").get<std::string>();
+  c.kind = parse_cell_kind(j.at("kind").get<std::string>());
   c.target_nfe = j.at("target_nfe").get<int>();
   c.tol = j.at("tol").get<double>();
   c.steps = j.at("steps").get<int>();
@@ -163,9 +162,32 @@ std::vector<double> grid_times(const ConvergeSpec& spec, const NoiseSchedule& k,
 
 }  // namespace
 
+std::string cell_kind_name(CellKind kind) {
+  switch (kind) {
+    case CellKind::Ode:
+      return "ode";
+    case CellKind::Sde:
+      return "sde";
+    case CellKind::Adaptive:
+      return "adaptive";
+  }
+  return "?";
+}
+
+CellKind parse_cell_kind(std::string_view name) {
+  for (CellKind k : {CellKind::Ode, CellKind::Sde, CellKind::Adaptive})
+    if (cell_kind_name(k) == name) return k;
+  throw std::invalid_argument("unknown cell kind '" + std::string(name) +
+                              "'; valid: ode, sde, adaptive");
+}
+
+std::ostream& operator<<(std::ostream& os, CellKind kind) {
+  return os << cell_kind_name(kind);
+}
+
 std::string ConvergeCell::key() const {
-  return kind == "adaptive" ? sampler + "/tol=" + fmt_tol(tol)
-                            : sampler + "/nfe=" + std::to_string(target_nfe);
+  return kind == CellKind::Adaptive ? sampler + "/tol=" + fmt_tol(tol)
+                                    : sampler + "/nfe=" + std::to_string(target_nfe);
 }
 
 std::vector<std::string> default_converge_samplers() {
@@ -205,45 +227,46 @@ void validate(const ConvergeSpec& spec) {
                                 std::to_string(spec.sde_ref_steps));
 }
 
+const SpecSchema<ConvergeSpec>& converge_spec_schema() {
+  using S = ConvergeSpec;
+  auto t_end_flag = [](const S& s) {
+    if (s.t_end == -1.0)
+      throw std::invalid_argument("--t-end must lie inside the SDE's time domain, got -1");
+  };
+  static const SpecSchema<S> schema = {
+      {"model", &S::model, model_spec_help()},
+      {"sde", &S::sde, "SDE / schedule"},
+      {"samplers", &S::samplers,
+       "Samplers, comma separated (default: every deterministic sampler, plus euler-maruyama, "
+       "ancestral, sde-dpmpp-2m, sra for strong errors)"},
+      {"nfe", &S::nfe, "NFE list, comma separated", false, true,
+       [](S& s, const std::string& text) { s.nfe = parse_nfe_list(text); }},
+      {"tolerances", &S::tolerances, "Adaptive samplers: rtol = atol list", false, true,
+       [](S& s, const std::string& text) {
+         s.tolerances = parse_number_list(text, "--tolerances");
+       }},
+      {"n", &S::n, "Batch size (rows of x_T)"},
+      {"seed", &S::seed, "Seed of x_T and the Brownian path"},
+      {"dtype", &S::dtype, "float32 | float64"},
+      {"t_end", &S::t_end, "End time in (0, T) (default: the SDE's)", false, false, {}, t_end_flag},
+      {"grid", &S::grid, "Time grid"},
+      {"ref_tol", &S::ref_tol, "Reference ODE solve: rtol = atol"},
+      {"sde_ref_steps", &S::sde_ref_steps,
+       "Reference SDE solve: SRA steps on the same Brownian path"},
+      {"param", &S::param, "torchscript models: eps | x0 | v | score | denoiser", true},
+      {"event_shape", &S::event_shape, "torchscript models: one sample's shape, e.g. 2 or 1,28,28",
+       true},
+  };
+  return schema;
+}
+
 std::string converge_spec_json(const ConvergeSpec& spec) {
-  const ConvergeSpec r = resolved(spec);
-  json j;
-  j["model"] = r.model;
-  j["sde"] = r.sde;
-  j["samplers"] = r.samplers;
-  j["nfe"] = r.nfe;
-  j["tolerances"] = r.tolerances;
-  j["n"] = r.n;
-  j["seed"] = r.seed;
-  j["dtype"] = r.dtype;
-  j["t_end"] = r.t_end;
-  j["grid"] = r.grid;
-  j["ref_tol"] = r.ref_tol;
-  j["sde_ref_steps"] = r.sde_ref_steps;
-  // Written only when set, so folders made before these fields existed still resume.
-  if (!r.param.empty()) j["param"] = r.param;
-  if (!r.event_shape.empty()) j["event_shape"] = r.event_shape;
-  return j.dump();
+  return detail::write_spec(converge_spec_schema(), resolved(spec)).dump();
 }
 
 ConvergeSpec converge_spec_from_json(const std::string& text, const std::string& source) {
   ConvergeSpec spec;
-  detail::SpecFields(text, source)
-      .string("model", spec.model)
-      .string("sde", spec.sde)
-      .names("samplers", spec.samplers)
-      .int_list("nfe", spec.nfe)
-      .number_list("tolerances", spec.tolerances)
-      .integer("n", spec.n)
-      .integer("seed", spec.seed)
-      .string("dtype", spec.dtype)
-      .number("t_end", spec.t_end)
-      .string("grid", spec.grid)
-      .number("ref_tol", spec.ref_tol)
-      .integer("sde_ref_steps", spec.sde_ref_steps)
-      .string("param", spec.param)
-      .string("event_shape", spec.event_shape)
-      .apply();
+  detail::read_spec(converge_spec_schema(), text, source, spec);
   try {
     validate(spec);
   } catch (const std::invalid_argument& e) {
@@ -258,9 +281,6 @@ ConvergeReport run_converge(const ConvergeSpec& spec_in, const std::string& out_
   const ConvergeSpec spec = resolved(spec_in);
   validate(spec);
   const auto t_start = std::chrono::steady_clock::now();
-  auto elapsed = [&] {
-    return std::chrono::duration<double>(std::chrono::steady_clock::now() - t_start).count();
-  };
 
   ConvergeReport rep;
   rep.spec = spec;
@@ -276,7 +296,7 @@ ConvergeReport run_converge(const ConvergeSpec& spec_in, const std::string& out_
   rep.dim = 1;
   for (int64_t v : lm.event_shape) rep.dim *= v;
   const double T = rep.T, t_end = rep.t_end;
-  const at::ScalarType dtype = dtype_of(spec.dtype);
+  const at::ScalarType dtype = parse_dtype(spec.dtype);
 
   // The plan: every cell in order, the skipped NFEs noted per sampler.
   std::map<std::string, std::string> notes;
@@ -286,7 +306,7 @@ ConvergeReport run_converge(const ConvergeSpec& spec_in, const std::string& out_
       for (double tol : spec.tolerances) {
         ConvergeCell c;
         c.sampler = name;
-        c.kind = "adaptive";
+        c.kind = CellKind::Adaptive;
         c.tol = tol;
         rep.cells.push_back(c);
       }
@@ -305,7 +325,7 @@ ConvergeReport run_converge(const ConvergeSpec& spec_in, const std::string& out_
       o.nfe_budget = nfe;
       ConvergeCell c;
       c.sampler = name;
-      c.kind = probe->stochastic() ? "sde" : "ode";
+      c.kind = probe->stochastic() ? CellKind::Sde : CellKind::Ode;
       c.target_nfe = nfe;
       c.steps = make_sampler(name, o)->steps_for_nfe(nfe);
       rep.cells.push_back(c);
@@ -329,24 +349,21 @@ ConvergeReport run_converge(const ConvergeSpec& spec_in, const std::string& out_
                                       "sde_reference_full.json",
                                       "results.csv",
                                       "results.md"};
-  ResultsStore store(out_dir, converge_spec_json(spec), fresh, derived);
-  std::map<std::string, ConvergeCell> stored;
-  for (const auto& line : store.lines()) {
-    const json j = json::parse(line);
-    try {
-      const ConvergeCell c = cell_from_json(j);
-      stored[j["cell"].get<std::string>()] = c;
-    } catch (const json::exception& e) {
-      throw std::invalid_argument(store.path("results.jsonl") + ": cell " +
-                                  detail::json_preview(j["cell"]) + " is malformed (" + e.what() +
-                                  "); use --fresh to start over");
-    }
-  }
+  detail::CellOps<ConvergeCell> ops;
+  ops.read = cell_from_json;
+  ops.write = cell_json;
+  // Cost model for the ETA: NFE (adaptive cells: a rough guess growing with -log10 tol).
+  ops.cost = [](const ConvergeCell& c) {
+    return c.kind == CellKind::Adaptive ? 20.0 * (1.0 - std::log10(c.tol)) : double(c.target_nfe);
+  };
+  detail::StudyRunner<ConvergeCell> runner(out_dir, converge_spec_json(spec), fresh, derived,
+                                           rep.cells, ops, progress, t_start);
+  const ResultsStore& store = runner.store();
 
   bool need_ode = false, need_sde = false;
   for (const auto& c : rep.cells) {
-    need_ode |= c.kind != "sde";
-    need_sde |= c.kind == "sde" && strong_capable(c.sampler);
+    need_ode |= c.kind != CellKind::Sde;
+    need_sde |= c.kind == CellKind::Sde && strong_capable(c.sampler);
   }
 
   at::Generator gen = at::make_generator<at::CPUGeneratorImpl>(spec.seed);
@@ -366,16 +383,9 @@ ConvergeReport run_converge(const ConvergeSpec& spec_in, const std::string& out_
     rep.floor_mean_err = rep.floor_cov_err = std::numeric_limits<double>::quiet_NaN();
   }
 
-  auto report_progress = [&](std::size_t done, std::size_t total, const std::string& cell,
-                             double eta) {
-    if (progress) progress(ConvergeProgress{done, total, cell, elapsed(), eta});
-  };
-  std::size_t pending = 0;
-  for (const auto& c : rep.cells) pending += stored.count(c.key()) ? 0 : 1;
-
   at::Tensor x_ode;
   if (need_ode && !load_reference(store, "reference", shape, x_ode, rep.ode_reference)) {
-    report_progress(0, pending, "ODE reference", -1);
+    runner.announce("ODE reference");
     const auto t0 = std::chrono::steady_clock::now();
     if (mixture && mixture->components() == 1) {
       x_ode = mixture->gaussian_flow(xT, *kernel, T, t_end);
@@ -406,7 +416,7 @@ ConvergeReport run_converge(const ConvergeSpec& spec_in, const std::string& out_
     const double tol = std::max(h_min / 4.0, (T - t_end) * std::ldexp(1.0, -40));
     path = std::make_shared<VirtualBrownianTree>(t_end, T, spec.seed, tol);
     if (!load_reference(store, "sde_reference", shape, x_sde, rep.sde_reference)) {
-      report_progress(0, pending, "SDE reference", -1);
+      runner.announce("SDE reference");
       const auto t0 = std::chrono::steady_clock::now();
       const auto sra = make_sampler("sra");
       SampleRequest r;
@@ -443,28 +453,11 @@ ConvergeReport run_converge(const ConvergeSpec& spec_in, const std::string& out_
     }
   }
 
-  // Cost model for the ETA: NFE (adaptive cells: a rough guess growing with -log10 tol).
-  auto cost = [](const ConvergeCell& c) {
-    return c.kind == "adaptive" ? 20.0 * (1.0 - std::log10(c.tol)) : double(c.target_nfe);
-  };
-  double total_cost = 0, done_cost = 0;
-  for (const auto& c : rep.cells)
-    if (!stored.count(c.key())) total_cost += cost(c);
-  const double t_cells = elapsed();
-  std::size_t done = 0;
   const at::Tensor x_init = xT.to(dtype);
-  for (auto& c : rep.cells) {
+  runner.run([&](ConvergeCell& c) {
     const std::string key = c.key();
-    if (const auto it = stored.find(key); it != stored.end()) {
-      c = it->second;
-      ++rep.resumed;
-      continue;
-    }
-    const double spent = elapsed() - t_cells;
-    report_progress(done, pending, key,
-                    done_cost > 0 ? spent / done_cost * (total_cost - done_cost) : -1.0);
     SamplerOptions o;
-    if (c.kind == "adaptive") {
+    if (c.kind == CellKind::Adaptive) {
       o.rtol = o.atol = c.tol;
     } else {
       o.nfe_budget = c.target_nfe;
@@ -474,12 +467,12 @@ ConvergeReport run_converge(const ConvergeSpec& spec_in, const std::string& out_
     r.model = &model;
     r.sde = sde.get();
     r.x_init = x_init;
-    r.times = c.kind == "adaptive" ? std::vector<double>{T, t_end}
-                                   : grid_times(spec, *kernel, c.steps, T, t_end);
-    const bool strong = c.kind == "sde" && strong_capable(c.sampler);
+    r.times = c.kind == CellKind::Adaptive ? std::vector<double>{T, t_end}
+                                           : grid_times(spec, *kernel, c.steps, T, t_end);
+    const bool strong = c.kind == CellKind::Sde && strong_capable(c.sampler);
     if (strong) {
       r.brownian = path;
-    } else if (c.kind == "sde") {
+    } else if (c.kind == CellKind::Sde) {
       r.generator = at::make_generator<at::CPUGeneratorImpl>(spec.seed ^ fnv1a(key));
     }
     const auto t0 = std::chrono::steady_clock::now();
@@ -489,8 +482,8 @@ ConvergeReport run_converge(const ConvergeSpec& spec_in, const std::string& out_
       c.nfe = res.nfe;
       c.steps = res.steps;
       const at::Tensor x = res.x.to(at::kDouble);
-      if (c.kind != "sde" || strong) {
-        const at::Tensor diff = x - (c.kind == "sde" ? x_sde : x_ode);
+      if (c.kind != CellKind::Sde || strong) {
+        const at::Tensor diff = x - (c.kind == CellKind::Sde ? x_sde : x_ode);
         c.rms = diff.pow(2).mean().sqrt().item<double>();
         c.max = diff.abs().max().item<double>();
       }
@@ -504,21 +497,21 @@ ConvergeReport run_converge(const ConvergeSpec& spec_in, const std::string& out_
       c.failure = e.what();
       c.mean_err = c.cov_err = std::numeric_limits<double>::quiet_NaN();
     }
-    store.append(key, cell_json(c).dump());
-    ++rep.computed;
-    ++done;
-    done_cost += cost(c);
-  }
-  report_progress(done, pending, "", 0.0);
+  });
+  rep.resumed = runner.resumed();
+  rep.computed = runner.computed();
 
   for (const auto& name : spec.samplers) {
     SamplerSummary s;
     s.sampler = name;
     const auto probe = make_sampler(name);
     s.declared_order = probe->order();
-    s.kind = probe->adaptive() ? "adaptive" : probe->stochastic() ? "sde" : "ode";
+    s.kind = probe->adaptive()     ? CellKind::Adaptive
+             : probe->stochastic() ? CellKind::Sde
+                                   : CellKind::Ode;
     s.note = notes[name];
-    s.floor = s.kind == "sde" ? rep.sde_reference.error_estimate : rep.ode_reference.error_estimate;
+    s.floor = s.kind == CellKind::Sde ? rep.sde_reference.error_estimate
+                                      : rep.ode_reference.error_estimate;
     std::vector<std::pair<double, double>> pts;
     for (const auto& c : rep.cells)
       if (c.sampler == name && std::isfinite(c.rms) && c.rms > 0 && c.nfe > 0)
@@ -545,7 +538,7 @@ namespace {
 
 json summary_json(const SamplerSummary& s) {
   json j{{"sampler", s.sampler},
-         {"kind", s.kind},
+         {"kind", cell_kind_name(s.kind)},
          {"declared_order", s.declared_order},
          {"fitted", s.fitted},
          {"note", s.note}};
@@ -579,97 +572,85 @@ std::string protocol_text(const ConvergeReport& r) {
 
 }  // namespace
 
+namespace {
+using Align = Table::Align;
+
+/// A table with one row per sampler of `kind` (or every kind but it, when `exclude`) and one
+/// column per key; `value` gives a cell's text ("" where the sampler has no such cell).
+template <class Key, class KeyName, class Match, class Value>
+Table sampler_by_key(const ConvergeReport& r, CellKind kind, bool exclude,
+                     const std::vector<Key>& keys, KeyName key_name, Match match, Value value) {
+  Table t;
+  t.column("sampler", Align::Left);
+  for (const Key& k : keys) t.column(key_name(k));
+  for (const auto& s : r.summaries) {
+    if ((s.kind == kind) == exclude) continue;
+    std::vector<std::string> row = {s.sampler};
+    for (const Key& k : keys) {
+      std::string v;
+      for (const auto& c : r.cells)
+        if (c.sampler == s.sampler && match(c, k)) v = c.failure.empty() ? value(c) : "fail";
+      row.push_back(v);
+    }
+    t.row(std::move(row));
+  }
+  return t;
+}
+
+}  // namespace
+
 std::string converge_markdown(const ConvergeReport& r) {
   std::ostringstream os;
   // Fixed-step samplers: errors by NFE asked for.
   std::vector<int> nfes = r.spec.nfe;
   std::sort(nfes.begin(), nfes.end());
   nfes.erase(std::unique(nfes.begin(), nfes.end()), nfes.end());
+  auto nfe_name = [](int n) { return std::to_string(n); };
+  auto at_nfe = [](const ConvergeCell& c, int n) { return c.target_nfe == n; };
   os << "RMS error by NFE (stochastic samplers: strong error on the same Brownian path):\n\n";
-  os << "| sampler          |";
-  for (int n : nfes) os << std::setw(8) << n << " |";
-  os << "\n|------------------|";
-  for (std::size_t i = 0; i < nfes.size(); ++i) os << "--------:|";
-  os << "\n";
-  for (const auto& s : r.summaries) {
-    if (s.kind == "adaptive") continue;
-    os << "| " << std::left << std::setw(16) << s.sampler << std::right << " |";
-    for (int n : nfes) {
-      std::string v = "";
-      for (const auto& c : r.cells)
-        if (c.sampler == s.sampler && c.target_nfe == n)
-          v = c.failure.empty() ? fmt(c.rms) : "fail";
-      os << std::setw(8) << v << " |";
-    }
-    os << "\n";
-  }
+  os << sampler_by_key(r, CellKind::Adaptive, true, nfes, nfe_name, at_nfe,
+                       [](const ConvergeCell& c) { return fmt(c.rms); })
+            .markdown();
   bool any_adaptive = false;
-  for (const auto& s : r.summaries) any_adaptive |= s.kind == "adaptive";
+  for (const auto& s : r.summaries) any_adaptive |= s.kind == CellKind::Adaptive;
   if (any_adaptive) {
     os << "\nAdaptive samplers (rtol = atol = tol): NFE spent / RMS error:\n\n";
-    os << "| sampler          |";
-    for (double t : r.spec.tolerances) os << std::setw(14) << fmt_tol(t) << " |";
-    os << "\n|------------------|";
-    for (std::size_t i = 0; i < r.spec.tolerances.size(); ++i) os << "--------------:|";
-    os << "\n";
-    for (const auto& s : r.summaries) {
-      if (s.kind != "adaptive") continue;
-      os << "| " << std::left << std::setw(16) << s.sampler << std::right << " |";
-      for (double t : r.spec.tolerances) {
-        std::string v;
-        for (const auto& c : r.cells)
-          if (c.sampler == s.sampler && c.tol == t)
-            v = c.failure.empty() ? std::to_string(c.nfe) + " / " + fmt(c.rms, 2) : "fail";
-        os << std::setw(14) << v << " |";
-      }
-      os << "\n";
-    }
+    os << sampler_by_key(
+              r, CellKind::Adaptive, false, r.spec.tolerances, fmt_tol,
+              [](const ConvergeCell& c, double t) { return c.tol == t; },
+              [](const ConvergeCell& c) { return std::to_string(c.nfe) + " / " + fmt(c.rms, 2); })
+              .markdown();
   }
   os << "\nEmpirical orders (slope of log RMS error against log NFE):\n\n";
-  os << "| sampler          | kind     | declared | fitted | std err | NFE range | points | note "
-        "|\n";
-  os << "|------------------|----------|---------:|-------:|--------:|----------:|-------:|------|"
-        "\n";
+  Table orders;
+  orders.column("sampler", Align::Left).column("kind", Align::Left).column("declared");
+  orders.column("fitted").column("std err").column("NFE range").column("points");
+  orders.column("note", Align::Left);
   for (const auto& s : r.summaries) {
-    os << "| " << std::left << std::setw(16) << s.sampler << " | " << std::setw(8) << s.kind
-       << std::right << " | " << std::setw(8) << fmt(s.declared_order) << " | ";
+    std::vector<std::string> row = {s.sampler, cell_kind_name(s.kind), fmt(s.declared_order)};
     if (s.fitted) {
       std::ostringstream range;
       range << s.nfe[s.fit.first] << "-" << s.nfe[s.fit.last];
-      os << std::setw(6) << fmt(s.fit.order) << " | " << std::setw(7) << fmt(s.fit.std_error, 2)
-         << " | " << std::setw(9) << range.str() << " | " << std::setw(6) << s.fit.points();
+      row.insert(row.end(), {fmt(s.fit.order), fmt(s.fit.std_error, 2), range.str(),
+                             std::to_string(s.fit.points())});
     } else {
-      os << std::setw(6) << "-"
-         << " | " << std::setw(7) << "-"
-         << " | " << std::setw(9) << "-"
-         << " | " << std::setw(6) << "-";
+      row.insert(row.end(), {"-", "-", "-", "-"});
     }
-    os << " | " << s.note << " |\n";
+    row.push_back(s.note);
+    orders.row(std::move(row));
   }
+  os << orders.markdown();
   // Weak errors of the stochastic samplers.
   bool any_sde = false;
-  for (const auto& s : r.summaries) any_sde |= s.kind == "sde";
+  for (const auto& s : r.summaries) any_sde |= s.kind == CellKind::Sde;
   if (any_sde) {
     os << "\nWeak errors of the stochastic samplers, mean error ||m - m_exact|| / relative "
           "covariance error, by NFE; floor (n exact samples): "
        << fmt(r.floor_mean_err) << " / " << fmt(r.floor_cov_err) << ":\n\n";
-    os << "| sampler          |";
-    for (int n : nfes) os << std::setw(14) << n << " |";
-    os << "\n|------------------|";
-    for (std::size_t i = 0; i < nfes.size(); ++i) os << "--------------:|";
-    os << "\n";
-    for (const auto& s : r.summaries) {
-      if (s.kind != "sde") continue;
-      os << "| " << std::left << std::setw(16) << s.sampler << std::right << " |";
-      for (int n : nfes) {
-        std::string v;
-        for (const auto& c : r.cells)
-          if (c.sampler == s.sampler && c.target_nfe == n)
-            v = c.failure.empty() ? fmt(c.mean_err, 2) + " / " + fmt(c.cov_err, 2) : "fail";
-        os << std::setw(14) << v << " |";
-      }
-      os << "\n";
-    }
+    os << sampler_by_key(
+              r, CellKind::Sde, false, nfes, nfe_name, at_nfe,
+              [](const ConvergeCell& c) { return fmt(c.mean_err, 2) + " / " + fmt(c.cov_err, 2); })
+              .markdown();
   }
   return os.str();
 }
@@ -677,15 +658,16 @@ std::string converge_markdown(const ConvergeReport& r) {
 void write_converge_tables(const ConvergeReport& r, const std::string& out_dir) {
   namespace fs = std::filesystem;
   using detail::csv_num;
-  std::ostringstream csv;
-  csv << "cell,sampler,kind,target_nfe,tol,steps,nfe,rms,max,mean_err,cov_err,seconds,failure\n";
+  Table csv;
+  for (const char* h : {"cell", "sampler", "kind", "target_nfe", "tol", "steps", "nfe", "rms",
+                        "max", "mean_err", "cov_err", "seconds", "failure"})
+    csv.column(h);
   for (const auto& c : r.cells)
-    csv << c.key() << "," << c.sampler << "," << c.kind << "," << c.target_nfe << ","
-        << (c.kind == "adaptive" ? csv_num(c.tol) : "") << "," << c.steps << "," << c.nfe << ","
-        << csv_num(c.rms) << "," << csv_num(c.max) << "," << csv_num(c.mean_err) << ","
-        << csv_num(c.cov_err) << "," << csv_num(c.seconds) << "," << detail::csv_text(c.failure)
-        << "\n";
-  detail::write_text_atomically((fs::path(out_dir) / "results.csv").string(), csv.str());
+    csv.row({c.key(), c.sampler, cell_kind_name(c.kind), std::to_string(c.target_nfe),
+             c.kind == CellKind::Adaptive ? csv_num(c.tol) : "", std::to_string(c.steps),
+             std::to_string(c.nfe), csv_num(c.rms), csv_num(c.max), csv_num(c.mean_err),
+             csv_num(c.cov_err), csv_num(c.seconds), c.failure});
+  detail::write_text_atomically((fs::path(out_dir) / "results.csv").string(), csv.csv());
   std::ostringstream md;
   md << "# Convergence study\n\n" << protocol_text(r) << "\n" << converge_markdown(r);
   md << "\nFiles: results.jsonl (one line per cell), results.csv, spec.json, error_vs_nfe.png, "

@@ -20,11 +20,15 @@
 // with the same statistics of n exact samples as their sampling floor.
 #include <cstdint>
 #include <functional>
+#include <iosfwd>
 #include <limits>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "experiments/order_fit.hpp"
+#include "experiments/spec_schema.hpp"
+#include "experiments/study.hpp"
 
 namespace sdekit {
 
@@ -56,6 +60,9 @@ std::vector<std::string> default_converge_samplers();
 /// float64; t_end outside the SDE's domain; ref_tol <= 0; sde_ref_steps < 2.
 void validate(const ConvergeSpec& spec);
 
+/// Every field of the spec, once: JSON names, flags and their help follow from it.
+const SpecSchema<ConvergeSpec>& converge_spec_schema();
+
 /// The spec as a JSON object with every field present (samplers resolved to the default list
 /// when empty); this is what spec.json holds.
 std::string converge_spec_json(const ConvergeSpec& spec);
@@ -64,9 +71,27 @@ std::string converge_spec_json(const ConvergeSpec& spec);
 /// was found; unknown fields are refused with the list of valid ones.
 ConvergeSpec converge_spec_from_json(const std::string& text, const std::string& source);
 
+/// How a cell's sampler runs and is judged: fixed steps of a deterministic sampler against the
+/// PF-ODE reference ("ode"), fixed steps of a stochastic one ("sde"), or adaptive steps at a
+/// tolerance ("adaptive").
+enum class CellKind { Ode, Sde, Adaptive };
+/// "ode", "sde", "adaptive".
+std::string cell_kind_name(CellKind kind);
+/// The kind of that name; any other throws std::invalid_argument listing the valid ones.
+CellKind parse_cell_kind(std::string_view name);
+/// A kind compares equal to its name, so that `cell.kind == "adaptive"` reads as it did when
+/// kinds were strings.
+inline bool operator==(CellKind kind, std::string_view name) {
+  return cell_kind_name(kind) == name;
+}
+inline bool operator!=(CellKind kind, std::string_view name) {
+  return !(kind == name);
+}
+std::ostream& operator<<(std::ostream& os, CellKind kind);
+
 struct ConvergeCell {
   std::string sampler;
-  std::string kind;    // "ode" (fixed steps), "adaptive", "sde" (stochastic)
+  CellKind kind = CellKind::Ode;
   int target_nfe = 0;  // fixed-step cells: the NFE asked for
   double tol = 0.0;    // adaptive cells: rtol = atol
   int steps = 0;       // steps taken (adaptive: accepted steps)
@@ -91,7 +116,7 @@ struct ReferenceInfo {
 
 struct SamplerSummary {
   std::string sampler;
-  std::string kind;
+  CellKind kind = CellKind::Ode;
   double declared_order = 0.0;
   bool fitted = false;           // at least two cells with finite positive rms
   OrderFit fit;                  // over the automatically chosen range (indices into `nfe`/`rms`)
@@ -112,12 +137,7 @@ struct ConvergeReport {
   std::size_t resumed = 0, computed = 0;
 };
 
-struct ConvergeProgress {
-  std::size_t done = 0, total = 0;  // cells
-  std::string cell;                 // the cell about to run (empty at the end)
-  double elapsed = 0.0;             // seconds since the start
-  double eta = -1.0;                // seconds left (estimated from NFE done so far; < 0 unknown)
-};
+using ConvergeProgress = StudyProgress;
 
 /// Runs (or resumes) the study in `out_dir`: spec.json, results.jsonl (one line per finished
 /// cell, flushed at once), reference.npy / reference.json and sde_reference.npy /

@@ -14,13 +14,16 @@
 #include "experiments/detail/common_fields.hpp"
 #include "experiments/detail/report_util.hpp"
 #include "experiments/detail/spec_fields.hpp"
+#include "experiments/detail/study_runner.hpp"
 #include "experiments/features.hpp"
 #include "experiments/frechet.hpp"
 #include "experiments/kid.hpp"
 #include "experiments/npy_io.hpp"
 #include "experiments/results_store.hpp"
 #include "experiments/stats_io.hpp"
+#include "experiments/table.hpp"
 #include "models/builtin.hpp"
+#include "models/dtype.hpp"
 #include "models/resources.hpp"
 #include "networks/loader.hpp"
 #include "schedules/registry.hpp"
@@ -148,51 +151,61 @@ void validate(const FidTableSpec& spec) {
                                 std::to_string(spec.kid_subset_size));
 }
 
-std::string fid_spec_json(const FidTableSpec& s) {
-  std::string grid = s.grid;
-  if (grid.empty()) grid = grid_name(default_grid(*make_sde(s.sde)->schedule()));
-  json j{{"model", s.model},
-         {"sde", s.sde},
-         {"samplers", s.samplers},
-         {"nfe", s.nfe},
-         {"n", s.n},
-         {"seed", s.seed},
-         {"dtype", s.dtype},
-         {"grid", grid},
-         {"t_end", s.t_end},
-         {"features", s.features},
-         {"reference", s.reference},
-         {"n_ref", s.n_ref},
-         {"kid_subsets", s.kid_subsets},
-         {"kid_subset_size", s.kid_subset_size},
-         {"guidance", s.guidance}};
-  // Written only when set, so folders made before these fields existed still resume.
-  if (!s.param.empty()) j["param"] = s.param;
-  if (!s.event_shape.empty()) j["event_shape"] = s.event_shape;
-  return j.dump();
+namespace {
+std::string features_help() {
+  std::string help = "Feature space:";
+  for (const auto& k : feature_space_kinds()) help += " " + k.name + " (" + k.summary + ");";
+  help.pop_back();
+  return help;
+}
+}  // namespace
+
+const SpecSchema<FidTableSpec>& fid_spec_schema() {
+  using S = FidTableSpec;
+  static const SpecSchema<S> schema = {
+      {"model", &S::model, model_spec_help()},
+      {"sde", &S::sde, "SDE / schedule"},
+      {"samplers", &S::samplers, "Samplers, comma separated"},
+      {"nfe", &S::nfe, "NFE list, comma separated", false, true,
+       [](S& s, const std::string& text) { s.nfe = parse_nfe_list(text); }},
+      {"n", &S::n, "Samples per cell"},
+      {"seed", &S::seed, "Seed of x_T and the sampler noise (every cell)"},
+      {"dtype", &S::dtype, "float32 | float64"},
+      {"grid", &S::grid, "Time grid (default: the schedule's)"},
+      {"t_end",
+       &S::t_end,
+       "End time in (0, T) (default: the SDE's)",
+       false,
+       false,
+       {},
+       [](const S& s) {
+         if (s.t_end == -1.0)
+           throw std::invalid_argument("--t-end must lie inside the SDE's time domain, got -1");
+       }},
+      {"features", &S::features, features_help()},
+      {"reference", &S::reference,
+       "mixture (exact samples) | toy:NAME (exact samples of a 2-D toy set) | fashion-mnist (test "
+       "set) | npy:FILE.npy (data set) | stats:FILE.npz (mu, sigma)"},
+      {"n_ref", &S::n_ref, "Exact reference samples (references mixture, toy:NAME)"},
+      {"kid_subsets", &S::kid_subsets, "KID: subsets"},
+      {"kid_subset_size", &S::kid_subset_size, "KID: subset size"},
+      {"guidance", &S::guidance, "Class-conditional models (balanced classes): guidance weight"},
+      {"param", &S::param, "torchscript models: eps | x0 | v | score | denoiser", true},
+      {"event_shape", &S::event_shape, "torchscript models: one sample's shape, e.g. 2 or 1,28,28",
+       true},
+  };
+  return schema;
+}
+
+std::string fid_spec_json(const FidTableSpec& spec) {
+  FidTableSpec s = spec;
+  if (s.grid.empty()) s.grid = grid_name(default_grid(*make_sde(s.sde)->schedule()));
+  return detail::write_spec(fid_spec_schema(), s).dump();
 }
 
 FidTableSpec fid_spec_from_json(const std::string& text, const std::string& source) {
   FidTableSpec spec;
-  detail::SpecFields(text, source)
-      .string("model", spec.model)
-      .string("sde", spec.sde)
-      .names("samplers", spec.samplers)
-      .int_list("nfe", spec.nfe)
-      .integer("n", spec.n)
-      .integer("seed", spec.seed)
-      .string("dtype", spec.dtype)
-      .string("grid", spec.grid)
-      .number("t_end", spec.t_end)
-      .string("features", spec.features)
-      .string("reference", spec.reference)
-      .integer("n_ref", spec.n_ref)
-      .integer("kid_subsets", spec.kid_subsets)
-      .integer("kid_subset_size", spec.kid_subset_size)
-      .number("guidance", spec.guidance)
-      .string("param", spec.param)
-      .string("event_shape", spec.event_shape)
-      .apply();
+  detail::read_spec(fid_spec_schema(), text, source, spec);
   try {
     validate(spec);
   } catch (const std::invalid_argument& e) {
@@ -205,9 +218,6 @@ FidTableReport run_fid_table(const FidTableSpec& spec, const std::string& out_di
                              const std::function<void(const FidProgress&)>& progress) {
   validate(spec);
   const auto t_start = std::chrono::steady_clock::now();
-  auto elapsed = [&] {
-    return std::chrono::duration<double>(std::chrono::steady_clock::now() - t_start).count();
-  };
   FidTableReport rep;
   rep.spec = spec;
   const SDEPtr sde = make_sde(spec.sde);
@@ -248,19 +258,15 @@ FidTableReport run_fid_table(const FidTableSpec& spec, const std::string& out_di
     }
   }
 
-  ResultsStore store(out_dir, fid_spec_json(spec), fresh,
-                     {"reference_stats.npz", "results.csv", "results.md"});
-  std::map<std::string, FidCell> stored;
-  for (const auto& line : store.lines()) {
-    const json j = json::parse(line);
-    try {
-      stored[j["cell"].get<std::string>()] = cell_from_json(j);
-    } catch (const json::exception& e) {
-      throw std::invalid_argument(store.path("results.jsonl") + ": cell " +
-                                  detail::json_preview(j["cell"]) + " is malformed (" + e.what() +
-                                  "); use --fresh to start over");
-    }
-  }
+  detail::CellOps<FidCell> ops;
+  ops.read = cell_from_json;
+  ops.write = [&](const FidCell& c) { return cell_json(c, spec, rep.reference); };
+  ops.cost = [](const FidCell& c) { return double(c.target_nfe); };
+  ops.runnable = [](const FidCell& c) { return c.failure.empty(); };  // planned as not runnable
+  detail::StudyRunner<FidCell> runner(out_dir, fid_spec_json(spec), fresh,
+                                      {"reference_stats.npz", "results.csv", "results.md"},
+                                      rep.cells, ops, progress, t_start);
+  const ResultsStore& store = runner.store();
 
   // Reference features / statistics, and the floor.
   const double a = kernel->alpha(rep.t_end), s = kernel->sigma(rep.t_end);
@@ -347,28 +353,8 @@ FidTableReport run_fid_table(const FidTableSpec& spec, const std::string& out_di
   write_stats_npz(store.path("reference_stats.npz"), ref_stats);
   fs::create_directories(store.path("stats"));
 
-  std::size_t pending = 0;
-  double total_cost = 0, done_cost = 0;
-  for (const auto& c : rep.cells)
-    if (c.failure.empty() && !stored.count(c.key())) {
-      ++pending;
-      total_cost += c.target_nfe;
-    }
-  const double t_cells = elapsed();
-  std::size_t done = 0;
-  const auto opts = at::TensorOptions().dtype(spec.dtype == "float32" ? at::kFloat : at::kDouble);
-  for (auto& c : rep.cells) {
-    if (const auto it = stored.find(c.key()); it != stored.end()) {
-      c = it->second;
-      ++rep.resumed;
-      continue;
-    }
-    if (!c.failure.empty()) continue;  // planned as not runnable: reported, not stored
-    if (progress) {
-      const double spent = elapsed() - t_cells;
-      progress(FidProgress{done, pending, c.key(), elapsed(),
-                           done_cost > 0 ? spent / done_cost * (total_cost - done_cost) : -1.0});
-    }
+  const auto opts = at::TensorOptions().dtype(parse_dtype(spec.dtype));
+  runner.run([&](FidCell& c) {
     SamplerOptions o;
     o.nfe_budget = c.target_nfe;
     const auto sampler = make_sampler(c.sampler, o);
@@ -400,12 +386,9 @@ FidTableReport run_fid_table(const FidTableSpec& spec, const std::string& out_di
       c.failure = e.what();
     }
     c.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-    store.append(c.key(), cell_json(c, spec, rep.reference).dump());
-    ++rep.computed;
-    ++done;
-    done_cost += c.target_nfe;
-  }
-  if (progress) progress(FidProgress{done, pending, "", elapsed(), 0.0});
+  });
+  rep.resumed = runner.resumed();
+  rep.computed = runner.computed();
   return rep;
 }
 
@@ -434,21 +417,20 @@ std::string fid_markdown(const FidTableReport& r) {
   nfes.erase(std::unique(nfes.begin(), nfes.end()), nfes.end());
   std::ostringstream os;
   auto table = [&](const char* title, auto value) {
-    os << title << "\n\n| sampler          |";
-    for (int n : nfes) os << std::setw(17) << ("NFE " + std::to_string(n)) << " |";
-    os << "\n|------------------|";
-    for (std::size_t i = 0; i < nfes.size(); ++i) os << "------------------:|";
-    os << "\n";
+    Table t;
+    t.column("sampler", Table::Align::Left);
+    for (int n : nfes) t.column("NFE " + std::to_string(n));
     for (const auto& name : r.spec.samplers) {
-      os << "| " << std::left << std::setw(16) << name << std::right << " |";
+      std::vector<std::string> row = {name};
       for (int n : nfes) {
         std::string v;
         for (const auto& c : r.cells)
           if (c.sampler == name && c.target_nfe == n) v = c.failure.empty() ? value(c) : "-";
-        os << std::setw(17) << v << " |";
+        row.push_back(v);
       }
-      os << "\n";
+      t.row(std::move(row));
     }
+    os << title << "\n\n" << t.markdown();
   };
   table("Frechet distance (lower is better):", [](const FidCell& c) { return fmt(c.fd, 4); });
   bool any_kid = false;
@@ -492,16 +474,16 @@ std::string fid_report_json(const FidTableReport& r) {
 
 void write_fid_tables(const FidTableReport& r, const std::string& out_dir) {
   using detail::csv_num;
-  std::ostringstream csv;
-  csv << "cell,sampler,target_nfe,steps,nfe,fd,kid,kid_se,seconds,n,seed,features,reference,"
-         "failure\n";
+  Table csv;
+  for (const char* h : {"cell", "sampler", "target_nfe", "steps", "nfe", "fd", "kid", "kid_se",
+                        "seconds", "n", "seed", "features", "reference", "failure"})
+    csv.column(h);
   for (const auto& c : r.cells)
-    csv << c.key() << "," << c.sampler << "," << c.target_nfe << "," << c.steps << "," << c.nfe
-        << "," << csv_num(c.fd) << "," << csv_num(c.kid) << "," << csv_num(c.kid_se) << ","
-        << csv_num(c.seconds) << "," << r.spec.n << "," << r.spec.seed << ","
-        << detail::csv_text(r.feature_space) << "," << detail::csv_text(r.reference) << ","
-        << detail::csv_text(c.failure) << "\n";
-  detail::write_text_atomically((fs::path(out_dir) / "results.csv").string(), csv.str());
+    csv.row({c.key(), c.sampler, std::to_string(c.target_nfe), std::to_string(c.steps),
+             std::to_string(c.nfe), csv_num(c.fd), csv_num(c.kid), csv_num(c.kid_se),
+             csv_num(c.seconds), std::to_string(r.spec.n), std::to_string(r.spec.seed),
+             r.feature_space, r.reference, c.failure});
+  detail::write_text_atomically((fs::path(out_dir) / "results.csv").string(), csv.csv());
   detail::write_text_atomically(
       (fs::path(out_dir) / "results.md").string(),
       "# NFE vs Frechet distance\n\n" + fid_protocol(r) + "\n" + fid_markdown(r) +

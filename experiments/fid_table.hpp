@@ -24,6 +24,9 @@
 #include <string>
 #include <vector>
 
+#include "experiments/spec_schema.hpp"
+#include "experiments/study.hpp"
+
 namespace sdekit {
 
 struct FidTableSpec {
@@ -51,6 +54,8 @@ struct FidTableSpec {
 /// feature space / reference kind, NFE <= 0, n < 2, n_ref < 2, KID settings < 1 (subset size < 2),
 /// a bad dtype or t_end, or a reference file that does not exist.
 void validate(const FidTableSpec& spec);
+/// Every field of the spec, once: JSON names, flags and their help follow from it.
+const SpecSchema<FidTableSpec>& fid_spec_schema();
 std::string fid_spec_json(const FidTableSpec& spec);
 /// Same field names as the flags ('-' or '_'); errors name `source` and the field.
 FidTableSpec fid_spec_from_json(const std::string& text, const std::string& source);
@@ -80,11 +85,7 @@ struct FidTableReport {
   std::size_t resumed = 0, computed = 0;
 };
 
-struct FidProgress {
-  std::size_t done = 0, total = 0;
-  std::string cell;
-  double elapsed = 0.0, eta = -1.0;
-};
+using FidProgress = StudyProgress;
 
 FidTableReport run_fid_table(const FidTableSpec& spec, const std::string& out_dir, bool fresh,
                              const std::function<void(const FidProgress&)>& progress = {});

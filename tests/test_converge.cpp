@@ -3,6 +3,7 @@
 #include <unistd.h>
 #include <catch2/catch.hpp>
 
+#include <algorithm>
 #include <cmath>
 #include <filesystem>
 #include <fstream>
@@ -14,6 +15,7 @@
 #include "cli_run.hpp"
 #include "experiments/converge.hpp"
 #include "experiments/results_store.hpp"
+#include "experiments/table.hpp"
 #include "models/gaussian_mixture.hpp"
 #include "schedules/registry.hpp"
 #include "solvers/reference.hpp"
@@ -323,4 +325,87 @@ TEST_CASE("sdekit converge: files, JSON output, resume and bad input", "[converg
   r = cli({"converge", "--spec", (dir / "missing.json").string()});
   CHECK(r.rc == 2);
   CHECK_THAT(r.err, Catch::Contains("missing.json") && Catch::Contains("cannot open"));
+}
+
+TEST_CASE("table writer: Markdown pads and aligns columns, CSV quotes what needs it",
+          "[converge][table]") {
+  Table t;
+  t.column("sampler", Table::Align::Left).column("NFE").column("note", Table::Align::Left);
+  t.row({"heun", "10", ""}).row({"dpmpp-2m", "5", "a, \"b\""});
+  CHECK(t.markdown() ==
+        "| sampler  | NFE | note   |\n"
+        "|----------|----:|--------|\n"
+        "| heun     |  10 |        |\n"
+        "| dpmpp-2m |   5 | a, \"b\" |\n");
+  CHECK(t.csv() ==
+        "sampler,NFE,note\n"
+        "heun,10,\n"
+        "dpmpp-2m,5,\"a, \"\"b\"\"\"\n");
+  CHECK_THROWS_WITH(t.row({"x"}), Catch::Contains("expected 3 cells, got 1"));
+}
+
+TEST_CASE("converge spec: every field declared once reads, writes and has its flag",
+          "[converge][spec]") {
+  // Every field takes a value other than its default; JSON out and back in gives it back.
+  ConvergeSpec s;
+  s.model = "ring2d";
+  s.sde = "vp-cosine";
+  s.samplers = {"heun", "euler"};
+  s.nfe = {6, 12};
+  s.tolerances = {1e-4};
+  s.n = 9;
+  s.seed = 7;
+  s.dtype = "float32";
+  s.t_end = 0.01;
+  s.grid = "uniform-t";
+  s.ref_tol = 1e-9;
+  s.sde_ref_steps = 64;
+  const std::string text = converge_spec_json(s);
+  const json j = json::parse(text);
+  std::vector<std::string> names;
+  for (const auto& f : converge_spec_schema()) {
+    names.push_back(f.name);
+    if (!f.written_when_set) CHECK(j.contains(f.name));
+  }
+  CHECK(j.size() == names.size() - 2);  // param and event_shape are written only when set
+  const ConvergeSpec back = converge_spec_from_json(text, "round-trip");
+  CHECK(converge_spec_json(back) == text);
+  CHECK(back.seed == 7);
+  CHECK(back.tolerances == std::vector<double>{1e-4});
+  // The flags are the fields, '_' written '-'.
+  const CliRun help = cli({"converge", "--help"});
+  for (std::string n : names) {
+    std::replace(n.begin(), n.end(), '_', '-');
+    CHECK_THAT(help.out, Catch::Contains("--" + n + " "));
+  }
+  // A flag overrides the spec file, field by field.
+  const fs::path dir = scratch("override");
+  fs::create_directories(dir);
+  {
+    std::ofstream f(dir / "spec.json");
+    f << R"({"model": "ring2d", "samplers": "euler", "nfe": [4], "n": 4, "ref_tol": 1e-6})";
+  }
+  const CliRun r = cli({"converge", "--spec", (dir / "spec.json").string(), "--n", "5", "--nfe",
+                        "4,8", "--quiet", "--json", "--out", (dir / "out").string()});
+  INFO(r.err);
+  REQUIRE(r.rc == 0);
+  const json rep = json::parse(r.out);
+  CHECK(rep["spec"]["n"] == 5);
+  CHECK(rep["spec"]["nfe"] == json::array({4, 8}));
+  CHECK(rep["spec"]["model"] == "ring2d");
+  CHECK(rep["spec"]["ref_tol"] == 1e-6);
+  // The cell kinds are an enum with one parse function; a stored cell of an unknown kind is
+  // refused naming the file, the cell and --fresh.
+  CHECK(parse_cell_kind("adaptive") == CellKind::Adaptive);
+  CHECK(cell_kind_name(CellKind::Sde) == "sde");
+  CHECK_THROWS_WITH(parse_cell_kind("ode45"), Catch::Contains("unknown cell kind 'ode45'"));
+  std::string lines = read_text(dir / "out" / "results.jsonl");
+  lines.replace(lines.find("\"ode\""), 5, "\"ode45\"");
+  std::ofstream(dir / "out" / "results.jsonl", std::ios::trunc) << lines;
+  const CliRun again = cli({"converge", "--spec", (dir / "spec.json").string(), "--n", "5", "--nfe",
+                            "4,8", "--quiet", "--out", (dir / "out").string()});
+  CHECK(again.rc == 2);
+  CHECK_THAT(again.err, Catch::Contains("results.jsonl") && Catch::Contains("euler/nfe=4") &&
+                            Catch::Contains("unknown cell kind 'ode45'") &&
+                            Catch::Contains("--fresh"));
 }

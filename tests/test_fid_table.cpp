@@ -4,6 +4,7 @@
 #include <unistd.h>
 #include <catch2/catch.hpp>
 
+#include <algorithm>
 #include <cmath>
 #include <filesystem>
 #include <fstream>
@@ -261,4 +262,34 @@ TEST_CASE("fid-table: a toy reference draws exact noised samples of the toy set"
   spec.model = "gmm64";
   CHECK_THROWS_WITH(run_fid_table(spec, (dir / "bad2").string(), false),
                     Catch::Contains("toy data sets are 2-D"));
+}
+
+TEST_CASE("fid-table spec: every field declared once reads, writes and has its flag",
+          "[fid][spec]") {
+  FidTableSpec s;
+  s.model = "ring2d";
+  s.samplers = {"heun"};
+  s.nfe = {4, 9};
+  s.n = 50;
+  s.seed = 3;
+  s.grid = "uniform-t";
+  s.n_ref = 60;
+  s.kid_subsets = 3;
+  s.kid_subset_size = 10;
+  const std::string text = fid_spec_json(s);
+  const nlohmann::json j = nlohmann::json::parse(text);
+  const CliRun help = cli({"fid-table", "--help"});
+  std::size_t written = 0;
+  for (const auto& f : fid_spec_schema()) {
+    written += f.written_when_set ? 0 : 1;
+    if (!f.written_when_set) CHECK(j.contains(f.name));
+    std::string flag = "--" + f.name;
+    std::replace(flag.begin(), flag.end(), '_', '-');
+    CHECK_THAT(help.out, Catch::Contains(flag + " "));
+  }
+  CHECK(j.size() == written);
+  const FidTableSpec back = fid_spec_from_json(text, "round-trip");
+  CHECK(fid_spec_json(back) == text);
+  CHECK(back.seed == 3);
+  CHECK(back.kid_subset_size == 10);
 }

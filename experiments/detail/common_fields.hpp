@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "experiments/detail/spec_fields.hpp"
+#include "models/dtype.hpp"
 #include "networks/loader.hpp"
 #include "schedules/registry.hpp"
 #include "schedules/time_grid.hpp"
@@ -64,8 +65,7 @@ inline SDEPtr check_common_fields(const std::string& sde_name,
     if (v <= 0 || v > kMaxNfe)
       throw std::invalid_argument("field 'nfe': every NFE must lie in [1, " +
                                   std::to_string(kMaxNfe) + "], got " + std::to_string(v));
-  if (dtype != "float32" && dtype != "float64")
-    throw std::invalid_argument("field 'dtype': expected float32 or float64, got '" + dtype + "'");
+  with_field("dtype", [&] { return parse_dtype(dtype); });
   const Interval d = sde->domain();
   // -1 is the stored form of "the SDE's default"; any other value must lie inside the domain.
   if (t_end != -1.0 && !(t_end > d.lo && t_end < d.hi)) {

@@ -24,7 +24,6 @@ inline std::string fmt(double v, int prec = 3) {
   return os.str();
 }
 
-/// Full precision for CSV; NaN as an empty field.
 /// "[3, 2]".
 inline std::string shape_text(at::IntArrayRef s) {
   std::ostringstream os;
@@ -32,6 +31,7 @@ inline std::string shape_text(at::IntArrayRef s) {
   return os.str();
 }
 
+/// Full precision for CSV; NaN as an empty field.
 inline std::string csv_num(double v) {
   if (std::isnan(v)) return "";
   std::ostringstream os;
@@ -63,13 +63,6 @@ inline void write_text_atomically(const std::string& path, const std::string& te
   std::filesystem::rename(tmp, path, ec);
   if (ec)
     throw std::runtime_error(path + ": cannot rename from " + tmp + " (" + ec.message() + ")");
-}
-
-/// A CSV field: quoted, inner quotes doubled.
-inline std::string csv_text(const std::string& s) {
-  std::string out = "\"";
-  for (char c : s) out += c == '"' ? std::string("\"\"") : std::string(1, c);
-  return out + "\"";
 }
 
 /// "a, b, c".

@@ -13,7 +13,10 @@
 #include <stdexcept>
 #include <string>
 #include <type_traits>
+#include <variant>
 #include <vector>
+
+#include "experiments/spec_schema.hpp"
 
 namespace sdekit::detail {
 
@@ -175,6 +178,54 @@ class SpecFields {
   std::map<std::string, std::function<void(const nlohmann::json&)>> setters_;
   std::vector<std::string> order_;
 };
+
+inline void bind_field(SpecFields& f, const std::string& name, std::string& v) {
+  f.string(name, v);
+}
+inline void bind_field(SpecFields& f, const std::string& name, double& v) {
+  f.number(name, v);
+}
+inline void bind_field(SpecFields& f, const std::string& name, std::vector<int>& v) {
+  f.int_list(name, v);
+}
+inline void bind_field(SpecFields& f, const std::string& name, std::vector<double>& v) {
+  f.number_list(name, v);
+}
+inline void bind_field(SpecFields& f, const std::string& name, std::vector<std::string>& v) {
+  f.names(name, v);
+}
+template <class Int, class = std::enable_if_t<std::is_integral_v<Int>>>
+void bind_field(SpecFields& f, const std::string& name, Int& v) {
+  f.integer(name, v);
+}
+
+/// Reads the fields of `schema` present in the JSON text into `spec` (the others keep their
+/// values); errors as SpecFields gives them.
+template <class Spec>
+void read_spec(const SpecSchema<Spec>& schema, const std::string& text, const std::string& source,
+               Spec& spec) {
+  SpecFields f(text, source);
+  for (const auto& field : schema)
+    std::visit([&](auto m) { bind_field(f, field.name, spec.*m); }, field.member);
+  f.apply();
+}
+
+/// Every field of `schema` as a JSON object (fields marked written_when_set only when
+/// non-empty).
+template <class Spec>
+nlohmann::json write_spec(const SpecSchema<Spec>& schema, const Spec& spec) {
+  nlohmann::json j = nlohmann::json::object();
+  for (const auto& field : schema)
+    std::visit(
+        [&](auto m) {
+          const auto& v = spec.*m;
+          if constexpr (!std::is_arithmetic_v<std::decay_t<decltype(v)>>)
+            if (field.written_when_set && v.empty()) return;
+          j[field.name] = v;
+        },
+        field.member);
+  return j;
+}
 
 /// Runs f(); an std::invalid_argument it throws is prefixed with "field 'NAME': ".
 template <class F>
