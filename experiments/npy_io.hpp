@@ -1,5 +1,6 @@
 #pragma once
-// .npy files in and out (numpy's format, through xtensor's reader and writer).
+// .npy files in and out (numpy's format): read by our own checked parser, written through
+// xtensor's public writer (xt::dump_npy).
 #include <ATen/ATen.h>
 
 #include <cstdint>

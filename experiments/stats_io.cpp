@@ -182,9 +182,10 @@ struct NpyArray {
   std::string dtype() const { return dtype_name(kind, item_size) + " ('" + descr + "')"; }
 };
 
-// Checks the fixed part of a .npy header (magic, version, header length) before xtensor's
-// reader sees it, so that short or foreign data gets a precise message.
-void check_npy_prefix(const std::string& data, const std::string& path, const std::string& entry) {
+// Reads a .npy entry (numpy's format 1.0-3.0: magic, version, header length, a Python dict
+// literal, the raw data); every size is checked against the entry's bytes before anything is
+// allocated, so short or foreign data gets a precise message.
+NpyArray parse_npy(const std::string& data, const std::string& path, const std::string& entry) {
   if (data.size() < 10 || data.compare(0, 6, "\x93NUMPY") != 0)
     read_error(path, "entry '" + entry + "' is not a .npy array (no \\x93NUMPY magic string)");
   const auto byte = [&data](size_t i) { return static_cast<unsigned char>(data[i]); };
@@ -196,73 +197,40 @@ void check_npy_prefix(const std::string& data, const std::string& path, const st
   if (data.size() < 8 + len_bytes)
     read_error(path, "entry '" + entry + "' is truncated inside its .npy header");
   size_t header_len = 0;
-  bool high_byte = false;
-  for (size_t i = 0; i < len_bytes; ++i) {
-    header_len |= static_cast<size_t>(byte(8 + i)) << (8 * i);
-    high_byte = high_byte || byte(8 + i) >= 0x80;
-  }
+  for (size_t i = 0; i < len_bytes; ++i) header_len |= static_cast<size_t>(byte(8 + i)) << (8 * i);
   if (data.size() < 8 + len_bytes + header_len)
     read_error(path, "entry '" + entry + "' is truncated inside its .npy header (" +
                          std::to_string(header_len) + " header bytes announced, " +
                          std::to_string(data.size() - 8 - len_bytes) + " present)");
-  // xtensor decodes the length bytes as signed chars.
-  if (high_byte)
-    read_error(path, "entry '" + entry + "' has a bad .npy header: a header length of " +
-                         std::to_string(header_len) + " bytes is not supported");
-}
-
-NpyArray parse_npy(const std::string& data, const std::string& path, const std::string& entry) {
-  check_npy_prefix(data, path, entry);
-  {
-    // The header's shape against the entry's bytes before xtensor allocates what it announces.
-    const size_t len_bytes = static_cast<unsigned char>(data[6]) == 1 ? 2 : 4;
-    size_t header_len = 0;
-    for (size_t i = 0; i < len_bytes; ++i)
-      header_len |= static_cast<size_t>(static_cast<unsigned char>(data[8 + i])) << (8 * i);
-    const size_t start = 8 + len_bytes + header_len;
-    const NpyHeader h = parse_npy_header(
-        data.substr(8 + len_bytes, header_len), data.size(),
-        "read_stats_npz: '" + path + "': entry '" + entry + "' has a bad .npy header");
-    uint64_t item = 0;  // the descr's byte count, e.g. '<f8' -> 8
-    for (size_t i = 2; i < h.descr.size() && std::isdigit(static_cast<unsigned char>(h.descr[i]));
-         ++i)
-      item = item * 10 + static_cast<uint64_t>(h.descr[i] - '0');
-    if (item == 0 || item > 16)
-      read_error(path, "entry '" + entry + "' has an unsupported dtype '" +
-                           h.descr.substr(0, h.descr.find_first_of("\n\r")) + "'");
-    if (h.count > (data.size() - start) / item)
-      read_error(path, "entry '" + entry + "' is truncated: its .npy header's shape needs more " +
-                           "data than the entry's " + std::to_string(data.size() - start) +
-                           " bytes");
-  }
-  std::istringstream in(data);
-  auto load = [&]() {
-    try {
-      return xt::detail::load_npy_file(in);
-    } catch (const std::exception& e) {
-      read_error(path, "entry '" + entry + "' has a bad .npy header: " + e.what());
-    }
-  };
-  xt::detail::npy_file file = load();
-  if (!in)
-    read_error(path, "entry '" + entry + "' is truncated: the .npy header promises " +
-                         std::to_string(file.m_n_bytes) + " bytes of data, the entry holds " +
-                         std::to_string(in.gcount()));
+  const size_t start = 8 + len_bytes + header_len;
+  const NpyHeader h = parse_npy_header(
+      data.substr(8 + len_bytes, header_len), data.size(),
+      "read_stats_npz: '" + path + "': entry '" + entry + "' has a bad .npy header");
+  uint64_t item = 0;  // the descr's byte count, e.g. '<f8' -> 8
+  for (size_t i = 2; i < h.descr.size() && std::isdigit(static_cast<unsigned char>(h.descr[i]));
+       ++i)
+    item = item * 10 + static_cast<uint64_t>(h.descr[i] - '0');
+  if (item == 0 || item > 16 || std::string("<>|=").find(h.descr[0]) == std::string::npos)
+    read_error(path, "entry '" + entry + "' has an unsupported dtype '" +
+                         h.descr.substr(0, h.descr.find_first_of("\n\r")) + "'");
+  if (h.count > (data.size() - start) / item)
+    read_error(path, "entry '" + entry + "' is truncated: its .npy header's shape needs more " +
+                         "data than the entry's " + std::to_string(data.size() - start) + " bytes");
   NpyArray a;
-  a.descr = file.m_typestring;
-  a.kind = a.descr.size() >= 3 ? a.descr[1] : '?';
-  a.item_size = file.m_word_size;
-  a.fortran_order = file.m_fortran_order;
+  a.descr = h.descr;
+  a.kind = h.descr[1];
+  a.item_size = static_cast<size_t>(item);
+  a.fortran_order = h.fortran_order;
   int64_t numel = 1;
-  for (size_t s : file.m_shape) {
-    if (s > static_cast<size_t>(std::numeric_limits<int64_t>::max()) ||
-        (s > 0 && numel > std::numeric_limits<int64_t>::max() / static_cast<int64_t>(s)))
+  for (int64_t s : h.shape) {
+    if (s > 0 && numel > std::numeric_limits<int64_t>::max() / s)
       read_error(path, "entry '" + entry + "' has a bad .npy header: the shape is too large");
-    numel *= static_cast<int64_t>(s);
-    a.shape.push_back(static_cast<int64_t>(s));
+    numel *= s;
   }
-  a.bytes.assign(file.ptr(), file.ptr() + file.n_bytes());
-  const char order = a.descr.empty() ? '|' : a.descr[0];
+  a.shape = h.shape;
+  a.bytes.assign(data.begin() + static_cast<std::ptrdiff_t>(start),
+                 data.begin() + static_cast<std::ptrdiff_t>(start + h.count * item));
+  const char order = a.descr[0];
   const bool swap = a.item_size > 1 && ((order == '>' && !host_is_big_endian()) ||
                                         (order == '<' && host_is_big_endian()));
   if (swap)
