@@ -11,14 +11,19 @@ namespace sdekit {
 
 namespace {
 void fill_errors(MomentsRow& row, const at::Tensor& x, const at::Tensor& m, const at::Tensor& C) {
+  const MomentErrors e = moment_errors(x, m, C);
+  row.mean_err = e.mean_err;
+  row.cov_err = e.cov_err;
+}
+}  // namespace
+
+MomentErrors moment_errors(const at::Tensor& x, const at::Tensor& m, const at::Tensor& C) {
   const at::Tensor xd = x.to(at::kCPU, at::kDouble);
   const at::Tensor mh = xd.mean(0);
   const at::Tensor xc = xd - mh;
   const at::Tensor Ch = at::matmul(xc.transpose(0, 1), xc) / static_cast<double>(xd.size(0) - 1);
-  row.mean_err = (mh - m).norm().item<double>();
-  row.cov_err = ((Ch - C).norm() / C.norm()).item<double>();
+  return {(mh - m).norm().item<double>(), ((Ch - C).norm() / C.norm()).item<double>()};
 }
-}  // namespace
 
 MomentsReport compare_moments(const GaussianMixture& mixture, const SDE& sde,
                               const MomentsSpec& spec) {

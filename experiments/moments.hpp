@@ -25,6 +25,13 @@ struct MomentsSpec {
   double t_end = -1.0;  // < 0: the SDE's default
 };
 
+/// Errors of the sample moments of x [n, D] against a mean m [D] and covariance C [D, D]:
+/// mean_err = ||m_hat - m||_2, cov_err = ||C_hat - C||_F / ||C||_F (C_hat with 1/(n - 1)).
+struct MomentErrors {
+  double mean_err = 0, cov_err = 0;
+};
+MomentErrors moment_errors(const at::Tensor& x, const at::Tensor& m, const at::Tensor& C);
+
 struct MomentsRow {
   std::string sampler;
   int64_t nfe = 0;
