@@ -18,6 +18,7 @@
 #include "experiments/detail/report_util.hpp"
 #include "experiments/detail/spec_fields.hpp"
 #include "experiments/detail/study_runner.hpp"
+#include "experiments/moments.hpp"
 #include "experiments/npy_io.hpp"
 #include "experiments/results_store.hpp"
 #include "experiments/table.hpp"
@@ -41,14 +42,18 @@ using nlohmann::json;
 
 namespace {
 
-// SDE discretizations whose strong error against a fine solution on the same Brownian path is
-// meaningful. Langevin-type samplers (pc, annealed-langevin) add noise that is not a Brownian
-// increment of the reverse SDE: they get weak errors only.
-const std::vector<std::string> kStrongSamplers = {"euler-maruyama", "ancestral", "sde-dpmpp-2m",
-                                                  "sra"};
+// The SDE discretizations of the default study. Any stochastic sampler whose every noise draw comes
+// from the Brownian path gets a strong error (strong_capable); Langevin-type samplers (pc,
+// annealed-langevin) add noise that is not a Brownian increment of the reverse SDE: they get weak
+// errors only.
+const std::vector<std::string> kStrongSamplers = {
+    "euler-maruyama",     "ancestral", "sde-dpmpp-2m", "sra",         "euler-ancestral",
+    "dpmpp-2s-ancestral", "dpmpp-sde", "dpmpp-2m-sde", "dpmpp-3m-sde"};
 
+// A strong error needs every noise draw to come from the shared Brownian path.
 bool strong_capable(const std::string& name) {
-  return std::find(kStrongSamplers.begin(), kStrongSamplers.end(), name) != kStrongSamplers.end();
+  const auto s = make_sampler(name);
+  return s->stochastic() && s->uses_brownian_path();
 }
 
 std::string fmt_tol(double tol) {
@@ -70,12 +75,9 @@ ConvergeSpec resolved(const ConvergeSpec& spec) {
 
 void moment_errors(const at::Tensor& x, const at::Tensor& m, const at::Tensor& C, double& mean_err,
                    double& cov_err) {
-  const at::Tensor xd = x.to(at::kCPU, at::kDouble);
-  const at::Tensor mh = xd.mean(0);
-  const at::Tensor xc = xd - mh;
-  const at::Tensor Ch = at::matmul(xc.transpose(0, 1), xc) / static_cast<double>(xd.size(0) - 1);
-  mean_err = (mh - m).norm().item<double>();
-  cov_err = ((Ch - C).norm() / C.norm()).item<double>();
+  const MomentErrors e = sdekit::moment_errors(x, m, C);
+  mean_err = e.mean_err;
+  cov_err = e.cov_err;
 }
 
 uint64_t fnv1a(const std::string& s) {

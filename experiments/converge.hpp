@@ -10,8 +10,8 @@
 //   - deterministic samplers: the probability-flow ODE solution from the same x_T: the closed
 //     form when the model is a single Gaussian, else dopri5 at rtol = atol = ref_tol (its own
 //     error estimate is reported as the floor: see reference_solve);
-//   - stochastic samplers that discretize the reverse SDE (euler-maruyama, ancestral,
-//     sde-dpmpp-2m, sra): the strong error against SRA with sde_ref_steps steps on the same
+//   - stochastic samplers whose every noise draw comes from the Brownian path (euler-maruyama,
+//     ancestral, sde-dpmpp-2m, sra, the ancestral and SDE samplers in sigma): the strong error against SRA with sde_ref_steps steps on the same
 //     Brownian path (a VirtualBrownianTree seeded by `seed`); floor: max |x_ref - x_ref/2|, the
 //     difference to SRA at half the steps. Other stochastic samplers (Langevin correctors) get
 //     no strong error (NaN), only the weak one.

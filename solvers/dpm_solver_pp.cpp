@@ -37,8 +37,9 @@ using detail::LambdaPoint;
 
 class DPMSolverPP final : public Sampler {
  public:
-  DPMSolverPP(int order, bool multistep, bool reference3m)
-      : order_(order), multistep_(multistep), reference3m_(reference3m) {
+  DPMSolverPP(int order, bool multistep, bool reference3m,
+              LowerOrderFinal lower_final = LowerOrderFinal::Below10)
+      : order_(order), multistep_(multistep), reference3m_(reference3m), lower_final_(lower_final) {
     name_ = "dpmpp-" + std::to_string(order) + (order == 1 ? "" : multistep ? "m" : "s");
   }
   std::string_view name() const override { return name_; }
@@ -58,20 +59,21 @@ class DPMSolverPP final : public Sampler {
       const LambdaPoint t = LambdaPoint::at(k, ctx.times[i + 1]);
       at::Tensor& m0 = prev.fresh(x);
       detail::predict_into(ctx.predictor, Param::X0, x, s.t, m0);
-      const int order = multistep_ ? detail::multistep_order(order_, i, steps) : order_;
+      const int order =
+          multistep_ ? detail::multistep_order(order_, i, steps, lower_final_) : order_;
       at::Tensor& next = ctx.state(i, x);
       if (order == 1 || t.singular()) {
         detail::dpm1_x0(x, m0, s, t, next);
       } else if (!multistep_) {
         singlestep2(ctx, x, m0, s, t, next);
       } else if (order == 2) {
-        const double h = t.lambda - s.lambda, r = (s.lambda - prev.lambda(0)) / h;
+        const double h = t.lambda - s.lambda, r = (s.lambda - prev.node(0)) / h;
         const double c = -t.alpha * std::expm1(-h);
         detail::lincomb(
             next, {{t.sigma / s.sigma, x}, {c * (1.0 + 0.5 / r), m0}, {-c * 0.5 / r, prev[0]}});
       } else {
-        multistep3(x, m0, prev[0], prev[1], s, t, s.lambda - prev.lambda(0),
-                   prev.lambda(0) - prev.lambda(1), next);
+        multistep3(x, m0, prev[0], prev[1], s, t, s.lambda - prev.node(0),
+                   prev.node(0) - prev.node(1), next);
       }
       ctx.step_done(i, steps, s.t, t.t, x, next, i + 1 == steps);
       x = next;
@@ -118,6 +120,7 @@ class DPMSolverPP final : public Sampler {
   int order_;
   bool multistep_;
   bool reference3m_;
+  LowerOrderFinal lower_final_;
   std::string name_;
 };
 }  // namespace
@@ -125,8 +128,9 @@ class DPMSolverPP final : public Sampler {
 std::unique_ptr<Sampler> make_dpmpp(const std::string& variant, const SamplerOptions& o) {
   if (variant == "1") return std::make_unique<DPMSolverPP>(1, false, false);
   if (variant == "2s") return std::make_unique<DPMSolverPP>(2, false, false);
-  if (variant == "2m") return std::make_unique<DPMSolverPP>(2, true, false);
-  if (variant == "3m") return std::make_unique<DPMSolverPP>(3, true, o.dpmpp3m_reference);
+  if (variant == "2m") return std::make_unique<DPMSolverPP>(2, true, false, o.lower_order_final);
+  if (variant == "3m")
+    return std::make_unique<DPMSolverPP>(3, true, o.dpmpp3m_reference, o.lower_order_final);
   throw std::invalid_argument("unknown DPM-Solver++ variant '" + variant +
                               "'; valid: 1, 2s, 2m, 3m");
 }

@@ -38,25 +38,27 @@ std::vector<SamplerInfo>& registry() {
        [](const SamplerOptions& o) { return make_dpmpp("1", o); }},
       {"dpmpp-2s", "DPM-Solver++ 2S, singlestep",
        [](const SamplerOptions& o) { return make_dpmpp("2s", o); }},
-      {"dpmpp-2m", "DPM-Solver++ 2M, multistep",
-       [](const SamplerOptions& o) { return make_dpmpp("2m", o); }},
+      {"dpmpp-2m",
+       "DPM-Solver++ 2M, multistep",
+       [](const SamplerOptions& o) { return make_dpmpp("2m", o); },
+       {"lower-order-final"}},
       {"dpmpp-3m",
        "DPM-Solver++ 3M, multistep",
        [](const SamplerOptions& o) { return make_dpmpp("3m", o); },
-       {"dpmpp3m-reference"}},
+       {"dpmpp3m-reference", "lower-order-final"}},
       {"sde-dpmpp-2m", "SDE-DPM-Solver++ 2M (stochastic, Brownian-path aware)", make_sde_dpmpp_2m},
       {"unipc-1",
        "UniPC-1 (UniP-1 + UniC), bh1/bh2",
        [](const SamplerOptions& o) { return make_unipc(1, o); },
-       {"unipc-variant"}},
+       {"unipc-variant", "lower-order-final"}},
       {"unipc-2",
        "UniPC-2 (UniP-2 + UniC), bh1/bh2",
        [](const SamplerOptions& o) { return make_unipc(2, o); },
-       {"unipc-variant"}},
+       {"unipc-variant", "lower-order-final"}},
       {"unipc-3",
        "UniPC-3 (UniP-3 + UniC), bh1/bh2",
        [](const SamplerOptions& o) { return make_unipc(3, o); },
-       {"unipc-variant"}},
+       {"unipc-variant", "lower-order-final"}},
       {"dopri5",
        "adaptive Dormand-Prince 5(4) on the PF-ODE (Boost.Odeint)",
        make_dopri5,
@@ -73,6 +75,32 @@ std::vector<SamplerInfo>& registry() {
        "EDM Heun with stochastic churn (S_churn, S_tmin, S_tmax, S_noise)",
        make_edm_heun,
        {"s-churn", "s-tmin", "s-tmax", "s-noise"}},
+      {"euler-ancestral",
+       "Euler ancestral in sigma (eta: noise fraction, 1 = DDPM's posterior noise)",
+       make_euler_ancestral,
+       {"ancestral-eta", "s-noise"}},
+      {"dpm-2", "DPM2 (Karras et al.): Euler to the log-sigma midpoint, then its slope",
+       make_dpm_2},
+      {"lms",
+       "linear multistep in sigma, exact Lagrange coefficients",
+       make_lms,
+       {"lms-order", "lms-start"}},
+      {"dpmpp-2s-ancestral",
+       "DPM-Solver++ 2S with ancestral noise",
+       make_dpmpp_2s_ancestral,
+       {"ancestral-eta", "s-noise"}},
+      {"dpmpp-sde",
+       "DPM-Solver++ SDE, singlestep second order with noise at both stages",
+       make_dpmpp_sde,
+       {"ancestral-eta", "s-noise", "sde-r"}},
+      {"dpmpp-2m-sde",
+       "DPM-Solver++ 2M SDE (midpoint or Heun correction)",
+       [](const SamplerOptions& o) { return make_dpmpp_multistep_sde(2, o); },
+       {"ancestral-eta", "s-noise", "sde-solver"}},
+      {"dpmpp-3m-sde",
+       "DPM-Solver++ 3M SDE",
+       [](const SamplerOptions& o) { return make_dpmpp_multistep_sde(3, o); },
+       {"ancestral-eta", "s-noise"}},
       {"pc",
        "predictor-corrector: predictor + Langevin corrector (snr)",
        make_predictor_corrector,
@@ -167,6 +195,13 @@ const std::vector<SamplerOptionSpec>& sampler_option_specs() {
   static const std::vector<SamplerOptionSpec> specs = {
       {"eta", "real", "0", "DDIM's eta: 0 deterministic, 1 the posterior noise level", ">= 0",
        [](SamplerOptions& o, const std::string& v) { o.eta = parse_real("eta", v); }},
+      {"ancestral-eta", "real", "1",
+       "ancestral and SDE samplers in sigma: noise fraction (0 deterministic, 1 DDPM's posterior "
+       "noise)",
+       ">= 0",
+       [](SamplerOptions& o, const std::string& v) {
+         o.ancestral_eta = parse_real("ancestral-eta", v);
+       }},
       {"variance", "posterior | transition", "posterior",
        "ancestral variance: DDPM's beta-tilde (posterior) or beta (transition)",
        "posterior | transition",
@@ -187,6 +222,13 @@ const std::vector<SamplerOptionSpec>& sampler_option_specs() {
       {"dpmpp3m-reference", "flag", "off",
        "dpmpp-3m: the reference implementation's (second-order) update", "",
        [](SamplerOptions& o, const std::string&) { o.dpmpp3m_reference = true; }},
+      {"lower-order-final", "below-10 | off | to-zero", "below-10",
+       "multistep samplers: lower the final steps' order on grids under 10 steps (below-10), "
+       "never (off), or only on a step to sigma = 0 (to-zero)",
+       "below-10 | off | to-zero",
+       [](SamplerOptions& o, const std::string& v) {
+         o.lower_order_final = parse_lower_order_final(v);
+       }},
       {"unipc-variant", "bh1 | bh2", "bh2", "UniPC's B(h): h (bh1) or expm1(h) (bh2)", "bh1 | bh2",
        [](SamplerOptions& o, const std::string& v) { o.unipc_variant = parse_unipc_variant(v); }},
       {"s-churn", "real", "0", "edm-heun: S_churn (0: deterministic)", ">= 0",
@@ -195,8 +237,32 @@ const std::vector<SamplerOptionSpec>& sampler_option_specs() {
        [](SamplerOptions& o, const std::string& v) { o.s_tmin = parse_real("s-tmin", v); }},
       {"s-tmax", "real", "1e+30", "edm-heun: churn only where sigma/alpha <= S_tmax", ">= S_tmin",
        [](SamplerOptions& o, const std::string& v) { o.s_tmax = parse_real("s-tmax", v); }},
-      {"s-noise", "real", "1", "edm-heun: S_noise, the scale of the churn noise", ">= 0",
+      {"s-noise", "real", "1",
+       "the scale of the added noise (edm-heun: S_noise of the churn; ancestral and SDE samplers)",
+       ">= 0",
        [](SamplerOptions& o, const std::string& v) { o.s_noise = parse_real("s-noise", v); }},
+      {"sde-r", "real", "0.5", "dpmpp-sde: the intermediate point at lambda_s + r h", "(0, 1]",
+       [](SamplerOptions& o, const std::string& v) { o.sde_r = parse_positive("sde-r", v); }},
+      {"sde-solver", "midpoint | heun", "midpoint", "dpmpp-2m-sde: the second-order correction",
+       "midpoint | heun",
+       [](SamplerOptions& o, const std::string& v) {
+         if (v != "midpoint" && v != "heun")
+           throw std::invalid_argument("--sde-solver: expected midpoint or heun, got '" + v + "'");
+         o.sde_solver_heun = v == "heun";
+       }},
+      {"lms-order", "int", "4", "lms: the order of the multistep formula", "1 .. 4",
+       [](SamplerOptions& o, const std::string& v) {
+         o.lms_order = parse_int("lms-order", v, 1);
+         if (o.lms_order > 4) throw std::invalid_argument("--lms-order: at most 4, got " + v);
+       }},
+      {"lms-start", "rk4 | lower-order", "rk4",
+       "lms: the first steps by Runge-Kutta 4 (keeps the order) or by lower orders (k-diffusion)",
+       "rk4 | lower-order",
+       [](SamplerOptions& o, const std::string& v) {
+         if (v != "rk4" && v != "lower-order")
+           throw std::invalid_argument("--lms-start: expected rk4 or lower-order, got '" + v + "'");
+         o.lms_rk4_start = v == "rk4";
+       }},
       {"predictor", "euler-maruyama | reverse-diffusion | ancestral", "reverse-diffusion",
        "pc: the predictor", "euler-maruyama | reverse-diffusion | ancestral",
        [](SamplerOptions& o, const std::string& v) { o.pc_predictor = parse_pc_predictor(v); }},
@@ -263,6 +329,14 @@ PCPredictor parse_pc_predictor(std::string_view name) {
   if (name == "ancestral") return PCPredictor::Ancestral;
   throw std::invalid_argument("unknown predictor '" + std::string(name) +
                               "'; valid: euler-maruyama, reverse-diffusion, ancestral");
+}
+
+LowerOrderFinal parse_lower_order_final(std::string_view name) {
+  if (name == "below-10") return LowerOrderFinal::Below10;
+  if (name == "off") return LowerOrderFinal::Off;
+  if (name == "to-zero") return LowerOrderFinal::ToZero;
+  throw std::invalid_argument("unknown lower-order-final rule '" + std::string(name) +
+                              "'; valid: below-10, off, to-zero");
 }
 
 std::string ancestral_variance_name(AncestralVariance v) {

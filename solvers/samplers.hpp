@@ -24,8 +24,23 @@ enum class PCPredictor { EulerMaruyama, ReverseDiffusion, Ancestral };
 PCPredictor parse_pc_predictor(
     std::string_view name);  // "euler-maruyama" | "reverse-diffusion" | "ancestral"
 
+/// When the multistep exponential integrators (dpmpp-2m, dpmpp-3m, unipc-*) lower the order of
+/// their final steps: on grids of fewer than 10 steps, min(order, steps - i) (DPM-Solver's
+/// rule, the default); never ("off"); or only on a step that ends where lambda is infinite
+/// (sigma = 0, k-diffusion's rule, "to-zero"), which every multistep sampler takes as the
+/// order-1 limit anyway.
+enum class LowerOrderFinal { Below10, Off, ToZero };
+LowerOrderFinal parse_lower_order_final(std::string_view name);  // "below-10" | "off" | "to-zero"
+
 struct SamplerOptions {
   double eta = 0.0;  // DDIM: 0 deterministic, 1 the posterior (ancestral) noise level
+  // The ancestral and SDE samplers in sigma (euler-ancestral, dpmpp-2s-ancestral, dpmpp-sde,
+  // dpmpp-2m-sde, dpmpp-3m-sde): their noise fraction eta (k-diffusion's eta, default 1).
+  double ancestral_eta = 1.0;
+  double sde_r = 0.5;            // dpmpp-sde: the intermediate point at lambda_s + r h
+  bool sde_solver_heun = false;  // dpmpp-2m-sde: Heun's correction instead of the midpoint's
+  int lms_order = 4;             // lms: the order of the multistep formula (1 to 4)
+  bool lms_rk4_start = true;     // lms: Runge-Kutta 4 start (else k-diffusion's lower orders)
   AncestralVariance variance = AncestralVariance::Posterior;
 
   // Adaptive samplers (Runge-Kutta and DPM-Solver-12/23): local error control.
@@ -41,6 +56,7 @@ struct SamplerOptions {
   // "reference" (the widely used implementation's update; see dpm_solver_pp.cpp).
   bool dpmpp3m_reference = false;
   UniPCVariant unipc_variant = UniPCVariant::Bh2;
+  LowerOrderFinal lower_order_final = LowerOrderFinal::Below10;
 
   // EDM stochastic Heun (Karras et al. 2022, Algorithm 2).
   double s_churn = 0.0;
@@ -78,6 +94,14 @@ std::unique_ptr<Sampler> make_cash_karp(const SamplerOptions&);
 std::unique_ptr<Sampler> make_fehlberg78(const SamplerOptions&);
 // EDM (edm_heun.cpp), Langevin (predictor_corrector.cpp, annealed_langevin.cpp), SRA (sra.cpp).
 std::unique_ptr<Sampler> make_edm_heun(const SamplerOptions&);
+// The k-diffusion family in sigma~ = sigma / alpha (euler_ancestral.cpp, dpm_2.cpp, lms.cpp,
+// dpmpp_2s_ancestral.cpp, dpmpp_sde.cpp, dpmpp_multistep_sde.cpp).
+std::unique_ptr<Sampler> make_euler_ancestral(const SamplerOptions&);
+std::unique_ptr<Sampler> make_dpm_2(const SamplerOptions&);
+std::unique_ptr<Sampler> make_lms(const SamplerOptions&);
+std::unique_ptr<Sampler> make_dpmpp_2s_ancestral(const SamplerOptions&);
+std::unique_ptr<Sampler> make_dpmpp_sde(const SamplerOptions&);
+std::unique_ptr<Sampler> make_dpmpp_multistep_sde(int order, const SamplerOptions&);  // 2 or 3
 std::unique_ptr<Sampler> make_predictor_corrector(const SamplerOptions&);
 std::unique_ptr<Sampler> make_annealed_langevin(const SamplerOptions&);
 std::unique_ptr<Sampler> make_sra(const SamplerOptions&);

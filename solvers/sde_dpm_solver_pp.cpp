@@ -47,9 +47,9 @@ class SDEDPMSolverPP2M final : public Sampler {
       } else {
         const double h = t.lambda - s.lambda;
         const double e2 = -std::expm1(-2.0 * h);  // 1 - e^{-2h}
-        const double c = prev.size() > 0 ? t.alpha * (h + 0.5 * std::expm1(-2.0 * h)) /
-                                               (s.lambda - prev.lambda(0))
-                                         : 0.0;
+        const double c =
+            prev.size() > 0 ? t.alpha * (h + 0.5 * std::expm1(-2.0 * h)) / (s.lambda - prev.node(0))
+                            : 0.0;
         at::Tensor& z = ctx.buffer("noise", x);
         ctx.standard_normal_into(z, s.t, t.t);
         detail::lincomb(next, {{t.sigma / s.sigma * std::exp(-h), x},

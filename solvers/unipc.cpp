@@ -35,7 +35,8 @@ using detail::LambdaPoint;
 
 class UniPC final : public Sampler {
  public:
-  UniPC(int order, UniPCVariant variant) : order_(order), variant_(variant) {
+  UniPC(int order, UniPCVariant variant, LowerOrderFinal lower_final)
+      : order_(order), variant_(variant), lower_final_(lower_final) {
     if (order < 1 || order > 3)
       throw std::invalid_argument("unipc: order must be 1, 2 or 3, got " + std::to_string(order));
     name_ = "unipc-" + std::to_string(order);
@@ -60,7 +61,8 @@ class UniPC final : public Sampler {
     for (int i = 0; i < steps; ++i) {
       const LambdaPoint t = LambdaPoint::at(k, ctx.times[i + 1]);
       const bool last = i + 1 == steps;
-      const int order = std::min(detail::multistep_order(order_, i, steps), hist.size());
+      const int order =
+          std::min(detail::multistep_order(order_, i, steps, lower_final_), hist.size());
       at::Tensor& next = ctx.state(i, x);
       at::Tensor m_t;
       if (t.singular()) {
@@ -96,8 +98,7 @@ class UniPC final : public Sampler {
     // r_j for the p - 1 earlier points (rks ends with 1). D_j = (m_j - m_s) / r_j is never formed:
     // its coefficients are folded into the combinations of x, m_s, m_0, m_1 (and m_t) below.
     std::array<double, 3> rks{};
-    for (int j = 0; j < p - 1; ++j)
-      rks[static_cast<size_t>(j)] = (hist.lambda(j + 1) - s.lambda) / h;
+    for (int j = 0; j < p - 1; ++j) rks[static_cast<size_t>(j)] = (hist.node(j + 1) - s.lambda) / h;
     rks[static_cast<size_t>(p - 1)] = 1.0;
     Eigen::MatrixXd R(p, p);
     Eigen::VectorXd g(p);
@@ -144,12 +145,13 @@ class UniPC final : public Sampler {
 
   int order_;
   UniPCVariant variant_;
+  LowerOrderFinal lower_final_;
   std::string name_;
 };
 }  // namespace
 
 std::unique_ptr<Sampler> make_unipc(int order, const SamplerOptions& o) {
-  return std::make_unique<UniPC>(order, o.unipc_variant);
+  return std::make_unique<UniPC>(order, o.unipc_variant, o.lower_order_final);
 }
 
 }  // namespace sdekit

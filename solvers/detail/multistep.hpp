@@ -11,6 +11,7 @@
 
 #include "solvers/detail/exp_integrator.hpp"
 #include "solvers/sampler.hpp"
+#include "solvers/samplers.hpp"
 
 namespace sdekit::detail {
 
@@ -18,15 +19,19 @@ namespace sdekit::detail {
 constexpr int kLowerOrderFinalBelow = 10;
 
 /// The order step i of `steps` uses: warm-up min(order, i + 1) (the history holds i earlier
-/// predictions) and, on grids of fewer than kLowerOrderFinalBelow steps, min(order, steps - i).
-inline int multistep_order(int order, int i, int steps) {
+/// predictions) and, under LowerOrderFinal::Below10 on grids of fewer than kLowerOrderFinalBelow
+/// steps, min(order, steps - i). (A step ending where lambda is infinite is the order-1 limit
+/// under every rule; that is all LowerOrderFinal::ToZero asks.)
+inline int multistep_order(int order, int i, int steps,
+                           LowerOrderFinal rule = LowerOrderFinal::Below10) {
   int o = std::min(order, i + 1);
-  if (steps < kLowerOrderFinalBelow) o = std::min(o, steps - i);
+  if (rule == LowerOrderFinal::Below10 && steps < kLowerOrderFinalBelow) o = std::min(o, steps - i);
   return o;
 }
 
-/// The newest `Keep` model predictions and their lambdas (index 0 newest). A new prediction is
-/// written into fresh(), which never aliases a kept entry, then push()ed.
+/// The newest `Keep` model predictions (or slopes) and the nodes they were taken at (lambda, or
+/// sigma for the samplers in sigma), index 0 newest. A new entry is written into fresh(), which
+/// never aliases a kept entry, then push()ed.
 template <int Keep>
 class PredictionHistory {
  public:
@@ -36,20 +41,20 @@ class PredictionHistory {
   at::Tensor& fresh(const at::Tensor& like) const {
     return ctx_.buffer(name_, pushed_ % (Keep + 1), like);
   }
-  /// Makes `m` (the tensor from fresh()) the newest entry, taken at `lambda`.
-  void push(const at::Tensor& m, double lambda) {
+  /// Makes `m` (the tensor from fresh()) the newest entry, taken at `node`.
+  void push(const at::Tensor& m, double node) {
     for (int j = Keep - 1; j > 0; --j) {
       m_[j] = m_[j - 1];
       lam_[j] = lam_[j - 1];
     }
     m_[0] = m;
-    lam_[0] = lambda;
+    lam_[0] = node;
     ++pushed_;
   }
   /// Entries held (at most Keep).
   int size() const { return std::min(pushed_, Keep); }
   const at::Tensor& operator[](int j) const { return m_[static_cast<size_t>(j)]; }
-  double lambda(int j) const { return lam_[static_cast<size_t>(j)]; }
+  double node(int j) const { return lam_[static_cast<size_t>(j)]; }
 
  private:
   const RunContext& ctx_;
