@@ -65,10 +65,15 @@ struct SamplerArgs {
 
   /// Checks what the flags alone can tell; `nfe_given`: --nfe was on the command line.
   void check(bool nfe_given) const;
-  /// The options given on the command line, checked against the sampler's own list.
-  SamplerOptions options() const;
+  /// The options given on the command line, checked against the sampler's own list; with
+  /// `nfe_given`, --nfe is the NFE budget the sampler may spend exactly (dpm-solver-fast,
+  /// dpm-solver-2).
+  SamplerOptions options(bool nfe_given) const;
 };
 void add_sampler_options(CLI::App* c, SamplerArgs& a);
+/// "" when a run given --nfe spent exactly that many model calls, else a note saying it did not
+/// and why (appended to the summary line: a budget is never rounded silently).
+std::string nfe_note(const SamplerArgs& s, const Sampler& sampler, int64_t spent);
 
 /// The step count of `sample` / `encode`: --steps or --nfe (not both), neither for the adaptive
 /// samplers, which choose their own steps (nor --grid).

@@ -11,11 +11,23 @@ void SamplerArgs::check(bool nfe_given) const {
   if (nfe_given) check_count("--nfe", nfe, 1, kMaxSteps);
 }
 
-SamplerOptions SamplerArgs::options() const {
+SamplerOptions SamplerArgs::options(bool nfe_given) const {
   std::map<std::string, std::string> given;
   for (const auto& [name, opt] : flags)
     if (opt->count() > 0) given[name] = switches.count(name) ? "true" : values.at(name);
-  return sampler_options_for(sampler, given);
+  SamplerOptions o = sampler_options_for(sampler, given);
+  if (nfe_given) o.nfe_budget = nfe;
+  return o;
+}
+
+std::string nfe_note(const SamplerArgs& s, const Sampler& sampler, int64_t spent) {
+  if (spent == s.nfe) return "";
+  return " (--nfe " + std::to_string(s.nfe) + " is not spent exactly: " + s.sampler + " takes " +
+         std::to_string(sampler.nfe_per_step()) + " NFE per step" +
+         (s.sampler.rfind("dpm-solver-", 0) == 0
+              ? "; dpm-solver-fast spends any budget of at least 3 exactly"
+              : "") +
+         ")";
 }
 
 void add_sampler_options(CLI::App* c, SamplerArgs& a) {

@@ -37,7 +37,7 @@ int cmd_encode(const EncodeArgs& a, std::ostream& out) {
   a.s.check(a.nfe_given);
   const SDEPtr sde = make_sde(a.sde);
   const SchedulePtr kernel = sde->schedule();
-  const auto sampler = make_sampler(a.s.sampler, a.s.options());
+  const auto sampler = make_sampler(a.s.sampler, a.s.options(a.nfe_given));
   if (sampler->stochastic())
     throw std::invalid_argument("--sampler " + a.s.sampler +
                                 " is stochastic; encoding needs a deterministic one");
@@ -91,7 +91,8 @@ int cmd_encode(const EncodeArgs& a, std::ostream& out) {
   const SampleResult dec = sampler->run(req);
   const at::Tensor diff = (dec.x - x0).to(at::kDouble);
   out << "encoded " << x0.size(0) << " x " << D << " from t = " << spec.t_end << " to T = " << d.hi
-      << " with " << sampler->name() << " (" << enc.steps << " steps, NFE " << enc.nfe << ")\n";
+      << " with " << sampler->name() << " (" << enc.steps << " steps, NFE " << enc.nfe
+      << (a.nfe_given ? nfe_note(a.s, *sampler, enc.nfe) : std::string()) << ")\n";
   out << "round trip (decode with the same sampler, NFE " << dec.nfe << "): rms error "
       << fmt(diff.pow(2).mean().sqrt().item<double>()) << ", max error "
       << fmt(diff.abs().max().item<double>()) << "\n";

@@ -49,7 +49,7 @@ int cmd_sample(const SampleArgs& a, std::ostream& out) {
   // Validate everything before any work.
   const SDEPtr sde = make_sde(a.sde);
   const SchedulePtr kernel = sde->schedule();
-  const auto sampler = make_sampler(a.s.sampler, a.s.options());
+  const auto sampler = make_sampler(a.s.sampler, a.s.options(a.nfe_given));
   int64_t D = 0;
   const LoadedModel lm = load_cli_model(a.model, kernel, a.m, D);
   SampleSpec spec;
@@ -124,7 +124,8 @@ int cmd_sample(const SampleArgs& a, std::ostream& out) {
       << (sampler->adaptive() ? std::to_string(res.steps) + " adaptive steps"
                               : std::to_string(spec.steps) + " steps (" +
                                     grid_name(spec.grid.value_or(default_grid(*kernel))) + ")")
-      << ", t: " << d.hi << " -> " << t_end << ", NFE " << res.nfe << ", " << fmt(secs, 3)
+      << ", t: " << d.hi << " -> " << t_end << ", NFE " << res.nfe
+      << (a.nfe_given ? nfe_note(a.s, *sampler, res.nfe) : std::string()) << ", " << fmt(secs, 3)
       << " s\n";
   if (lm.mixture) {
     const at::Tensor m = res.x.to(at::kDouble).mean(0);

@@ -11,7 +11,10 @@
 //     u2 = (alpha_s2/alpha_s) x_s - sigma_s2 expm1(r2 h) eps_s
 //          - (sigma_s2 r2/r1) (expm1(r2 h)/(r2 h) - 1) D1,         D2 = eps(u2, s2) - eps_s
 //     x_t = (alpha_t/alpha_s) x_s - sigma_t expm1(h) eps_s - (sigma_t/r2) (expm1(h)/h - 1) D2
-// Global order k for DPM-Solver-k. DPM-Solver-fast (the paper's section 3.4) spends an exact NFE
+// Global order k for DPM-Solver-k. Given an NFE budget N (SamplerOptions::nfe_budget, --nfe),
+// DPM-Solver-2 spends it exactly with the official order schedule: ceil(N/2) steps of order 2,
+// the last of order 1 when N is odd; DPM-Solver-3 takes floor(N/3) steps of order 3 (the command
+// notes the unspent rest; DPM-Solver-fast spends any budget exactly). DPM-Solver-fast (the paper's section 3.4) spends an exact NFE
 // budget N with order 3: K = floor(N/3) + 1 steps of orders 3,...,3 followed by (2, 1) when
 // N % 3 = 0, by 1 when N % 3 = 1, by 2 when N % 3 = 2. The paper pairs it with a grid uniform in
 // lambda (--grid uniform-lambda).
@@ -50,7 +53,7 @@ void dpm_step(const RunContext& run, const at::Tensor& x, double s_t, double t_t
 
 class DPMSolver final : public FixedStepSampler {
  public:
-  explicit DPMSolver(int order) : order_(order) {
+  DPMSolver(int order, int nfe_budget) : order_(order), nfe_(nfe_budget) {
     if (order < 1 || order > 3)
       throw std::invalid_argument("dpm-solver: order must be 1, 2 or 3, got " +
                                   std::to_string(order));
@@ -61,15 +64,24 @@ class DPMSolver final : public FixedStepSampler {
   bool stochastic() const override { return false; }
   int nfe_per_step() const override { return order_; }
   bool needs_kernel() const override { return true; }
+  /// Order 2 spends its own budget exactly: ceil(N / 2) steps, the last of order 1 when N is odd.
+  int steps_for_nfe(int nfe) const override {
+    if (order_ == 2 && nfe == nfe_ && nfe >= 1) return (nfe + 1) / 2;
+    return FixedStepSampler::steps_for_nfe(nfe);
+  }
 
  protected:
   void step_into(const StepContext& ctx, const at::Tensor& x, double s, double t,
                  at::Tensor& out) const override {
-    dpm_step(ctx.run, x, s, t, order_, out);
+    // The official order schedule for an odd budget: 2, ..., 2, 1.
+    const bool odd_budget =
+        order_ == 2 && nfe_ % 2 == 1 && ctx.steps == (nfe_ + 1) / 2 && ctx.last();
+    dpm_step(ctx.run, x, s, t, odd_budget ? 1 : order_, out);
   }
 
  private:
   int order_;
+  int nfe_;
   std::string name_;
 };
 
@@ -122,8 +134,8 @@ class DPMSolverFast final : public FixedStepSampler {
 };
 }  // namespace
 
-std::unique_ptr<Sampler> make_dpm_solver(int order, const SamplerOptions&) {
-  return std::make_unique<DPMSolver>(order);
+std::unique_ptr<Sampler> make_dpm_solver(int order, const SamplerOptions& o) {
+  return std::make_unique<DPMSolver>(order, o.nfe_budget);
 }
 
 std::unique_ptr<Sampler> make_dpm_solver_fast(const SamplerOptions& o) {

@@ -49,7 +49,8 @@ struct SamplerOptions {
   int max_steps = 100000;     // accepted + rejected steps before giving up (error names t)
   bool dense_output = false;  // Runge-Kutta: dense-output stepper instead of controlled
 
-  // DPM-Solver-fast: the NFE budget it spends exactly (the grid must have steps_for_nfe steps).
+  // The NFE budget a sampler may spend exactly (the grid must have steps_for_nfe steps):
+  // dpm-solver-fast (its order schedule) and dpm-solver-2 (2, ..., 2, 1 for an odd budget).
   int nfe_budget = 0;
 
   // DPM-Solver++ 3M: "derived" (default, coefficients from the Taylor expansion in lambda) or

@@ -195,6 +195,21 @@ TEST_CASE("sample --steps 3 --nfe 5: the two conflict", "[cli]") {
   CHECK(cli({"sample", "--nfe", "6", "--n", "8"}).rc == 0);
 }
 
+TEST_CASE("sample --nfe: a budget is spent exactly or the summary says why not", "[cli]") {
+  // dpm-solver-fast and dpm-solver-2 spend any budget exactly (7 is not 3K - 1, 5 is odd).
+  CliRun r = cli({"sample", "--sampler", "dpm-solver-fast", "--nfe", "7", "--n", "4"});
+  REQUIRE(r.rc == 0);
+  CHECK_THAT(r.out, Catch::Contains("NFE 7,"));
+  r = cli({"sample", "--sampler", "dpm-solver-2", "--nfe", "5", "--n", "4"});
+  REQUIRE(r.rc == 0);
+  CHECK_THAT(r.out, Catch::Contains("3 steps") && Catch::Contains("NFE 5,"));
+  // dpm-solver-3 cannot spend 5: one step of 3 NFE, and the line says so.
+  r = cli({"sample", "--sampler", "dpm-solver-3", "--nfe", "5", "--n", "4"});
+  REQUIRE(r.rc == 0);
+  CHECK_THAT(r.out, Catch::Contains("NFE 3 (--nfe 5 is not spent exactly") &&
+                        Catch::Contains("dpm-solver-fast"));
+}
+
 TEST_CASE(
     "sample --sampler dpm-solver-12 --steps 10 is refused: adaptive samplers choose their steps",
     "[cli]") {

@@ -258,3 +258,33 @@ TEST_CASE("lower-order final steps: DPM-Solver's below-10 rule, off, and k-diffu
   CHECK(parse_lower_order_final("to-zero") == LowerOrderFinal::ToZero);
   CHECK_THROWS_WITH(parse_lower_order_final("never"), Catch::Contains("below-10, off, to-zero"));
 }
+
+TEST_CASE("NFE budgets: DPM-Solver-2 spends an odd budget with 2, ..., 2, 1; the rest is noted",
+          "[kdiffusion][nfe]") {
+  const GaussianMixture mix = GaussianMixture::ring2d();
+  const SDEPtr sde = make_sde("vp-linear");
+  const SchedulePtr k = sde->schedule();
+  GaussianMixtureModel model(mix, k);
+  at::Generator g = at::make_generator<at::CPUGeneratorImpl>(2);
+  const at::Tensor xT = draw_prior(*sde, {16, 2}, g, at::kDouble);
+  for (int budget : {4, 5, 9, 10}) {
+    SamplerOptions o;
+    o.nfe_budget = budget;
+    const auto s = make_sampler("dpm-solver-2", o);
+    const int steps = s->steps_for_nfe(budget);
+    CHECK(steps == (budget + 1) / 2);
+    const auto times = make_time_grid(GridKind::UniformLambda, *k, steps, 1.0, 1e-3);
+    const SampleResult res = run("dpm-solver-2", o, model, *sde, times, xT);
+    CHECK(res.nfe == budget);
+    if (budget % 2 == 1) {
+      // The last step is DPM-Solver-1: the run equals order 2 up to the last grid point and then
+      // one DDIM step.
+      std::vector<double> head(times.begin(), times.end() - 1), tail(times.end() - 2, times.end());
+      const at::Tensor x1 = run("dpm-solver-2", {}, model, *sde, head, xT).x;
+      const at::Tensor x2 = run("dpm-solver-1", {}, model, *sde, tail, x1).x;
+      CHECK(max_rel_diff(res.x, x2) < 1e-12);
+    }
+  }
+  // Without a budget, steps_for_nfe spends at most the NFE asked for.
+  CHECK(make_sampler("dpm-solver-2")->steps_for_nfe(5) == 2);
+}
