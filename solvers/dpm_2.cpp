@@ -28,9 +28,7 @@ class DPM2 final : public FixedStepSampler {
   void step_into(const StepContext& ctx, const at::Tensor& x, double s_t, double t_t,
                  at::Tensor& out) const override {
     const NoiseSchedule& k = ctx.kernel();
-    const SigmaPoint s = SigmaPoint::at(k, s_t), t = SigmaPoint::at(k, t_t);
-    at::Tensor& D = ctx.run.buffer("x0", x);
-    detail::predict_into(ctx.predictor(), Param::X0, x, s_t, D);
+    const auto [s, t, D] = detail::sigma_step(ctx.run, x, s_t, t_t);
     if (t.sigma == 0.0) return detail::lincomb(out, {{t.alpha, D}});
     // The model is asked at the schedule's own point nearest the log-midpoint.
     const SigmaPoint m = SigmaPoint::at_lambda(k, 0.5 * (s.lambda() + t.lambda()));

@@ -22,12 +22,7 @@ using detail::SigmaPoint;
 class DPMPP2SAncestral final : public FixedStepSampler {
  public:
   DPMPP2SAncestral(double eta, double s_noise) : eta_(eta), s_noise_(s_noise) {
-    if (!(eta >= 0.0))
-      throw std::invalid_argument("dpmpp-2s-ancestral: eta must be >= 0, got " +
-                                  std::to_string(eta));
-    if (!(s_noise >= 0.0))
-      throw std::invalid_argument("dpmpp-2s-ancestral: s_noise must be >= 0, got " +
-                                  std::to_string(s_noise));
+    detail::check_noise_options("dpmpp-2s-ancestral", eta, s_noise);
   }
   std::string_view name() const override { return "dpmpp-2s-ancestral"; }
   double order() const override { return stochastic() ? 1.0 : 2.0; }
@@ -39,9 +34,7 @@ class DPMPP2SAncestral final : public FixedStepSampler {
   void step_into(const StepContext& ctx, const at::Tensor& x, double s_t, double t_t,
                  at::Tensor& out) const override {
     const NoiseSchedule& k = ctx.kernel();
-    const SigmaPoint s = SigmaPoint::at(k, s_t), t = SigmaPoint::at(k, t_t);
-    at::Tensor& D = ctx.run.buffer("x0", x);
-    detail::predict_into(ctx.predictor(), Param::X0, x, s_t, D);
+    const auto [s, t, D] = detail::sigma_step(ctx.run, x, s_t, t_t);
     const detail::AncestralSplit a = detail::ancestral_split(s.sigma, t.sigma, eta_);
     const bool noise = a.up > 0.0 && s_noise_ > 0.0;
     at::Tensor& z = ctx.run.buffer("noise", x);

@@ -33,11 +33,7 @@ class DPMPPMultistepSDE final : public Sampler {
   DPMPPMultistepSDE(int order, const SamplerOptions& o)
       : order_(order), eta_(o.ancestral_eta), s_noise_(o.s_noise), heun_(o.sde_solver_heun) {
     name_ = order == 2 ? "dpmpp-2m-sde" : "dpmpp-3m-sde";
-    if (!(eta_ >= 0.0))
-      throw std::invalid_argument(name_ + ": eta must be >= 0, got " + std::to_string(eta_));
-    if (!(s_noise_ >= 0.0))
-      throw std::invalid_argument(name_ + ": s_noise must be >= 0, got " +
-                                  std::to_string(s_noise_));
+    detail::check_noise_options(name_, eta_, s_noise_);
   }
   std::string_view name() const override { return name_; }
   double order() const override { return stochastic() ? 1.0 : order_; }

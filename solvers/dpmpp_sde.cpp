@@ -27,11 +27,7 @@ using detail::SigmaPoint;
 class DPMPPSDE final : public FixedStepSampler {
  public:
   DPMPPSDE(double eta, double s_noise, double r) : eta_(eta), s_noise_(s_noise), r_(r) {
-    if (!(eta >= 0.0))
-      throw std::invalid_argument("dpmpp-sde: eta must be >= 0, got " + std::to_string(eta));
-    if (!(s_noise >= 0.0))
-      throw std::invalid_argument("dpmpp-sde: s_noise must be >= 0, got " +
-                                  std::to_string(s_noise));
+    detail::check_noise_options("dpmpp-sde", eta, s_noise);
     if (!(r > 0.0 && r <= 1.0))
       throw std::invalid_argument("dpmpp-sde: r must lie in (0, 1], got " + std::to_string(r));
   }
@@ -45,9 +41,7 @@ class DPMPPSDE final : public FixedStepSampler {
   void step_into(const StepContext& ctx, const at::Tensor& x, double s_t, double t_t,
                  at::Tensor& out) const override {
     const NoiseSchedule& k = ctx.kernel();
-    const SigmaPoint s = SigmaPoint::at(k, s_t), t = SigmaPoint::at(k, t_t);
-    at::Tensor& D = ctx.run.buffer("x0", x);
-    detail::predict_into(ctx.predictor(), Param::X0, x, s_t, D);
+    const auto [s, t, D] = detail::sigma_step(ctx.run, x, s_t, t_t);
     if (t.sigma == 0.0) return detail::lincomb(out, {{t.alpha, D}});
     const double h = t.lambda() - s.lambda();
     const SigmaPoint m = SigmaPoint::at_lambda(k, s.lambda() + r_ * h);

@@ -21,11 +21,7 @@ using detail::SigmaPoint;
 class EulerAncestral final : public FixedStepSampler {
  public:
   EulerAncestral(double eta, double s_noise) : eta_(eta), s_noise_(s_noise) {
-    if (!(eta >= 0.0))
-      throw std::invalid_argument("euler-ancestral: eta must be >= 0, got " + std::to_string(eta));
-    if (!(s_noise >= 0.0))
-      throw std::invalid_argument("euler-ancestral: s_noise must be >= 0, got " +
-                                  std::to_string(s_noise));
+    detail::check_noise_options("euler-ancestral", eta, s_noise);
   }
   std::string_view name() const override { return "euler-ancestral"; }
   double order() const override { return 1.0; }
@@ -36,9 +32,7 @@ class EulerAncestral final : public FixedStepSampler {
  protected:
   void step_into(const StepContext& ctx, const at::Tensor& x, double s_t, double t_t,
                  at::Tensor& out) const override {
-    const SigmaPoint s = SigmaPoint::at(ctx.kernel(), s_t), t = SigmaPoint::at(ctx.kernel(), t_t);
-    at::Tensor& D = ctx.run.buffer("x0", x);
-    detail::predict_into(ctx.predictor(), Param::X0, x, s_t, D);
+    const auto [s, t, D] = detail::sigma_step(ctx.run, x, s_t, t_t);
     if (t.sigma == 0.0) return detail::lincomb(out, {{t.alpha, D}});
     const detail::AncestralSplit a = detail::ancestral_split(s.sigma, t.sigma, eta_);
     const double q = a.down / s.sigma;

@@ -36,6 +36,15 @@ struct GaussianCase {
   }
 };
 
+/// A single anisotropic Gaussian N(mu, C) in D = 4 with a fixed random eigenbasis and
+/// eigenvalues 0.2, 0.5, 1, 1.5.
+inline GaussianCase make_gaussian() {
+  at::Generator g = at::make_generator<at::CPUGeneratorImpl>(7);
+  const at::Tensor Q = std::get<0>(at::linalg_qr(at::randn({4, 4}, g, at::kDouble)));
+  return {at::tensor({0.5, -1.0, 0.25, 1.5}, at::kDouble), Q,
+          at::tensor({0.2, 0.5, 1.0, 1.5}, at::kDouble)};
+}
+
 /// A random Gaussian in D dimensions with eigenvalues from 0.2 to 1.5.
 inline GaussianCase random_gaussian(int64_t D, uint64_t seed) {
   at::Generator g = at::make_generator<at::CPUGeneratorImpl>(seed);

@@ -20,16 +20,10 @@ using namespace sdekit;
 using sdekit::test::check_moments;
 using sdekit::test::fitted_order;
 using sdekit::test::GaussianCase;
+using sdekit::test::make_gaussian;
 using sdekit::test::rms;
 
 namespace {
-
-GaussianCase make_gaussian() {
-  at::Generator g = at::make_generator<at::CPUGeneratorImpl>(7);
-  const at::Tensor Q = std::get<0>(at::linalg_qr(at::randn({4, 4}, g, at::kDouble)));
-  return {at::tensor({0.5, -1.0, 0.25, 1.5}, at::kDouble), Q,
-          at::tensor({0.2, 0.5, 1.0, 1.5}, at::kDouble)};
-}
 
 SampleResult run(const std::string& name, const SamplerOptions& o, ScoreModel& m, const SDE& sde,
                  const std::vector<double>& times, const at::Tensor& x, uint64_t seed = 1,

@@ -4,10 +4,16 @@
 // PF-ODE is dx~/dsigma~ = (x~ - D) / sigma~ with D the data prediction, and the reverse SDE's
 // noise has variance d(sigma~^2). For VE and EDM (alpha = 1) these are x and sigma themselves.
 // Half-log-SNR lambda = -log sigma~.
+#include <ATen/ATen.h>
+
 #include <algorithm>
 #include <cmath>
+#include <stdexcept>
+#include <string>
 
 #include "schedules/noise_schedule.hpp"
+#include "solvers/detail/inplace.hpp"
+#include "solvers/sampler.hpp"
 
 namespace sdekit::detail {
 
@@ -38,6 +44,28 @@ inline AncestralSplit ancestral_split(double from, double to, double eta) {
   const double up =
       std::min(to, eta * std::sqrt(to * to * (from * from - to * to) / (from * from)));
   return {std::sqrt(std::max(0.0, to * to - up * up)), up};
+}
+
+/// What every step in sigma starts with: both ends as SigmaPoints and D = x0(x, s) in the run
+/// buffer "x0".
+struct SigmaStep {
+  SigmaPoint s, t;
+  at::Tensor& D;
+};
+inline SigmaStep sigma_step(const RunContext& run, const at::Tensor& x, double s_t, double t_t) {
+  const NoiseSchedule& k = *run.kernel;
+  at::Tensor& D = run.buffer("x0", x);
+  predict_into(run.predictor, Param::X0, x, s_t, D);
+  return {SigmaPoint::at(k, s_t), SigmaPoint::at(k, t_t), D};
+}
+
+/// The noise options of the ancestral and SDE samplers: eta >= 0 and s_noise >= 0, else
+/// std::invalid_argument naming the sampler.
+inline void check_noise_options(const std::string& sampler, double eta, double s_noise) {
+  if (!(eta >= 0.0))
+    throw std::invalid_argument(sampler + ": eta must be >= 0, got " + std::to_string(eta));
+  if (!(s_noise >= 0.0))
+    throw std::invalid_argument(sampler + ": s_noise must be >= 0, got " + std::to_string(s_noise));
 }
 
 }  // namespace sdekit::detail
