@@ -35,6 +35,7 @@ struct SampleArgs {
   double t_end = -1;  // < 0: the SDE's default
   std::string dtype = "float32";
   bool brownian = false;
+  std::string noise;  // --noise FILE.npy: replayed standard-normal draws
   std::string out;
   std::string plot;
   bool n_given = false, nfe_given = false, t_end_given = false, steps_given = false,
@@ -97,6 +98,24 @@ int cmd_sample(const SampleArgs& a, std::ostream& out) {
                                   std::to_string(spec.x_init.size(0)) + " rows of --x-init '" +
                                   a.x_init + "'");
   }
+  if (!a.noise.empty()) {
+    if (a.brownian)
+      throw std::invalid_argument("--noise and --brownian exclude each other: give one source");
+    if (!sampler->stochastic())
+      throw std::invalid_argument("--noise: sampler '" + a.s.sampler +
+                                  "' is deterministic and draws no noise");
+    at::Tensor blocks = read_npy(a.noise);
+    std::vector<int64_t> want = {blocks.dim() > 0 ? blocks.size(0) : 0,
+                                 spec.x_init.defined() ? spec.x_init.size(0) : a.n};
+    want.insert(want.end(), lm.event_shape.begin(), lm.event_shape.end());
+    if (blocks.dim() == 3 && blocks.size(1) == want[1] && blocks.size(2) == D)
+      blocks = blocks.reshape(want);
+    if (blocks.sizes() != at::IntArrayRef(want) || want[0] < 1)
+      throw std::invalid_argument("--noise '" + a.noise + "': expected blocks [K, " +
+                                  std::to_string(want[1]) + ", " + std::to_string(D) +
+                                  "] (K >= 1, one per draw), got " + fmt_shape(blocks));
+    spec.noise = std::make_shared<NoiseReplay>(blocks, "--noise '" + a.noise + "'");
+  }
   const int64_t side = static_cast<int64_t>(std::lround(std::sqrt(double(D))));
   const bool scatter = D == 2;
   if (!a.plot.empty() && !scatter && side * side != D)
@@ -114,7 +133,19 @@ int cmd_sample(const SampleArgs& a, std::ostream& out) {
   }
 
   const auto t0 = std::chrono::steady_clock::now();
-  const SampleResult res = sample(*sampler, *lm.model, *sde, spec);
+  SampleResult res;
+  try {
+    res = sample(*sampler, *lm.model, *sde, spec);
+  } catch (const NoiseExhausted&) {
+    // How many draws the run needs: the same run with counted zeros.
+    SampleSpec count = spec;
+    count.noise = NoiseReplay::counter();
+    sample(*sampler, *lm.model, *sde, count);
+    throw std::invalid_argument("--noise '" + a.noise + "': holds " +
+                                std::to_string(spec.noise->size()) + " blocks; this run draws " +
+                                std::to_string(count.noise->used()) +
+                                " (one block per draw, in the order drawn)");
+  }
   const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   if (!a.out.empty()) write_npy(a.out, res.x.reshape({res.x.size(0), D}));
 
@@ -125,8 +156,11 @@ int cmd_sample(const SampleArgs& a, std::ostream& out) {
                               : std::to_string(spec.steps) + " steps (" +
                                     grid_name(spec.grid.value_or(default_grid(*kernel))) + ")")
       << ", t: " << d.hi << " -> " << t_end << ", NFE " << res.nfe
-      << (a.nfe_given ? nfe_note(a.s, *sampler, res.nfe) : std::string()) << ", " << fmt(secs, 3)
-      << " s\n";
+      << (a.nfe_given ? nfe_note(a.s, *sampler, res.nfe) : std::string())
+      << (spec.noise ? ", noise blocks used " + std::to_string(spec.noise->used()) + " of " +
+                           std::to_string(spec.noise->size())
+                     : std::string())
+      << ", " << fmt(secs, 3) << " s\n";
   if (lm.mixture) {
     const at::Tensor m = res.x.to(at::kDouble).mean(0);
     const at::Tensor m_exact = lm.mixture->mean(kernel->alpha(t_end));
@@ -190,6 +224,9 @@ class SampleCommand final : public Command {
     sub_->add_option("--dtype", a_.dtype, "float32 | float64")->capture_default_str();
     sub_->add_flag("--brownian", a_.brownian,
                    "Draw the noise from a virtual Brownian tree (same path at any step count)");
+    sub_->add_option("--noise", a_.noise,
+                     "Replay the sampler's standard-normal draws: a .npy [K, n, D], block k the "
+                     "k-th draw (stochastic samplers; not with --brownian)");
     sub_->add_option("--out", a_.out, "Output .npy file for the samples [n, D]");
     sub_->add_option(
         "--plot", a_.plot,

@@ -49,7 +49,7 @@ class AnnealedLangevin final : public FixedStepSampler {
  protected:
   void step_into(const StepContext& ctx, const at::Tensor& x, double s, double t,
                  at::Tensor& out) const override {
-    if (!ctx.run.generator)
+    if (!ctx.run.generator && !ctx.run.has_noise_replay())
       throw std::invalid_argument(
           "sampler annealed-langevin: Langevin noise comes from request.generator, which is not "
           "set (request.brownian is not used by this sampler)");
@@ -61,14 +61,10 @@ class AnnealedLangevin final : public FixedStepSampler {
     const double scale = std::exp(k.log_alpha(t) - k.log_alpha(s));  // alpha_t / alpha_s
     detail::scale_into(out, scale, x);
     at::Tensor& z = ctx.run.buffer("noise", x);
-    at::Generator& gen = ctx.generator();
     const double half = 0.5 * a, root = std::sqrt(a);
     for (int j = 0; j < K_; ++j) {
       const Predictor::Linear sc = ctx.predictor().linear(Param::Score, out, t);
-      if (gen.device().type() == z.device().type())
-        z.normal_(0.0, 1.0, gen);  // as normal_like draws it
-      else
-        z.copy_(normal_like(z, gen));  // a generator on another device: drawn there, moved
+      ctx.run.generator_normal_into(z);
       // out += half (cx out + cp raw) + root z.
       if (sc.raw.is_same(out))  // a model that returns its input
         detail::lincomb(out, {{1.0 + half * (sc.cx + sc.cp), out}, {root, z}});

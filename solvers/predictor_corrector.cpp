@@ -69,7 +69,7 @@ class PredictorCorrector final : public FixedStepSampler {
  protected:
   void step_into(const StepContext& ctx, const at::Tensor& x, double s, double t,
                  at::Tensor& out) const override {
-    if (steps_ > 0 && !ctx.run.generator)
+    if (steps_ > 0 && !ctx.run.generator && !ctx.run.has_noise_replay())
       throw std::invalid_argument(
           "sampler pc: the Langevin corrector draws its noise from request.generator, which is "
           "not set (request.brownian drives the predictor only); set it or corrector_steps = 0");
@@ -87,7 +87,7 @@ class PredictorCorrector final : public FixedStepSampler {
     for (int j = 0; j < steps_; ++j) {
       const Predictor::Linear sc = ctx.predictor().linear(Param::Score, out, t);
       detail::lincomb(score, {{sc.cx, out}, {sc.cp, sc.raw}});
-      draw_normal(z, ctx.generator());
+      ctx.run.generator_normal_into(z);
       at::norm_out(rows, z.view({z.size(0), -1}), 2, {1}, false);
       at::sum_out(q, rows, {0}, false);
       at::norm_out(rows, score.view({score.size(0), -1}), 2, {1}, false);
@@ -101,15 +101,6 @@ class PredictorCorrector final : public FixedStepSampler {
   }
 
  private:
-  // Standard normal noise from the generator (the corrector's: never the Brownian path), drawn as
-  // normal_like would draw it.
-  static void draw_normal(at::Tensor& z, at::Generator& gen) {
-    if (gen.device().type() == z.device().type())
-      z.normal_(0.0, 1.0, gen);
-    else
-      z.copy_(normal_like(z, gen));
-  }
-
   // The predictor's move from x at s to t, written into out; z is a work buffer for its noise.
   void predict_into(const StepContext& ctx, const at::Tensor& x, double s, double t, at::Tensor& z,
                     at::Tensor& out) const {

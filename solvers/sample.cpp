@@ -55,6 +55,7 @@ SampleResult sample(const Sampler& sampler, ScoreModel& model, const SDE& sde,
   req.generator = gen;
   req.finite_check = spec.finite_check;
   req.brownian = spec.brownian;
+  req.noise = spec.noise;
   return sampler.run(req, observer);
 }
 

@@ -25,6 +25,7 @@ struct SampleSpec {
   at::TensorOptions options = at::kFloat;  // dtype/device of the drawn x_T (x_init is cast to it)
   FiniteCheck finite_check = FiniteCheck::EveryStep;
   BrownianPtr brownian;  // optional: the noise of stochastic samplers comes from this path
+  NoiseReplayPtr noise;  // optional: their standard-normal draws come from these blocks
 };
 
 /// The time grid `spec` asks for on `sde` (needs the SDE's kernel for the grid kinds other than

@@ -42,9 +42,14 @@ void validate_request(const Sampler& sampler, const SampleRequest& r) {
     throw std::invalid_argument(who + ": request.x_init must be floating point");
   if (!at::isfinite(r.x_init).all().item<bool>())
     throw std::invalid_argument(who + ": request.x_init holds non-finite values (NaN or inf)");
-  if (sampler.stochastic() && !r.generator && !r.brownian)
-    throw std::invalid_argument(who +
-                                ": stochastic sampler needs request.generator or request.brownian");
+  if (sampler.stochastic() && !r.generator && !r.brownian && !r.noise)
+    throw std::invalid_argument(
+        who +
+        ": stochastic sampler needs request.generator or request.brownian (or request.noise)");
+  if (r.noise && r.brownian)
+    throw std::invalid_argument(who + ": request.noise and request.brownian exclude each other");
+  if (r.noise && !sampler.stochastic())
+    throw std::invalid_argument(who + ": request.noise is given, but the sampler draws no noise");
   if (const auto end = r.model->consistency_end(); end && !sampler.consistency())
     throw std::invalid_argument(who + ": model '" + r.model->name() +
                                 "' is a consistency function (it maps x_t to its trajectory's end, "
@@ -141,7 +146,16 @@ at::Tensor RunContext::wiener(const at::Tensor& x, double s, double t) const {
 at::Tensor RunContext::standard_normal(const at::Tensor& x, double s, double t) const {
   if (request_.brownian)
     return request_.brownian->increment(t, s, x).div_(std::sqrt(std::abs(s - t)));
+  if (request_.noise) return request_.noise->next(x);
   return normal_like(x, *generator);
+}
+
+void RunContext::generator_normal_into(at::Tensor& out) const {
+  if (request_.noise) return request_.noise->next_into(out);
+  if (generator->device().type() == out.device().type())
+    out.normal_(0.0, 1.0, *generator);
+  else
+    out.copy_(normal_like(out, *generator));  // drawn on the generator's device, moved
 }
 
 BrownianIncrement RunContext::wiener_and_area(const at::Tensor& x, double s, double t) const {
@@ -155,7 +169,9 @@ BrownianIncrement RunContext::wiener_and_area(const at::Tensor& x, double s, dou
     return inc;
   }
   at::Tensor dw = wiener(x, s, t);
-  at::Tensor dz = normal_like(x, *generator).mul_(std::sqrt(h * h * h / 12.0)).add_(dw, 0.5 * h);
+  at::Tensor dz = (request_.noise ? request_.noise->next(x) : normal_like(x, *generator))
+                      .mul_(std::sqrt(h * h * h / 12.0))
+                      .add_(dw, 0.5 * h);
   return {std::move(dw), std::move(dz)};
 }
 
@@ -184,6 +200,7 @@ at::Tensor& RunContext::buffer(std::string_view name, int index, const at::Tenso
 }
 
 void RunContext::standard_normal_into(at::Tensor& out, double s, double t) const {
+  if (request_.noise && !request_.brownian) return request_.noise->next_into(out);
   if (request_.brownian || generator->device().type() != out.device().type()) {
     out.copy_(standard_normal(out, s, t));
     return;

@@ -17,6 +17,7 @@
 #include "models/score_model.hpp"
 #include "schedules/sde.hpp"
 #include "solvers/brownian.hpp"
+#include "solvers/noise_replay.hpp"
 
 namespace sdekit {
 
@@ -34,6 +35,9 @@ struct SampleRequest {
   at::Tensor x_init;                       // [n, ...] at times.front(), floating point
   std::optional<at::Generator> generator;  // noise of stochastic samplers, unless `brownian`
   BrownianPtr brownian;  // optional: stochastic samplers draw their noise from this path
+  /// Optional: every standard-normal draw comes from these blocks instead (solvers/
+  /// noise_replay.hpp); not with `brownian`.
+  NoiseReplayPtr noise;
   FiniteCheck finite_check = FiniteCheck::EveryStep;
 };
 
@@ -71,6 +75,11 @@ class RunContext {
   int64_t nfe() const;
   /// Whether the noise comes from the request's Brownian path (else from its generator).
   bool has_brownian() const { return static_cast<bool>(request_.brownian); }
+  /// Whether the noise comes from the request's replayed blocks.
+  bool has_noise_replay() const { return static_cast<bool>(request_.noise); }
+  /// One standard-normal draw into `out` that is never a Brownian increment (the Langevin
+  /// correctors'): the replay's next block, else the generator's.
+  void generator_normal_into(at::Tensor& out) const;
   /// The reverse-time Wiener increment over a step from s down to t (or up), W(s) - W(t), shaped
   /// like x: from the request's Brownian path if it has one, else sqrt(|s - t|) N(0, I) drawn
   /// from the generator. Variance |s - t| per entry.
@@ -103,7 +112,7 @@ class RunContext {
   at::Tensor& state(int i, const at::Tensor& like) const { return buffer("state", i % 2, like); }
   static constexpr int kMaxBuffers = 32;
   /// Standard normal noise for the step from s to t written into `out` (in place when drawn from
-  /// the generator; a Brownian path's query allocates).
+  /// the generator or a replay; a Brownian path's query allocates).
   void standard_normal_into(at::Tensor& out, double s, double t) const;
 
  private:

@@ -507,3 +507,38 @@ TEST_CASE(
   CHECK(bad.rc == 2);
   CHECK_THAT(bad.err, Catch::Contains("--threads"));
 }
+
+TEST_CASE("sample --noise replays the draws; too few blocks names how many the run draws",
+          "[cli][noise]") {
+  // euler-maruyama with 10 steps draws 10 blocks of [n, D].
+  const fs::path dir = scratch("noise");
+  fs::create_directories(dir);
+  const std::vector<std::string> base = {
+      "sample", "--model", "ring2d", "--sampler", "euler-maruyama", "--steps",
+      "10",     "--n",     "4",      "--dtype",   "float64"};
+  auto with = [&](std::vector<std::string> extra) {
+    std::vector<std::string> args = base;
+    args.insert(args.end(), extra.begin(), extra.end());
+    return cli(args);
+  };
+  write_npy((dir / "ten.npy").string(), at::zeros({10, 4, 2}, at::kDouble));
+  write_npy((dir / "six.npy").string(), at::zeros({6, 4, 2}, at::kDouble));
+  write_npy((dir / "wide.npy").string(), at::zeros({10, 5, 2}, at::kDouble));
+  CliRun r = with({"--noise", (dir / "ten.npy").string()});
+  INFO(r.err);
+  REQUIRE(r.rc == 0);
+  CHECK_THAT(r.out, Catch::Contains("noise blocks used 10 of 10"));
+  r = with({"--noise", (dir / "six.npy").string()});
+  CHECK(r.rc == 2);
+  CHECK_THAT(r.err, Catch::Contains("six.npy") && Catch::Contains("holds 6 blocks") &&
+                        Catch::Contains("draws 10"));
+  r = with({"--noise", (dir / "wide.npy").string()});
+  CHECK(r.rc == 2);
+  CHECK_THAT(r.err, Catch::Contains("wide.npy") && Catch::Contains("[K, 4, 2]"));
+  r = with({"--noise", (dir / "ten.npy").string(), "--brownian"});
+  CHECK(r.rc == 2);
+  CHECK_THAT(r.err, Catch::Contains("--noise and --brownian"));
+  r = cli({"sample", "--sampler", "heun", "--noise", (dir / "ten.npy").string()});
+  CHECK(r.rc == 2);
+  CHECK_THAT(r.err, Catch::Contains("--noise") && Catch::Contains("deterministic"));
+}

@@ -282,3 +282,40 @@ TEST_CASE("NFE budgets: DPM-Solver-2 spends an odd budget with 2, ..., 2, 1; the
   // Without a budget, steps_for_nfe spends at most the NFE asked for.
   CHECK(make_sampler("dpm-solver-2")->steps_for_nfe(5) == 2);
 }
+
+TEST_CASE("replayed noise: the generator's draws as blocks give the same bits; too few is an error",
+          "[kdiffusion][noise]") {
+  const GaussianMixture mix = GaussianMixture::ring2d();
+  const SDEPtr sde = make_sde("vp-linear");
+  const SchedulePtr k = sde->schedule();
+  GaussianMixtureModel model(mix, k);
+  at::Generator g = at::make_generator<at::CPUGeneratorImpl>(6);
+  const at::Tensor xT = draw_prior(*sde, {8, 2}, g, at::kDouble);
+  const auto times = make_time_grid(GridKind::UniformT, *k, 12, 1.0, 1e-3);
+  for (const char* name : {"euler-maruyama", "ancestral", "euler-ancestral", "dpmpp-sde",
+                           "dpmpp-3m-sde", "sra", "pc"}) {
+    INFO(name);
+    // Count the draws with zeros, then write the generator's draws in that order.
+    SampleRequest r;
+    r.model = &model;
+    r.sde = sde.get();
+    r.times = times;
+    r.x_init = xT;
+    r.noise = NoiseReplay::counter();
+    make_sampler(name)->run(r);
+    const int64_t draws = r.noise->used();
+    CHECK(draws > 0);
+    at::Generator gen = at::make_generator<at::CPUGeneratorImpl>(33);
+    std::vector<at::Tensor> blocks;
+    for (int64_t i = 0; i < draws; ++i)
+      blocks.push_back(at::empty({8, 2}, at::kDouble).normal_(0.0, 1.0, gen));
+    const at::Tensor with_gen = run(name, {}, model, *sde, times, xT, 33).x;
+    r.noise = std::make_shared<NoiseReplay>(at::stack(blocks), "blocks");
+    const at::Tensor replayed = make_sampler(name)->run(r).x;
+    CHECK(at::equal(replayed, with_gen));
+    CHECK(r.noise->used() == draws);
+    // One block short: the run says so instead of drawing anything else.
+    r.noise = std::make_shared<NoiseReplay>(at::stack(blocks).narrow(0, 0, draws - 1), "short");
+    CHECK_THROWS_AS(make_sampler(name)->run(r), NoiseExhausted);
+  }
+}
