@@ -73,13 +73,6 @@ ConvergeSpec resolved(const ConvergeSpec& spec) {
   return r;
 }
 
-void moment_errors(const at::Tensor& x, const at::Tensor& m, const at::Tensor& C, double& mean_err,
-                   double& cov_err) {
-  const MomentErrors e = sdekit::moment_errors(x, m, C);
-  mean_err = e.mean_err;
-  cov_err = e.cov_err;
-}
-
 uint64_t fnv1a(const std::string& s) {
   uint64_t h = 1469598103934665603ull;
   for (unsigned char c : s) h = (h ^ c) * 1099511628211ull;
@@ -379,8 +372,10 @@ ConvergeReport run_converge(const ConvergeSpec& spec_in, const std::string& out_
     m_exact = mixture->mean(a_end);
     C_exact = mixture->covariance(a_end, s_end);
     at::Generator g2 = at::make_generator<at::CPUGeneratorImpl>(spec.seed ^ 0x5eedf100dULL);
-    moment_errors(mixture->sample(spec.n, a_end, s_end, g2), m_exact, C_exact, rep.floor_mean_err,
-                  rep.floor_cov_err);
+    const MomentErrors floor =
+        moment_errors(mixture->sample(spec.n, a_end, s_end, g2), m_exact, C_exact);
+    rep.floor_mean_err = floor.mean_err;
+    rep.floor_cov_err = floor.cov_err;
   } else {
     rep.floor_mean_err = rep.floor_cov_err = std::numeric_limits<double>::quiet_NaN();
   }
@@ -490,7 +485,9 @@ ConvergeReport run_converge(const ConvergeSpec& spec_in, const std::string& out_
         c.max = diff.abs().max().item<double>();
       }
       if (mixture) {
-        moment_errors(x.reshape({x.size(0), -1}), m_exact, C_exact, c.mean_err, c.cov_err);
+        const MomentErrors e = moment_errors(x.reshape({x.size(0), -1}), m_exact, C_exact);
+        c.mean_err = e.mean_err;
+        c.cov_err = e.cov_err;
       } else {
         c.mean_err = c.cov_err = std::numeric_limits<double>::quiet_NaN();
       }

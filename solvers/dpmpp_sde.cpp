@@ -51,14 +51,11 @@ class DPMPPSDE final : public FixedStepSampler {
     at::Tensor& z = ctx.run.buffer("noise", x);
     const double q1 = a1.down / s.sigma;
     at::Tensor& u = ctx.run.buffer("intermediate", x);  // alpha_m x~_m
-    if (a1.up > 0.0 && noise > 0.0) {
-      ctx.run.standard_normal_into(z, s_t, m.t);
-      detail::lincomb(
-          u,
-          {{m.alpha * q1 / s.alpha, x}, {m.alpha * (1.0 - q1), D}, {m.alpha * noise * a1.up, z}});
-    } else {
-      detail::lincomb(u, {{m.alpha * q1 / s.alpha, x}, {m.alpha * (1.0 - q1), D}});
-    }
+    const bool noisy1 = a1.up > 0.0 && noise > 0.0;
+    if (noisy1) ctx.run.standard_normal_into(z, s_t, m.t);
+    detail::lincomb(u, {{m.alpha * q1 / s.alpha, x},
+                        {m.alpha * (1.0 - q1), D},
+                        {noisy1 ? m.alpha * noise * a1.up : 0.0, z}});
     at::Tensor& D2 = ctx.run.buffer("x0_intermediate", x);
     detail::predict_into(ctx.predictor(), Param::X0, u, m.t, D2);
     // Step 2: the whole step with the combined data prediction.

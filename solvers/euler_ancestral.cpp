@@ -36,13 +36,12 @@ class EulerAncestral final : public FixedStepSampler {
     if (t.sigma == 0.0) return detail::lincomb(out, {{t.alpha, D}});
     const detail::AncestralSplit a = detail::ancestral_split(s.sigma, t.sigma, eta_);
     const double q = a.down / s.sigma;
-    if (a.up == 0.0 || s_noise_ == 0.0)
-      return detail::lincomb(out, {{t.alpha * q / s.alpha, x}, {t.alpha * (1.0 - q), D}});
+    const bool noisy = a.up > 0.0 && s_noise_ > 0.0;
     at::Tensor& z = ctx.run.buffer("noise", x);
-    ctx.run.standard_normal_into(z, s_t, t_t);
-    detail::lincomb(
-        out,
-        {{t.alpha * q / s.alpha, x}, {t.alpha * (1.0 - q), D}, {t.alpha * s_noise_ * a.up, z}});
+    if (noisy) ctx.run.standard_normal_into(z, s_t, t_t);
+    detail::lincomb(out, {{t.alpha * q / s.alpha, x},
+                          {t.alpha * (1.0 - q), D},
+                          {noisy ? t.alpha * s_noise_ * a.up : 0.0, z}});
   }
 
  private:

@@ -70,10 +70,8 @@ class LMS final : public Sampler {
     SigmaPoint s = SigmaPoint::at(k, ctx.times[0]);
     for (int i = 0; i < steps; ++i) {
       const SigmaPoint t = SigmaPoint::at(k, ctx.times[i + 1]);
-      at::Tensor& D = ctx.buffer("x0", x);
-      detail::predict_into(ctx.predictor, Param::X0, x, s.t, D);
       at::Tensor& d = slopes.fresh(x);
-      detail::lincomb(d, {{1.0 / (s.alpha * s.sigma), x}, {-1.0 / s.sigma, D}});
+      slope(ctx, x, s, d);
       slopes.push(d, s.sigma);
       const int p = std::min(order_, slopes.size());
       std::array<double, 4> nodes{}, c{};

@@ -45,22 +45,22 @@ class PredictionHistory {
   void push(const at::Tensor& m, double node) {
     for (int j = Keep - 1; j > 0; --j) {
       m_[j] = m_[j - 1];
-      lam_[j] = lam_[j - 1];
+      node_[j] = node_[j - 1];
     }
     m_[0] = m;
-    lam_[0] = node;
+    node_[0] = node;
     ++pushed_;
   }
   /// Entries held (at most Keep).
   int size() const { return std::min(pushed_, Keep); }
   const at::Tensor& operator[](int j) const { return m_[static_cast<size_t>(j)]; }
-  double node(int j) const { return lam_[static_cast<size_t>(j)]; }
+  double node(int j) const { return node_[static_cast<size_t>(j)]; }
 
  private:
   const RunContext& ctx_;
   std::string_view name_;
   std::array<at::Tensor, Keep> m_;
-  std::array<double, Keep> lam_{};
+  std::array<double, Keep> node_{};
   int pushed_ = 0;
 };
 
