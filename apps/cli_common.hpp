@@ -59,16 +59,19 @@ class ProgressLine {
 struct SamplerArgs {
   std::string sampler = "heun";
   int nfe = 0;
+  std::string compat = "none";  // --compat: a preset of convention options (solvers/compat.hpp)
   std::map<std::string, std::string> values;  // option name -> text as given
   std::map<std::string, CLI::Option*> flags;  // option name -> its CLI11 option
   std::map<std::string, bool> switches;       // storage of the "flag" options
 
   /// Checks what the flags alone can tell; `nfe_given`: --nfe was on the command line.
   void check(bool nfe_given) const;
-  /// The options given on the command line, checked against the sampler's own list; with
-  /// `nfe_given`, --nfe is the NFE budget the sampler may spend exactly (dpm-solver-fast,
-  /// dpm-solver-2).
-  SamplerOptions options(bool nfe_given) const;
+  /// The options given on the command line over --compat's preset, checked against the
+  /// sampler's own list; with `nfe_given`, --nfe is the NFE budget the sampler may spend exactly
+  /// (dpm-solver-fast, dpm-solver-2), less the step to sigma = 0 with `to_zero`.
+  SamplerOptions options(bool nfe_given, bool to_zero = false) const;
+  /// Whether --compat asks for the step to sigma = 0 (k-diffusion).
+  bool compat_to_zero() const;
 };
 void add_sampler_options(CLI::App* c, SamplerArgs& a);
 /// "" when a run given --nfe spent exactly that many model calls, else a note saying it did not
@@ -77,8 +80,9 @@ std::string nfe_note(const SamplerArgs& s, const Sampler& sampler, int64_t spent
 
 /// The step count of `sample` / `encode`: --steps or --nfe (not both), neither for the adaptive
 /// samplers, which choose their own steps (nor --grid).
+/// With `to_zero`, the steps include the step to sigma = 0, which takes one model call of --nfe.
 int cli_steps(const SamplerArgs& s, const Sampler& sampler, int steps, bool steps_given,
-              bool nfe_given, bool grid_given);
+              bool nfe_given, bool grid_given, bool to_zero = false);
 
 // Options of learned models, shared by the commands that load a model.
 struct ModelArgs {

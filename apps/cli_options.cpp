@@ -4,6 +4,7 @@
 #include <stdexcept>
 
 #include "apps/cli_common.hpp"
+#include "solvers/compat.hpp"
 
 namespace sdekit::cli {
 
@@ -11,13 +12,18 @@ void SamplerArgs::check(bool nfe_given) const {
   if (nfe_given) check_count("--nfe", nfe, 1, kMaxSteps);
 }
 
-SamplerOptions SamplerArgs::options(bool nfe_given) const {
-  std::map<std::string, std::string> given;
+SamplerOptions SamplerArgs::options(bool nfe_given, bool to_zero) const {
+  std::map<std::string, std::string> given =
+      compat_sampler_options(parse_compat(compat), sampler_info(sampler).name);
   for (const auto& [name, opt] : flags)
     if (opt->count() > 0) given[name] = switches.count(name) ? "true" : values.at(name);
   SamplerOptions o = sampler_options_for(sampler, given);
-  if (nfe_given) o.nfe_budget = nfe;
+  if (nfe_given) o.nfe_budget = to_zero ? nfe - 1 : nfe;
   return o;
+}
+
+bool SamplerArgs::compat_to_zero() const {
+  return sdekit::compat_to_zero(parse_compat(compat));
 }
 
 std::string nfe_note(const SamplerArgs& s, const Sampler& sampler, int64_t spent) {
@@ -32,6 +38,12 @@ std::string nfe_note(const SamplerArgs& s, const Sampler& sampler, int64_t spent
 
 void add_sampler_options(CLI::App* c, SamplerArgs& a) {
   c->add_option("--sampler", a.sampler, "Sampler (see `sdekit list`)")->capture_default_str();
+  c->add_option("--compat", a.compat,
+                "Conventions of a reference implementation: none | k-diffusion (grids end with "
+                "the step to sigma = 0, its lower-order and lms rules) | dpm-solver (the official "
+                "singlestep rule, reference 3M, the official adaptive controller); explicit flags "
+                "win")
+      ->capture_default_str();
   c->add_option("--nfe", a.nfe,
                 "NFE budget: sets the steps (and dpm-solver-fast's order schedule); not with "
                 "--steps");
@@ -54,7 +66,7 @@ void add_sampler_options(CLI::App* c, SamplerArgs& a) {
 }
 
 int cli_steps(const SamplerArgs& s, const Sampler& sampler, int steps, bool steps_given,
-              bool nfe_given, bool grid_given) {
+              bool nfe_given, bool grid_given, bool to_zero) {
   if (steps_given && nfe_given)
     throw std::invalid_argument("--steps " + std::to_string(steps) + " and --nfe " +
                                 std::to_string(s.nfe) +
@@ -66,7 +78,13 @@ int cli_steps(const SamplerArgs& s, const Sampler& sampler, int steps, bool step
                                 " does not apply to --sampler " + s.sampler +
                                 ": it is adaptive and chooses its own steps (its options: " +
                                 sampler_option_list(sampler_info(s.sampler)) + ")");
-  return nfe_given ? sampler.steps_for_nfe(s.nfe) : steps;
+  if (!nfe_given) return steps;
+  if (!to_zero || sampler.adaptive()) return sampler.steps_for_nfe(s.nfe);
+  if (s.nfe < 2)
+    throw std::invalid_argument("--nfe " + std::to_string(s.nfe) +
+                                " leaves nothing for the grid: the step to sigma = 0 takes one "
+                                "model call, the grid's first step at least one more");
+  return 1 + sampler.steps_for_nfe(s.nfe - 1);
 }
 
 ModelOptions ModelArgs::options() const {

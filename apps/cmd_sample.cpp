@@ -35,7 +35,8 @@ struct SampleArgs {
   double t_end = -1;  // < 0: the SDE's default
   std::string dtype = "float32";
   bool brownian = false;
-  std::string noise;  // --noise FILE.npy: replayed standard-normal draws
+  bool final_denoise = false;  // --final-denoise: end with the step to sigma = 0
+  std::string noise;           // --noise FILE.npy: replayed standard-normal draws
   std::string out;
   std::string plot;
   bool n_given = false, nfe_given = false, t_end_given = false, steps_given = false,
@@ -50,12 +51,25 @@ int cmd_sample(const SampleArgs& a, std::ostream& out) {
   // Validate everything before any work.
   const SDEPtr sde = make_sde(a.sde);
   const SchedulePtr kernel = sde->schedule();
-  const auto sampler = make_sampler(a.s.sampler, a.s.options(a.nfe_given));
+  // The step to sigma = 0: asked for, or k-diffusion's grids (not for a consistency function,
+  // which already ends at the data).
+  const bool to_zero =
+      a.final_denoise ||
+      (a.s.compat_to_zero() && !make_sampler(a.s.sampler, a.s.options(false))->consistency());
+  const auto sampler = make_sampler(a.s.sampler, a.s.options(a.nfe_given, to_zero));
+  if (to_zero && sampler->consistency())
+    throw std::invalid_argument("--final-denoise does not apply to --sampler " + a.s.sampler +
+                                ": a consistency function already maps to the data");
   int64_t D = 0;
   const LoadedModel lm = load_cli_model(a.model, kernel, a.m, D);
   SampleSpec spec;
   spec.options = at::TensorOptions().dtype(parse_dtype(a.dtype));
-  spec.steps = cli_steps(a.s, *sampler, a.steps, a.steps_given, a.nfe_given, a.grid_given);
+  spec.steps = cli_steps(a.s, *sampler, a.steps, a.steps_given, a.nfe_given, a.grid_given, to_zero);
+  spec.to_zero = to_zero;
+  if (to_zero && !kernel)
+    throw std::invalid_argument("--final-denoise: --sde " + a.sde +
+                                " has no Gaussian kernel, so no x0 prediction for the step to "
+                                "sigma = 0");
   if (!a.grid.empty()) spec.grid = parse_grid(a.grid);
   spec.t_end = a.t_end_given ? a.t_end : -1.0;
   spec.n = a.n;
@@ -66,6 +80,9 @@ int cmd_sample(const SampleArgs& a, std::ostream& out) {
     std::ostringstream os;
     os << "--t-end must lie in (" << d.lo << ", " << d.hi << ") for --sde " << a.sde << ", got "
        << a.t_end;
+    if (a.t_end <= d.lo)
+      os << " (to end at sigma = 0, keep --t-end inside and add --final-denoise: the last step "
+            "then goes from t_end to sigma = 0)";
     throw std::invalid_argument(os.str());
   }
   spec_grid(*sde, spec);  // grid errors before any work
@@ -150,12 +167,24 @@ int cmd_sample(const SampleArgs& a, std::ostream& out) {
   if (!a.out.empty()) write_npy(a.out, res.x.reshape({res.x.size(0), D}));
 
   const double t_end = a.t_end_given ? a.t_end : sde->default_t_end();
+  const int grid_intervals = to_zero ? spec.steps - 1 : spec.steps;
   out << "sampled " << res.x.size(0) << " x " << D << " (" << a.dtype << ") from " << lm.description
       << " with " << sampler->name() << " on " << a.sde << ", "
-      << (sampler->adaptive() ? std::to_string(res.steps) + " adaptive steps"
-                              : std::to_string(spec.steps) + " steps (" +
-                                    grid_name(spec.grid.value_or(default_grid(*kernel))) + ")")
-      << ", t: " << d.hi << " -> " << t_end << ", NFE " << res.nfe
+      << (sampler->adaptive()
+              ? std::to_string(res.steps) + " adaptive steps"
+              : std::to_string(res.steps) + " steps" +
+                    (sampler->grid_groups(grid_intervals).empty()
+                         ? std::string()
+                         : " over " + std::to_string(grid_intervals) + " grid intervals") +
+                    " (" + grid_name(spec.grid.value_or(default_grid(*kernel))) + ")")
+      << ", t: " << d.hi << " -> " << t_end
+      << (to_zero ? " -> sigma = 0 (the last step: x0 prediction at t_end)" : "") << ", NFE "
+      << res.nfe
+      << (sampler->adaptive() && res.attempts > 0
+              ? " (" + std::to_string(res.attempts) + " attempted steps; the official count, " +
+                    std::to_string(sampler->nfe_per_step()) + " x attempts, is " +
+                    std::to_string(int64_t(sampler->nfe_per_step()) * res.attempts) + ")"
+              : std::string())
       << (a.nfe_given ? nfe_note(a.s, *sampler, res.nfe) : std::string())
       << (spec.noise ? ", noise blocks used " + std::to_string(spec.noise->used()) + " of " +
                            std::to_string(spec.noise->size())
@@ -163,7 +192,8 @@ int cmd_sample(const SampleArgs& a, std::ostream& out) {
       << ", " << fmt(secs, 3) << " s\n";
   if (lm.mixture) {
     const at::Tensor m = res.x.to(at::kDouble).mean(0);
-    const at::Tensor m_exact = lm.mixture->mean(kernel->alpha(t_end));
+    // With the step to sigma = 0 the samples are of the data (alpha = 1, sigma = 0).
+    const at::Tensor m_exact = lm.mixture->mean(to_zero ? 1.0 : kernel->alpha(t_end));
     out << "mean error ||m - m_exact|| = " << fmt((m - m_exact).norm().item<double>()) << "\n";
   }
   if (!a.out.empty()) out << "wrote " << a.out << " [n, " << D << "]\n";
@@ -183,7 +213,8 @@ int cmd_sample(const SampleArgs& a, std::ostream& out) {
       out << plot_scatter_density(a.plot,
                                   std::string(sampler->name()) + ", NFE " +
                                       std::to_string(res.nfe) + ": samples over log p(t_end)",
-                                  res.x, *lm.mixture, kernel->alpha(t_end), kernel->sigma(t_end))
+                                  res.x, *lm.mixture, to_zero ? 1.0 : kernel->alpha(t_end),
+                                  to_zero ? 0.0 : kernel->sigma(t_end))
                  .message
           << "\n";
     } else {
@@ -222,6 +253,10 @@ class SampleCommand final : public Command {
                      "Initial points x_T, a .npy array [n, D] (float32/float64)");
     sub_->add_option("--t-end", a_.t_end, "End time in (0, T) (default: the SDE's)");
     sub_->add_option("--dtype", a_.dtype, "float32 | float64")->capture_default_str();
+    sub_->add_flag("--final-denoise", a_.final_denoise,
+                   "End with a step to sigma = 0 (x = the x0 prediction at t_end; lms its own "
+                   "step), one more model call and the last of --steps (set by --compat "
+                   "k-diffusion)");
     sub_->add_flag("--brownian", a_.brownian,
                    "Draw the noise from a virtual Brownian tree (same path at any step count)");
     sub_->add_option("--noise", a_.noise,

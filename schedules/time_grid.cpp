@@ -104,7 +104,27 @@ std::vector<double> make_time_grid(GridKind kind, const NoiseSchedule& schedule,
       break;
     case GridKind::UniformLambda: {
       const double l0 = schedule.lambda(t_start), l1 = schedule.lambda(t_end);
-      for (int i = 0; i <= steps; ++i) g[i] = schedule.t_of_lambda(l0 + (i / N) * (l1 - l0));
+      if (opt.groups.empty()) {
+        for (int i = 0; i <= steps; ++i) g[i] = schedule.t_of_lambda(l0 + (i / N) * (l1 - l0));
+        break;
+      }
+      int sum = 0;
+      for (int k : opt.groups) {
+        if (k < 1) throw std::invalid_argument(who + ": group sizes must be >= 1");
+        sum += k;
+      }
+      if (sum != steps)
+        throw std::invalid_argument(who + ": the groups cover " + std::to_string(sum) +
+                                    " steps, the grid has " + std::to_string(steps));
+      const double K = static_cast<double>(opt.groups.size());
+      size_t i = 0;
+      for (size_t j = 0; j < opt.groups.size(); ++j) {
+        const double a = l0 + (j / K) * (l1 - l0), b = l0 + ((j + 1) / K) * (l1 - l0);
+        const int k = opt.groups[j];
+        for (int q = 0; q < k; ++q)
+          g[i++] = schedule.t_of_lambda(a + (static_cast<double>(q) / k) * (b - a));
+      }
+      g[i] = t_end;
       break;
     }
     case GridKind::Quadratic: {

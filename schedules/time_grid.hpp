@@ -34,6 +34,12 @@ GridKind default_grid(const NoiseSchedule& schedule);
 
 struct GridOptions {
   double rho = 7.0;  // Karras exponent
+  /// Optional group sizes summing to `steps` (a singlestep sampler's orders under DPM-Solver's
+  /// official rule, docs/theory.md section 4.5): on a uniform-lambda grid the groups' boundaries
+  /// are uniform in lambda and so is each group's interior (DPM-Solver's logSNR rule: K + 1
+  /// outer points, fixed ratios inside); every other kind ignores them (its nodes already are the
+  /// official inner points).
+  std::vector<int> groups;
 };
 
 /// Builds the grid. Throws std::invalid_argument for steps < 1, t_end not in (lo, t_start),

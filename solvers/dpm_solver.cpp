@@ -23,6 +23,9 @@
 // allocate nothing in steady state.
 #include <cmath>
 #include <stdexcept>
+#include <string>
+#include <utility>
+#include <vector>
 
 #include "solvers/detail/dpm_stages.hpp"
 #include "solvers/detail/exp_integrator.hpp"
@@ -32,8 +35,10 @@ namespace sdekit {
 namespace {
 using detail::LambdaPoint;
 
+/// One step of order 1, 2 or 3 with the intermediate points at lambda_s + r1 h (and r2 h); by
+/// default DPM-Solver's fixed ratios 1/2 (order 2) and 1/3, 2/3 (order 3).
 void dpm_step(const RunContext& run, const at::Tensor& x, double s_t, double t_t, int order,
-              at::Tensor& out) {
+              at::Tensor& out, double r1 = 0.0, double r2 = 0.0) {
   const NoiseSchedule& k = *run.kernel;
   const LambdaPoint s = LambdaPoint::at(k, s_t), t = LambdaPoint::at(k, t_t);
   at::Tensor hold;
@@ -41,11 +46,12 @@ void dpm_step(const RunContext& run, const at::Tensor& x, double s_t, double t_t
   if (order == 1 || t.singular()) return detail::dpm1_eps(x, eps_s, s, t, out);
   const double h = t.lambda - s.lambda;
   if (order == 2) {
-    const double r1 = 0.5;
+    if (r1 == 0.0) r1 = 0.5;
     const at::Tensor& d1 = detail::dpm_stage1(run, x, eps_s, s, h, r1);
     return detail::dpm_update2(x, eps_s, d1, s, t, r1, out);
   }
-  const double r1 = 1.0 / 3.0, r2 = 2.0 / 3.0;
+  if (r1 == 0.0) r1 = 1.0 / 3.0;
+  if (r2 == 0.0) r2 = 2.0 / 3.0;
   const at::Tensor& d1 = detail::dpm_stage1(run, x, eps_s, s, h, r1);
   const at::Tensor& d2 = detail::dpm_stage2(run, x, eps_s, d1, s, h, r1, r2);
   detail::dpm_update3(x, eps_s, d2, s, t, r2, out);
@@ -132,13 +138,86 @@ class DPMSolverFast final : public FixedStepSampler {
  private:
   int nfe_;
 };
+/// The official order schedule of a budget of N model calls for singlestep order 1, 2 or 3:
+/// 1 (N times); 2, ..., 2 with a final 1 for odd N; order 3 DPM-Solver-fast's (see fast_order,
+/// which also covers N < 3: [1] for N = 1, [2] for N = 2).
+std::vector<int> official_orders(int order, int N) {
+  if (order == 1) return std::vector<int>(static_cast<size_t>(N), 1);
+  if (order == 2) {
+    std::vector<int> o(static_cast<size_t>(N / 2), 2);
+    if (N % 2 == 1) o.push_back(1);
+    return o;
+  }
+  std::vector<int> o;
+  for (int i = 0; i < fast_steps(N); ++i) o.push_back(fast_order(N, i));
+  return o;
+}
+
+/// DPM-Solver-1/2/3 and -fast under the official singlestep rule (docs/theory.md section 4.5):
+/// a grid of N intervals (N the NFE budget) is walked in steps of the official orders, a step of
+/// order k spanning k intervals, its intermediate points the inner grid nodes:
+/// r_j = (lambda(t_{i+j}) - lambda(t_i)) / h. On a uniform-t or quadratic grid those are the
+/// points the reference places uniformly (in t, in sqrt t) inside each step; on a uniform-lambda
+/// grid the grid maker places them at the fixed ratios (GridOptions::groups).
+class DPMSolverOfficial final : public Sampler {
+ public:
+  DPMSolverOfficial(int order, std::string name) : order_(order), name_(std::move(name)) {}
+  std::string_view name() const override { return name_; }
+  double order() const override { return order_; }
+  bool stochastic() const override { return false; }
+  int nfe_per_step() const override { return order_; }
+  bool needs_kernel() const override { return true; }
+  /// Every budget is spent exactly: one model call per grid interval.
+  int steps_for_nfe(int nfe) const override {
+    if (nfe < 1)
+      throw std::invalid_argument(name_ + ": an NFE budget of " + std::to_string(nfe) +
+                                  " buys no step");
+    return nfe;
+  }
+  std::vector<int> grid_groups(int intervals) const override {
+    return official_orders(order_, intervals);
+  }
+
+ protected:
+  at::Tensor integrate(const RunContext& ctx, const at::Tensor& x_init) const override {
+    const NoiseSchedule& k = *ctx.kernel;
+    const std::vector<int> orders = official_orders(order_, ctx.steps());
+    const int K = static_cast<int>(orders.size());
+    at::Tensor x = x_init;
+    size_t i = 0;  // grid node where the step starts
+    for (int j = 0; j < K; ++j) {
+      const int o = orders[static_cast<size_t>(j)];
+      const double s = ctx.times[i], t = ctx.times[i + static_cast<size_t>(o)];
+      const double ls = k.lambda(s), h = k.lambda(t) - ls;
+      const double r1 = o >= 2 ? (k.lambda(ctx.times[i + 1]) - ls) / h : 0.0;
+      const double r2 = o >= 3 ? (k.lambda(ctx.times[i + 2]) - ls) / h : 0.0;
+      at::Tensor& out = ctx.state(j, x);
+      dpm_step(ctx, x, s, t, o, out, r1, r2);
+      ctx.step_done(j, K, s, t, x, out, j + 1 == K);
+      x = out;
+      i += static_cast<size_t>(o);
+    }
+    return x;
+  }
+
+ private:
+  int order_;
+  std::string name_;
+};
 }  // namespace
 
 std::unique_ptr<Sampler> make_dpm_solver(int order, const SamplerOptions& o) {
+  if (o.singlestep_official) {
+    if (order < 1 || order > 3)
+      throw std::invalid_argument("dpm-solver: order must be 1, 2 or 3, got " +
+                                  std::to_string(order));
+    return std::make_unique<DPMSolverOfficial>(order, "dpm-solver-" + std::to_string(order));
+  }
   return std::make_unique<DPMSolver>(order, o.nfe_budget);
 }
 
 std::unique_ptr<Sampler> make_dpm_solver_fast(const SamplerOptions& o) {
+  if (o.singlestep_official) return std::make_unique<DPMSolverOfficial>(3, "dpm-solver-fast");
   return std::make_unique<DPMSolverFast>(o.nfe_budget);
 }
 

@@ -1,17 +1,31 @@
-// Adaptive DPM-Solver-12 and -23 (Lu et al. 2022, section 3.3 and Algorithm 4): each attempted
-// step from s by h in lambda computes a lower- and a higher-order DPM-Solver (noise prediction)
-// solution that share model calls, and controls the local error between them:
-//   DPM-Solver-12: lower = DPM-Solver-1, higher = DPM-Solver-2 (r1 = 1/2); 2 NFE per attempt.
-//   DPM-Solver-23: lower = DPM-Solver-2 (r1 = 1/3), higher = DPM-Solver-3 (r1 = 1/3, r2 = 2/3);
-//                  3 NFE per attempt.
+// Adaptive DPM-Solver-12 and -23 (Lu et al. 2022, section 3.3 and Algorithm 4) and their
+// data-prediction forms DPM-Solver++-12 and -23 (docs/theory.md section 4.5): each attempted
+// step from s by h in lambda computes a lower- and a higher-order singlestep solution that share
+// model calls, and controls the local error between them:
+//   12: lower = order 1, higher = order 2 (r1 = 1/2); 2 NFE per attempt.
+//   23: lower = order 2 (r1 = 1/3), higher = order 3 (r1 = 1/3, r2 = 2/3); 3 NFE per attempt.
 //   delta = max(atol, rtol max(|x_lower|, |x_prev|)),
 //   E = max over rows of RMS((x_high - x_low) / delta);
 //   accept if E <= 1 (x <- x_high, x_prev <- x_low);
-//   then h <- min(0.9 h E^{-1/k}, lambda_end - lambda_s)
+//   then h <- min(0.9 h min(E^{-1/k}, max_growth / 0.9), lambda_end - lambda_s)
 // with k the higher order, starting from h = 0.05 (the paper's defaults theta = 0.9,
-// h_init = 0.05). The model call at s is kept across rejected attempts. E is reduced on the host:
-// one device sync per attempt on CUDA (a scan in place on the CPU). The accepted solution has order
-// k (2 or 3) in the tolerance's sense. Attempts write into run buffers and allocate nothing.
+// h_init = 0.05). sdekit caps the growth at max_growth = 5 per attempt; the official controller
+// has no cap (max_growth = inf) and rounds E^{-1/k} to float32 (factor_float32). The noise
+// prediction's updates (dpm-solver-*):
+//   order 1: x_t = (alpha_t/alpha_s) x - sigma_t expm1(h) eps_s
+//   order 2: the DPM-Solver-2 update with D1 = eps(u1, s1) - eps_s (dpm_stages.hpp)
+//   order 3: the DPM-Solver-3 update
+// and the data prediction's (dpmpp-*), with phi_1 = expm1(-h), phi_2 = phi_1 / h + 1:
+//   order 1: x_t = (sigma_t/sigma_s) x - alpha_t phi_1 m_s
+//   u1 = (sigma_s1/sigma_s) x - alpha_s1 expm1(-r1 h) m_s, m_s1 = x0(u1, s1)
+//   order 2: x_t = (sigma_t/sigma_s) x - alpha_t phi_1 m_s - alpha_t phi_1 / (2 r1) (m_s1 - m_s)
+//   u2 = (sigma_s2/sigma_s) x - alpha_s2 expm1(-r2 h) m_s
+//        + (r2/r1) alpha_s2 (expm1(-r2 h)/(r2 h) + 1) (m_s1 - m_s),   m_s2 = x0(u2, s2)
+//   order 3: x_t = (sigma_t/sigma_s) x - alpha_t phi_1 m_s + (alpha_t phi_2 / r2) (m_s2 - m_s).
+// The model call at s is kept across rejected attempts, so a run makes fewer model calls than
+// the official count, order x attempts (SampleResult::attempts gives both). E is reduced on the
+// host: one device sync per attempt on CUDA (a scan in place on the CPU). Attempts write into
+// run buffers and allocate nothing.
 #include <cmath>
 #include <sstream>
 #include <stdexcept>
@@ -28,9 +42,18 @@ using detail::LambdaPoint;
 
 class AdaptiveDPMSolver final : public Sampler {
  public:
-  AdaptiveDPMSolver(int order, const SamplerOptions& o)
-      : order_(order), rtol_(o.rtol), atol_(o.atol), max_steps_(o.max_steps) {
-    name_ = order == 2 ? "dpm-solver-12" : "dpm-solver-23";
+  AdaptiveDPMSolver(int order, const SamplerOptions& o, bool data)
+      : order_(order),
+        data_(data),
+        rtol_(o.rtol),
+        atol_(o.atol),
+        max_growth_(o.max_growth),
+        factor_float32_(o.factor_float32),
+        max_steps_(o.max_steps) {
+    name_ = std::string(data ? "dpmpp-" : "dpm-solver-") + (order == 2 ? "12" : "23");
+    if (!(max_growth_ > 1.0))
+      throw std::invalid_argument(name_ + ": max_growth must be > 1 (or inf), got " +
+                                  std::to_string(max_growth_));
     if (!(rtol_ > 0))
       throw std::invalid_argument(name_ + ": rtol must be > 0, got " + std::to_string(rtol_));
     if (!(atol_ > 0))
@@ -65,13 +88,19 @@ class AdaptiveDPMSolver final : public Sampler {
       const bool to_end = dir * (s.lambda + h - lam_end) >= 0.0;
       if (to_end) h = lam_end - s.lambda;
       const LambdaPoint t = LambdaPoint::at(k, to_end ? t_end : k.t_of_lambda(s.lambda + h));
-      // The states, lower solutions and eps_s live in run buffers (kept across rejections).
-      at::Tensor& eps_s = ctx.buffer("eps_s", x);
-      if (!have_eps) detail::predict_into(ctx.predictor, Param::Eps, x, s.t, eps_s);
+      // The states, lower solutions and the prediction at s live in run buffers (the
+      // prediction is kept across rejections).
+      at::Tensor& m_s = ctx.buffer("model_s", x);
+      if (!have_eps)
+        detail::predict_into(ctx.predictor, data_ ? Param::X0 : Param::Eps, x, s.t, m_s);
       have_eps = true;
+      ctx.count_attempt();
       at::Tensor& hi = ctx.state(accepted, x);
       at::Tensor& lo = ctx.buffer("lower", accepted % 2, x);
-      step_pair(ctx, x, eps_s, s, t, lo, hi);
+      if (data_)
+        step_pair_data(ctx, x, m_s, s, t, lo, hi);
+      else
+        step_pair(ctx, x, m_s, s, t, lo, hi);
       const double E = error_norm(lo, hi, x_prev);  // one sync on CUDA
       if (E <= 1.0) {
         ctx.step_done(accepted++, -1, s.t, t.t, x, hi, to_end);
@@ -81,8 +110,10 @@ class AdaptiveDPMSolver final : public Sampler {
         have_eps = false;
         if (to_end) return x;
       }
-      const double shrink = E > 0.0 ? 0.9 * std::pow(E, -1.0 / order_) : 5.0;
-      h = h * std::min(shrink, 5.0);
+      double factor = E > 0.0 ? std::pow(E, -1.0 / order_) : HUGE_VAL;
+      if (factor_float32_) factor = static_cast<float>(factor);
+      factor = std::min(factor, max_growth_ / 0.9);
+      h = std::isfinite(factor) ? (0.9 * h) * factor : lam_end - s.lambda;
       if (dir * (s.lambda + h - lam_end) > 0.0) h = lam_end - s.lambda;
     }
   }
@@ -134,15 +165,48 @@ class AdaptiveDPMSolver final : public Sampler {
     detail::dpm_update3(x, eps_s, d2, s, t, r2, hi);
   }
 
+  // The data-prediction pair (header comment), with m_s = x0(x, s).
+  void step_pair_data(const RunContext& ctx, const at::Tensor& x, const at::Tensor& m_s,
+                      const LambdaPoint& s, const LambdaPoint& t, at::Tensor& lo,
+                      at::Tensor& hi) const {
+    const NoiseSchedule& k = *ctx.kernel;
+    const double h = t.lambda - s.lambda, phi1 = std::expm1(-h);
+    const double r1 = order_ == 2 ? 0.5 : 1.0 / 3.0, r2 = 2.0 / 3.0;
+    const LambdaPoint s1 = LambdaPoint::at(k, k.t_of_lambda(s.lambda + r1 * h));
+    at::Tensor& u = ctx.buffer("u1", x);
+    at::Tensor& d1 = ctx.buffer("d1", x);  // m_s1 - m_s
+    detail::lincomb(u, {{s1.sigma / s.sigma, x}, {-s1.alpha * std::expm1(-r1 * h), m_s}});
+    const Predictor::Linear p1 = ctx.predictor.linear(Param::X0, u, s1.t);
+    detail::lincomb(d1, {{p1.cp, p1.raw}, {p1.cx, u}, {-1.0, m_s}});
+    const double ct = t.sigma / s.sigma, c1 = -t.alpha * phi1;
+    if (order_ == 2) {
+      detail::lincomb(lo, {{ct, x}, {c1, m_s}});
+      detail::lincomb(hi, {{ct, x}, {c1, m_s}, {c1 / (2.0 * r1), d1}});
+      return;
+    }
+    detail::lincomb(lo, {{ct, x}, {c1, m_s}, {c1 / (2.0 * r1), d1}});
+    const LambdaPoint s2 = LambdaPoint::at(k, k.t_of_lambda(s.lambda + r2 * h));
+    const double e2 = std::expm1(-r2 * h);
+    detail::lincomb(u, {{s2.sigma / s.sigma, x},
+                        {-s2.alpha * e2, m_s},
+                        {r2 / r1 * s2.alpha * (e2 / (r2 * h) + 1.0), d1}});
+    at::Tensor& d2 = ctx.buffer("d2", x);  // m_s2 - m_s
+    const Predictor::Linear p2 = ctx.predictor.linear(Param::X0, u, s2.t);
+    detail::lincomb(d2, {{p2.cp, p2.raw}, {p2.cx, u}, {-1.0, m_s}});
+    detail::lincomb(hi, {{ct, x}, {c1, m_s}, {t.alpha * (phi1 / h + 1.0) / r2, d2}});
+  }
+
   int order_;
-  double rtol_, atol_;
+  bool data_;
+  double rtol_, atol_, max_growth_;
+  bool factor_float32_;
   int max_steps_;
   std::string name_;
 };
 }  // namespace
 
-std::unique_ptr<Sampler> make_dpm_solver_adaptive(int order, const SamplerOptions& o) {
-  return std::make_unique<AdaptiveDPMSolver>(order, o);
+std::unique_ptr<Sampler> make_dpm_solver_adaptive(int order, const SamplerOptions& o, bool data) {
+  return std::make_unique<AdaptiveDPMSolver>(order, o, data);
 }
 
 }  // namespace sdekit

@@ -8,8 +8,8 @@
 // sigma~ (lms_start rk4, the default: 4 NFE each, and their first stages are the slopes the
 // history needs, so the method keeps its order) or lower-order multistep steps with orders
 // 1, 2, ... (lower-order, k-diffusion's: 1 NFE each, but the first steps' larger local errors
-// cap the global order, measured about 3 for order 4). The step to sigma~ = 0 is taken in full,
-// as the reference does. 1 NFE per step after the start, order `order` (1 to 4, default 4).
+// cap the global order, measured about 3 for order 4). The step to sigma~ = 0
+// (SampleRequest::to_zero) is taken in full with this formula, as the reference does. 1 NFE per step after the start, order `order` (1 to 4, default 4).
 // Works in both directions.
 #include <array>
 #include <cmath>
@@ -51,6 +51,7 @@ class LMS final : public Sampler {
   bool stochastic() const override { return false; }
   int nfe_per_step() const override { return 1; }
   bool needs_kernel() const override { return true; }
+  bool own_step_to_zero() const override { return true; }
   /// Runge-Kutta start: w = order - 1 steps of 4 NFE, then 1 NFE per step.
   int steps_for_nfe(int nfe) const override {
     const int w = rk4_start_ ? order_ - 1 : 0;
@@ -64,12 +65,15 @@ class LMS final : public Sampler {
  protected:
   at::Tensor integrate(const RunContext& ctx, const at::Tensor& x_init) const override {
     const NoiseSchedule& k = *ctx.kernel;
-    const int steps = ctx.steps();
+    // With the step to sigma~ = 0 (SampleRequest::to_zero), one more step after the grid's.
+    const int steps = ctx.steps() + (ctx.to_zero() ? 1 : 0);
+    SigmaPoint zero;  // sigma~ = 0, alpha = 1: the data end
+    zero.t = ctx.sde.domain().lo;
     at::Tensor x = x_init;
     detail::PredictionHistory<4> slopes(ctx, "slope");  // d_j in x~, at their sigma~
     SigmaPoint s = SigmaPoint::at(k, ctx.times[0]);
     for (int i = 0; i < steps; ++i) {
-      const SigmaPoint t = SigmaPoint::at(k, ctx.times[i + 1]);
+      const SigmaPoint t = i < ctx.steps() ? SigmaPoint::at(k, ctx.times[i + 1]) : zero;
       at::Tensor& d = slopes.fresh(x);
       slope(ctx, x, s, d);
       slopes.push(d, s.sigma);

@@ -18,22 +18,38 @@ std::vector<SamplerInfo>& registry() {
        make_ancestral,
        {"variance"}},
       {"ddim", "DDIM(eta); eta = 0 is deterministic (= DPM-Solver-1)", make_ddim, {"eta"}},
-      {"dpm-solver-1", "DPM-Solver-1, noise prediction, exact in lambda (= DDIM eta 0)",
-       [](const SamplerOptions& o) { return make_dpm_solver(1, o); }},
-      {"dpm-solver-2", "DPM-Solver-2, singlestep (r1 = 1/2)",
-       [](const SamplerOptions& o) { return make_dpm_solver(2, o); }},
-      {"dpm-solver-3", "DPM-Solver-3, singlestep (r1 = 1/3, r2 = 2/3)",
-       [](const SamplerOptions& o) { return make_dpm_solver(3, o); }},
-      {"dpm-solver-fast", "DPM-Solver-fast: orders 3,..,3 then 2/1 to spend an exact NFE budget",
-       make_dpm_solver_fast},
+      {"dpm-solver-1",
+       "DPM-Solver-1, noise prediction, exact in lambda (= DDIM eta 0)",
+       [](const SamplerOptions& o) { return make_dpm_solver(1, o); },
+       {"singlestep-rule"}},
+      {"dpm-solver-2",
+       "DPM-Solver-2, singlestep (r1 = 1/2)",
+       [](const SamplerOptions& o) { return make_dpm_solver(2, o); },
+       {"singlestep-rule"}},
+      {"dpm-solver-3",
+       "DPM-Solver-3, singlestep (r1 = 1/3, r2 = 2/3)",
+       [](const SamplerOptions& o) { return make_dpm_solver(3, o); },
+       {"singlestep-rule"}},
+      {"dpm-solver-fast",
+       "DPM-Solver-fast: orders 3,..,3 then 2/1 to spend an exact NFE budget",
+       make_dpm_solver_fast,
+       {"singlestep-rule"}},
       {"dpm-solver-12",
        "adaptive DPM-Solver-12 (rtol/atol)",
        [](const SamplerOptions& o) { return make_dpm_solver_adaptive(2, o); },
-       {"rtol", "atol", "max-steps"}},
+       {"rtol", "atol", "max-steps", "max-growth", "factor-float32"}},
       {"dpm-solver-23",
        "adaptive DPM-Solver-23 (rtol/atol)",
        [](const SamplerOptions& o) { return make_dpm_solver_adaptive(3, o); },
-       {"rtol", "atol", "max-steps"}},
+       {"rtol", "atol", "max-steps", "max-growth", "factor-float32"}},
+      {"dpmpp-12",
+       "adaptive DPM-Solver++-12, data prediction (rtol/atol)",
+       [](const SamplerOptions& o) { return make_dpm_solver_adaptive(2, o, true); },
+       {"rtol", "atol", "max-steps", "max-growth", "factor-float32"}},
+      {"dpmpp-23",
+       "adaptive DPM-Solver++-23, data prediction (rtol/atol)",
+       [](const SamplerOptions& o) { return make_dpm_solver_adaptive(3, o, true); },
+       {"rtol", "atol", "max-steps", "max-growth", "factor-float32"}},
       {"dpmpp-1", "DPM-Solver++ 1, data prediction",
        [](const SamplerOptions& o) { return make_dpmpp("1", o); }},
       {"dpmpp-2s", "DPM-Solver++ 2S, singlestep",
@@ -216,6 +232,33 @@ const std::vector<SamplerOptionSpec>& sampler_option_specs() {
          o.max_steps = parse_int("max-steps", v, 1);
          if (o.max_steps > 10000000)
            throw std::invalid_argument("--max-steps: at most 10000000, got " + v);
+       }},
+      {"max-growth", "real", "5",
+       "adaptive DPM-Solver: the largest growth of the step per attempt (inf: none, the official "
+       "controller)",
+       "> 1, or inf",
+       [](SamplerOptions& o, const std::string& v) {
+         if (v == "inf" || v == "none") {
+           o.max_growth = HUGE_VAL;
+           return;
+         }
+         o.max_growth = parse_real("max-growth", v);
+         if (!(o.max_growth > 1.0))
+           throw std::invalid_argument("--max-growth: must be > 1 (or inf), got '" + v + "'");
+       }},
+      {"factor-float32", "flag", "off",
+       "adaptive DPM-Solver: round the step factor E^(-1/k) to float32 (the official controller)",
+       "", [](SamplerOptions& o, const std::string&) { o.factor_float32 = true; }},
+      {"singlestep-rule", "sdekit | official", "sdekit",
+       "dpm-solver-K: one step per grid interval with fixed ratios in lambda (sdekit), or "
+       "DPM-Solver's official singlestep rule (the budget's order schedule over N grid "
+       "intervals, the inner points on the grid's nodes)",
+       "sdekit | official",
+       [](SamplerOptions& o, const std::string& v) {
+         if (v != "sdekit" && v != "official")
+           throw std::invalid_argument("--singlestep-rule: expected sdekit or official, got '" + v +
+                                       "'");
+         o.singlestep_official = v == "official";
        }},
       {"dense-output", "flag", "off", "dopri5: the dense-output stepper", "",
        [](SamplerOptions& o, const std::string&) { o.dense_output = true; }},

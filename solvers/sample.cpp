@@ -7,7 +7,8 @@
 
 namespace sdekit {
 
-std::vector<double> spec_grid(const SDE& sde, const SampleSpec& spec) {
+std::vector<double> spec_grid(const SDE& sde, const SampleSpec& spec,
+                              const std::vector<int>& groups) {
   const Interval d = sde.domain();
   const double t_end = spec.t_end < 0 ? sde.default_t_end() : spec.t_end;
   if (!(t_end > d.lo && t_end < d.hi)) {
@@ -18,6 +19,11 @@ std::vector<double> spec_grid(const SDE& sde, const SampleSpec& spec) {
   }
   if (spec.steps < 1)
     throw std::invalid_argument("steps must be >= 1, got " + std::to_string(spec.steps));
+  if (spec.to_zero && spec.steps < 2)
+    throw std::invalid_argument(
+        "steps must be >= 2 with the step to sigma = 0 (one grid step and the step to 0), got " +
+        std::to_string(spec.steps));
+  const int steps = spec.to_zero ? spec.steps - 1 : spec.steps;
   const SchedulePtr kernel = sde.schedule();
   if (!kernel) {
     const GridKind kind = spec.grid.value_or(GridKind::UniformT);
@@ -25,14 +31,16 @@ std::vector<double> spec_grid(const SDE& sde, const SampleSpec& spec) {
       throw std::invalid_argument("grid " + grid_name(kind) +
                                   " needs an SDE with a Gaussian kernel; SDE " + sde.name() +
                                   " has none (use uniform-t)");
-    std::vector<double> g(static_cast<size_t>(spec.steps) + 1);
-    for (int i = 0; i <= spec.steps; ++i)
-      g[i] = d.hi + (static_cast<double>(i) / spec.steps) * (t_end - d.hi);
+    std::vector<double> g(static_cast<size_t>(steps) + 1);
+    for (int i = 0; i <= steps; ++i)
+      g[i] = d.hi + (static_cast<double>(i) / steps) * (t_end - d.hi);
     g.back() = t_end;
     return g;
   }
-  return make_time_grid(spec.grid.value_or(default_grid(*kernel)), *kernel, spec.steps, d.hi,
-                        t_end);
+  GridOptions opt;
+  opt.groups = groups;
+  return make_time_grid(spec.grid.value_or(default_grid(*kernel)), *kernel, steps, d.hi, t_end,
+                        opt);
 }
 
 SampleResult sample(const Sampler& sampler, ScoreModel& model, const SDE& sde,
@@ -40,7 +48,7 @@ SampleResult sample(const Sampler& sampler, ScoreModel& model, const SDE& sde,
   SampleRequest req;
   req.model = &model;
   req.sde = &sde;
-  req.times = spec_grid(sde, spec);
+  req.times = spec_grid(sde, spec, sampler.grid_groups(spec.to_zero ? spec.steps - 1 : spec.steps));
   at::Generator gen = at::make_generator<at::CPUGeneratorImpl>(spec.seed);
   if (spec.x_init.defined()) {
     req.x_init = spec.x_init.to(spec.options);
@@ -56,6 +64,7 @@ SampleResult sample(const Sampler& sampler, ScoreModel& model, const SDE& sde,
   req.finite_check = spec.finite_check;
   req.brownian = spec.brownian;
   req.noise = spec.noise;
+  req.to_zero = spec.to_zero;
   return sampler.run(req, observer);
 }
 

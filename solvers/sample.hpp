@@ -15,6 +15,7 @@
 namespace sdekit {
 
 struct SampleSpec {
+  /// Steps, the step to sigma = 0 included when `to_zero` (the grid then has steps - 1).
   int steps = 20;
   std::optional<GridKind> grid;  // default: default_grid(kernel)
   double t_end = -1.0;           // < 0: the SDE's default
@@ -26,11 +27,17 @@ struct SampleSpec {
   FiniteCheck finite_check = FiniteCheck::EveryStep;
   BrownianPtr brownian;  // optional: the noise of stochastic samplers comes from this path
   NoiseReplayPtr noise;  // optional: their standard-normal draws come from these blocks
+  /// End with a step to sigma = 0 after t_end (SampleRequest::to_zero): the last of `steps`, so
+  /// that `steps` n on a Karras grid is k-diffusion's get_sigmas_karras(n, ...) with its 0.
+  bool to_zero = false;
 };
 
 /// The time grid `spec` asks for on `sde` (needs the SDE's kernel for the grid kinds other than
-/// uniform-t and quadratic). Throws std::invalid_argument naming the bad field.
-std::vector<double> spec_grid(const SDE& sde, const SampleSpec& spec);
+/// uniform-t and quadratic), without the step to sigma = 0. Throws std::invalid_argument naming
+/// the bad field.
+/// `groups`: the sampler's grid_groups() (GridOptions::groups).
+std::vector<double> spec_grid(const SDE& sde, const SampleSpec& spec,
+                              const std::vector<int>& groups = {});
 
 SampleResult sample(const Sampler& sampler, ScoreModel& model, const SDE& sde,
                     const SampleSpec& spec, const StepObserver& observer = {});

@@ -4,6 +4,7 @@
 #include <sstream>
 #include <stdexcept>
 
+#include "solvers/detail/inplace.hpp"
 #include "solvers/noise.hpp"
 
 namespace sdekit {
@@ -57,6 +58,21 @@ void validate_request(const Sampler& sampler, const SampleRequest& r) {
   if (!r.model->consistency_end() && sampler.consistency())
     throw std::invalid_argument(who + ": model '" + r.model->name() +
                                 "' is not a consistency function (see models/consistency.hpp)");
+  if (r.to_zero) {
+    if (!decreasing)
+      throw std::invalid_argument(who +
+                                  ": request.to_zero (the step to sigma = 0) needs decreasing "
+                                  "times; encoding runs away from the data");
+    if (!r.sde->schedule())
+      throw std::invalid_argument(who +
+                                  ": request.to_zero (the step to sigma = 0) needs an SDE "
+                                  "with a Gaussian kernel (alpha, sigma); '" +
+                                  r.sde->name() + "' has none");
+    if (sampler.consistency())
+      throw std::invalid_argument(who +
+                                  ": request.to_zero does not apply: a consistency function "
+                                  "already maps to the data end");
+  }
   if (sampler.needs_kernel() && !r.sde->schedule())
     throw std::invalid_argument(who + ": needs an SDE with a Gaussian kernel (alpha, sigma); '" +
                                 r.sde->name() + "' has none");
@@ -235,7 +251,16 @@ SampleResult Sampler::run(const SampleRequest& r, const StepObserver& observer) 
   };
   const RunContext ctx(r, predictor, counted, gen, counting, name());
   at::Tensor x = integrate(ctx, r.x_init);
-  return {x, counted.count(), steps};
+  if (r.to_zero && !own_step_to_zero()) {
+    // The Euler step to sigma = 0 in sigma, x + (0 - sigma~)(x~ - D)/sigma~, is D itself
+    // (docs/theory.md section 4.17).
+    const double s = r.times.back();
+    at::Tensor& out = ctx.buffer("to_zero", x);
+    detail::predict_into(predictor, Param::X0, x, s, out);
+    ctx.step_done(steps, steps + 1, s, r.sde->domain().lo, x, out, true);
+    x = out;
+  }
+  return {x, counted.count(), steps, ctx.attempts()};
 }
 
 at::Tensor FixedStepSampler::integrate(const RunContext& ctx, const at::Tensor& x_init) const {

@@ -39,6 +39,12 @@ struct SampleRequest {
   /// noise_replay.hpp); not with `brownian`.
   NoiseReplayPtr noise;
   FiniteCheck finite_check = FiniteCheck::EveryStep;
+  /// After times.back(), one more step to sigma = 0, the data end (docs/theory.md section 4.17):
+  /// x = the model's x0 prediction at times.back(), one model call, which is the Euler step to
+  /// sigma = 0 of the PF-ODE in sigma (k-diffusion's and EDM's last step). A sampler with its own
+  /// step to 0 takes that instead (Sampler::own_step_to_zero). Decreasing times only; needs the
+  /// SDE's kernel; not for consistency samplers, whose function already ends at the data.
+  bool to_zero = false;
 };
 
 struct StepInfo {
@@ -54,7 +60,8 @@ using StepObserver = std::function<void(const StepInfo&)>;
 struct SampleResult {
   at::Tensor x;
   int64_t nfe = 0;
-  int steps = 0;  // accepted steps
+  int steps = 0;     // accepted steps (with the step to sigma = 0)
+  int attempts = 0;  // adaptive samplers: attempted steps, rejected ones included (else 0)
 };
 
 /// What a sampler's integrate() sees: the counted model, the SDE, the grid and the noise, and
@@ -77,6 +84,11 @@ class RunContext {
   bool has_brownian() const { return static_cast<bool>(request_.brownian); }
   /// Whether the noise comes from the request's replayed blocks.
   bool has_noise_replay() const { return static_cast<bool>(request_.noise); }
+  /// Whether the run ends with a step to sigma = 0 after times.back() (SampleRequest::to_zero).
+  bool to_zero() const { return request_.to_zero; }
+  /// Adaptive samplers count each attempted step here (SampleResult::attempts).
+  void count_attempt() const { ++attempts_; }
+  int attempts() const { return attempts_; }
   /// One standard-normal draw into `out` that is never a Brownian increment (the Langevin
   /// correctors'): the replay's next block, else the generator's.
   void generator_normal_into(at::Tensor& out) const;
@@ -128,6 +140,7 @@ class RunContext {
   };
   mutable std::vector<NamedBuffer> buffers_;
   mutable at::Tensor sum_;  // 0-dim float64, the finiteness check's reduction
+  mutable int attempts_ = 0;
 };
 
 /// What one step of a fixed-grid sampler sees.
@@ -163,6 +176,18 @@ class Sampler {
   /// Consistency samplers evaluate a consistency function (ScoreModel::consistency_end() set);
   /// every other sampler refuses one.
   virtual bool consistency() const { return false; }
+  /// Whether the sampler takes the step to sigma = 0 (SampleRequest::to_zero) itself, as part of
+  /// its own scheme (lms: its multistep formula over [sigma_last, 0]); else Sampler::run takes it
+  /// as x = x0(x, times.back()). Either way it costs one model call.
+  virtual bool own_step_to_zero() const { return false; }
+  /// Singlestep samplers under DPM-Solver's official rule take a grid of N intervals in groups, a
+  /// step of order k over k intervals whose inner nodes are its intermediate points
+  /// (docs/theory.md section 4.5): the group sizes for `intervals`; empty for one step per
+  /// interval. Grid makers pass them on (GridOptions::groups).
+  virtual std::vector<int> grid_groups(int intervals) const {
+    (void)intervals;
+    return {};
+  }
   /// Steps that spend at most `nfe` model calls (fixed-step samplers: nfe / nfe_per_step).
   /// Throws std::invalid_argument when nfe cannot buy one step.
   virtual int steps_for_nfe(int nfe) const;

@@ -48,10 +48,20 @@ struct SamplerOptions {
   double atol = 1e-5;
   int max_steps = 100000;     // accepted + rejected steps before giving up (error names t)
   bool dense_output = false;  // Runge-Kutta: dense-output stepper instead of controlled
+  // Adaptive DPM-Solver (dpm-solver-12/23, dpmpp-12/23): the largest growth of h per attempt
+  // (infinity: none, as the official controller) and whether the factor E^(-1/k) is rounded to
+  // float32 first (the official controller's torch .float()).
+  double max_growth = 5.0;
+  bool factor_float32 = false;
 
   // The NFE budget a sampler may spend exactly (the grid must have steps_for_nfe steps):
   // dpm-solver-fast (its order schedule) and dpm-solver-2 (2, ..., 2, 1 for an odd budget).
   int nfe_budget = 0;
+  // dpm-solver-1/2/3 and dpm-solver-fast: DPM-Solver's official singlestep rule (the order
+  // schedule of the budget, each step of order k over k grid intervals whose inner nodes are its
+  // intermediate points; docs/theory.md section 4.5) instead of fixed ratios in lambda on one
+  // grid interval per step.
+  bool singlestep_official = false;
 
   // DPM-Solver++ 3M: "derived" (default, coefficients from the Taylor expansion in lambda) or
   // "reference" (the widely used implementation's update; see dpm_solver_pp.cpp).
@@ -86,8 +96,9 @@ std::unique_ptr<Sampler> make_dpm_solver_fast(const SamplerOptions&);        // 
 std::unique_ptr<Sampler> make_dpmpp(const std::string& variant,
                                     const SamplerOptions&);  // 1, 2s, 2m, 3m
 std::unique_ptr<Sampler> make_sde_dpmpp_2m(const SamplerOptions&);
-std::unique_ptr<Sampler> make_dpm_solver_adaptive(int order,
-                                                  const SamplerOptions&);  // 12 -> 2, 23 -> 3
+// 12 -> 2, 23 -> 3; `data`: DPM-Solver++'s data-prediction updates (dpmpp-12, dpmpp-23).
+std::unique_ptr<Sampler> make_dpm_solver_adaptive(int order, const SamplerOptions&,
+                                                  bool data = false);
 std::unique_ptr<Sampler> make_unipc(int order, const SamplerOptions&);
 // Black-box adaptive Runge-Kutta on the PF-ODE through Boost.Odeint (adaptive_rk.cpp).
 std::unique_ptr<Sampler> make_dopri5(const SamplerOptions&);

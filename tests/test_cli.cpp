@@ -210,6 +210,39 @@ TEST_CASE("sample --nfe: a budget is spent exactly or the summary says why not",
                         Catch::Contains("dpm-solver-fast"));
 }
 
+TEST_CASE("sample --compat and --final-denoise: the reference conventions from the command line",
+          "[cli]") {
+  // k-diffusion's Karras grid with 0: n steps, the last to sigma = 0; Heun's NFE is 2n - 1.
+  CliRun r = cli({"sample", "--sde", "edm", "--sampler", "heun", "--steps", "5", "--compat",
+                  "k-diffusion", "--n", "4"});
+  REQUIRE(r.rc == 0);
+  CHECK_THAT(r.out, Catch::Contains("5 steps (karras)") && Catch::Contains("-> sigma = 0") &&
+                        Catch::Contains("NFE 9,"));
+  r = cli(
+      {"sample", "--sde", "edm", "--sampler", "heun", "--nfe", "9", "--final-denoise", "--n", "4"});
+  REQUIRE(r.rc == 0);
+  CHECK_THAT(r.out, Catch::Contains("5 steps (karras)") && Catch::Contains("NFE 9,"));
+  check_refused({"sample", "--sde", "edm", "--t-end", "0"}, {"--t-end", "--final-denoise"});
+  check_refused({"sample", "--sde", "edm", "--steps", "1", "--final-denoise"},
+                {"steps must be >= 2"});
+  check_refused({"sample", "--compat", "comfy"}, {"comfy", "k-diffusion", "dpm-solver"});
+  // The official singlestep rule: any budget exactly, N grid intervals in the official orders.
+  r = cli({"sample", "--sampler", "dpm-solver-3", "--nfe", "10", "--grid", "uniform-t", "--compat",
+           "dpm-solver", "--n", "4"});
+  REQUIRE(r.rc == 0);
+  CHECK_THAT(r.out,
+             Catch::Contains("4 steps over 10 grid intervals") && Catch::Contains("NFE 10,"));
+  // An explicit flag wins over the preset.
+  r = cli({"sample", "--sampler", "dpm-solver-3", "--nfe", "10", "--compat", "dpm-solver",
+           "--singlestep-rule", "sdekit", "--n", "4"});
+  REQUIRE(r.rc == 0);
+  CHECK_THAT(r.out, Catch::Contains("NFE 9 (--nfe 10 is not spent exactly"));
+  // Adaptive DPM-Solver++: model calls and the official count.
+  r = cli({"sample", "--sampler", "dpmpp-23", "--compat", "dpm-solver", "--n", "8"});
+  REQUIRE(r.rc == 0);
+  CHECK_THAT(r.out, Catch::Contains("attempted steps; the official count, 3 x attempts"));
+}
+
 TEST_CASE(
     "sample --sampler dpm-solver-12 --steps 10 is refused: adaptive samplers choose their steps",
     "[cli]") {
