@@ -29,6 +29,7 @@
 #include "schedules/registry.hpp"
 #include "schedules/time_grid.hpp"
 #include "solvers/brownian_tree.hpp"
+#include "solvers/compat.hpp"
 #include "solvers/noise.hpp"
 #include "solvers/reference.hpp"
 #include "solvers/registry.hpp"
@@ -151,8 +152,14 @@ void save_reference(const ResultsStore& store, const std::string& name, const at
 }
 
 std::vector<double> grid_times(const ConvergeSpec& spec, const NoiseSchedule& k, int steps,
-                               double T, double t_end) {
-  return make_time_grid(parse_grid(spec.grid), k, steps, T, t_end);
+                               double T, double t_end, const std::vector<int>& groups = {}) {
+  GridOptions opt;
+  opt.groups = groups;
+  return make_time_grid(parse_grid(spec.grid), k, steps, T, t_end, opt);
+}
+
+Compat spec_compat(const ConvergeSpec& spec) {
+  return parse_compat(spec.compat.empty() ? "none" : spec.compat);
 }
 
 }  // namespace
@@ -200,6 +207,7 @@ void validate(const ConvergeSpec& spec) {
     return load_model(spec.model, sde->schedule(),
                       detail::study_model_options(spec.param, spec.event_shape));
   });
+  if (!spec.compat.empty()) detail::with_field("compat", [&] { return spec_compat(spec); });
   // Below about 1e-14 a double-precision error estimate cannot meet the tolerance and the
   // adaptive solvers would shrink their steps without end.
   for (double v : spec.tolerances)
@@ -250,6 +258,10 @@ const SpecSchema<ConvergeSpec>& converge_spec_schema() {
        "Reference SDE solve: SRA steps on the same Brownian path"},
       {"param", &S::param, "torchscript models: eps | x0 | v | score | denoiser", true},
       {"event_shape", &S::event_shape, "torchscript models: one sample's shape, e.g. 2 or 1,28,28",
+       true},
+      {"compat", &S::compat,
+       "Sampler conventions of a reference implementation: none | k-diffusion | dpm-solver (its "
+       "options; no step to sigma = 0 in a study)",
        true},
   };
   return schema;
@@ -316,7 +328,7 @@ ConvergeReport run_converge(const ConvergeSpec& spec_in, const std::string& out_
         skipped.push_back(nfe);
         continue;
       }
-      SamplerOptions o;
+      SamplerOptions o = compat_options(spec_compat(spec), name);
       o.nfe_budget = nfe;
       ConvergeCell c;
       c.sampler = name;
@@ -453,7 +465,7 @@ ConvergeReport run_converge(const ConvergeSpec& spec_in, const std::string& out_
   const at::Tensor x_init = xT.to(dtype);
   runner.run([&](ConvergeCell& c) {
     const std::string key = c.key();
-    SamplerOptions o;
+    SamplerOptions o = compat_options(spec_compat(spec), c.sampler);
     if (c.kind == CellKind::Adaptive) {
       o.rtol = o.atol = c.tol;
     } else {
@@ -464,8 +476,9 @@ ConvergeReport run_converge(const ConvergeSpec& spec_in, const std::string& out_
     r.model = &model;
     r.sde = sde.get();
     r.x_init = x_init;
-    r.times = c.kind == CellKind::Adaptive ? std::vector<double>{T, t_end}
-                                           : grid_times(spec, *kernel, c.steps, T, t_end);
+    r.times = c.kind == CellKind::Adaptive
+                  ? std::vector<double>{T, t_end}
+                  : grid_times(spec, *kernel, c.steps, T, t_end, sampler->grid_groups(c.steps));
     const bool strong = c.kind == CellKind::Sde && strong_capable(c.sampler);
     if (strong) {
       r.brownian = path;

@@ -49,6 +49,10 @@ struct ConvergeSpec {
   int sde_ref_steps = 2048;
   std::string param;        // TorchScript models: what forward returns (eps, x0, v, ...)
   std::string event_shape;  // TorchScript models: one sample's shape, "2" or "1,28,28"
+  /// A reference implementation's sampler conventions (solvers/compat.hpp): empty or "none",
+  /// "k-diffusion", "dpm-solver". Their options only: a study measures against the exact PF-ODE
+  /// solution at t_end, so no run takes k-diffusion's step to sigma = 0.
+  std::string compat;
 };
 
 /// Every deterministic sampler of the registry, then the SDE discretizations with a strong

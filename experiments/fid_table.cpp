@@ -28,6 +28,7 @@
 #include "networks/loader.hpp"
 #include "schedules/registry.hpp"
 #include "schedules/time_grid.hpp"
+#include "solvers/compat.hpp"
 #include "solvers/registry.hpp"
 #include "solvers/sample.hpp"
 
@@ -117,6 +118,7 @@ void validate(const FidTableSpec& spec) {
     return load_model(spec.model, sde->schedule(),
                       detail::study_model_options(spec.param, spec.event_shape, spec.guidance));
   });
+  if (!spec.compat.empty()) detail::with_field("compat", [&] { return parse_compat(spec.compat); });
   if (spec.n < 2)
     throw std::invalid_argument("field 'n': needs >= 2 samples per cell, got " +
                                 std::to_string(spec.n));
@@ -193,6 +195,10 @@ const SpecSchema<FidTableSpec>& fid_spec_schema() {
       {"param", &S::param, "torchscript models: eps | x0 | v | score | denoiser", true},
       {"event_shape", &S::event_shape, "torchscript models: one sample's shape, e.g. 2 or 1,28,28",
        true},
+      {"compat", &S::compat,
+       "Conventions of a reference implementation for every sampler: none | k-diffusion (grids "
+       "end with the step to sigma = 0) | dpm-solver",
+       true, false},
   };
   return schema;
 }
@@ -234,7 +240,12 @@ FidTableReport run_fid_table(const FidTableSpec& spec, const std::string& out_di
   rep.feature_space = features->name();
   const auto [ref_kind, ref_path] = parse_reference(spec.reference);
 
-  // The plan.
+  // The plan. Under --compat k-diffusion every sampler but a consistency one ends with the step
+  // to sigma = 0, one of the cell's NFE.
+  const Compat compat = parse_compat(spec.compat.empty() ? "none" : spec.compat);
+  auto to_zero = [&](const std::string& name) {
+    return compat_to_zero(compat) && !make_sampler(name)->consistency();
+  };
   for (const auto& name : spec.samplers) {
     const auto probe = make_sampler(name);
     std::vector<int> nfes = spec.nfe;
@@ -249,10 +260,13 @@ FidTableReport run_fid_table(const FidTableSpec& spec, const std::string& out_di
                         ? "adaptive sampler: chooses its own NFE"
                         : "NFE " + std::to_string(nfe) + " buys no step (" +
                               std::to_string(probe->nfe_per_step()) + " NFE per step)";
+      } else if (to_zero(name) && nfe < 2) {
+        c.failure = "NFE 1 leaves nothing for the grid: the step to sigma = 0 takes one call";
       } else {
-        SamplerOptions o;
-        o.nfe_budget = nfe;
-        c.steps = make_sampler(name, o)->steps_for_nfe(nfe);
+        SamplerOptions o = compat_options(compat, name);
+        const bool z = to_zero(name);
+        o.nfe_budget = z ? nfe - 1 : nfe;
+        c.steps = (z ? 1 : 0) + make_sampler(name, o)->steps_for_nfe(o.nfe_budget);
       }
       rep.cells.push_back(c);
     }
@@ -269,7 +283,10 @@ FidTableReport run_fid_table(const FidTableSpec& spec, const std::string& out_di
   const ResultsStore& store = runner.store();
 
   // Reference features / statistics, and the floor.
-  const double a = kernel->alpha(rep.t_end), s = kernel->sigma(rep.t_end);
+  // Under k-diffusion's conventions the samples end at sigma = 0: the reference is the data.
+  const bool at_zero = compat_to_zero(compat);
+  const double a = at_zero ? 1.0 : kernel->alpha(rep.t_end),
+               s = at_zero ? 0.0 : kernel->sigma(rep.t_end);
   at::Tensor ref_features;
   GaussianStats ref_stats;
   if (ref_kind == "mixture" || ref_kind == "toy") {
@@ -282,7 +299,8 @@ FidTableReport run_fid_table(const FidTableSpec& spec, const std::string& out_di
     };
     ref_features = (*features)(draw(spec.n_ref));
     ref_stats.add(ref_features);
-    rep.reference = std::to_string(spec.n_ref) + " exact samples of p(t_end) of " +
+    rep.reference = std::to_string(spec.n_ref) + " exact samples of " +
+                    (at_zero ? "p(0), the data," : "p(t_end)") + " of " +
                     (ref_kind == "mixture" ? spec.model : "the toy set " + ref_path);
     const at::Tensor other = (*features)(draw(spec.n));
     GaussianStats o;
@@ -355,11 +373,13 @@ FidTableReport run_fid_table(const FidTableSpec& spec, const std::string& out_di
 
   const auto opts = at::TensorOptions().dtype(parse_dtype(spec.dtype));
   runner.run([&](FidCell& c) {
-    SamplerOptions o;
-    o.nfe_budget = c.target_nfe;
+    SamplerOptions o = compat_options(compat, c.sampler);
+    const bool ss_to_zero = to_zero(c.sampler);
+    o.nfe_budget = ss_to_zero ? c.target_nfe - 1 : c.target_nfe;
     const auto sampler = make_sampler(c.sampler, o);
     SampleSpec ss;
     ss.steps = c.steps;
+    ss.to_zero = ss_to_zero;
     ss.grid = grid;
     ss.t_end = rep.t_end;
     ss.n = spec.n;
@@ -397,6 +417,13 @@ std::string fid_protocol(const FidTableReport& r) {
   os << "Model " << r.spec.model << ", SDE " << r.spec.sde << ", grid " << r.grid
      << ", t_end = " << r.t_end << ", " << r.spec.dtype << ". Every cell: n = " << r.spec.n
      << " samples from the same x_T and noise seed (" << r.spec.seed << ").\n";
+  if (!r.spec.compat.empty() && r.spec.compat != "none")
+    os << "Sampler conventions: " << r.spec.compat
+       << (r.spec.compat == "k-diffusion"
+               ? " (every run ends with the step to sigma = 0, one of its NFE; the reference is "
+                 "the data)"
+               : "")
+       << ".\n";
   os << "Features: " << r.feature_space << " (d = " << r.feature_dim
      << "). Reference: " << r.reference << ".\n";
   os << "FD: Frechet distance of Gaussians fitted in float64 (matrix square root by symmetric "

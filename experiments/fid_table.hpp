@@ -48,6 +48,10 @@ struct FidTableSpec {
   double guidance = 0.0;           // class-conditional models: classifier-free guidance weight
   std::string param;               // TorchScript models: what forward returns (eps, x0, v, ...)
   std::string event_shape;         // TorchScript models: one sample's shape, "2" or "1,28,28"
+  /// A reference implementation's conventions for every sampler (solvers/compat.hpp): empty or
+  /// "none", "k-diffusion" (its options, and the step to sigma = 0 as one of each cell's NFE) or
+  /// "dpm-solver".
+  std::string compat;
 };
 
 /// Throws std::invalid_argument naming the field for unknown model / SDE / sampler / grid /

@@ -53,6 +53,10 @@ std::map<std::string, std::string> compat_sampler_options(Compat c, std::string_
   return out;
 }
 
+SamplerOptions compat_options(Compat c, std::string_view sampler) {
+  return sampler_options_for(sampler, compat_sampler_options(c, sampler));
+}
+
 bool compat_to_zero(Compat c) {
   return c == Compat::KDiffusion;
 }

@@ -6,6 +6,8 @@
 #include <string>
 #include <string_view>
 
+#include "solvers/samplers.hpp"
+
 namespace sdekit {
 
 enum class Compat { None, KDiffusion, DpmSolver };
@@ -20,6 +22,10 @@ std::string compat_name(Compat c);
 /// the adaptive DPM-Solvers the official controller and tolerances (max-growth inf,
 /// factor-float32, rtol 0.05, atol 0.0078).
 std::map<std::string, std::string> compat_sampler_options(Compat c, std::string_view sampler);
+
+/// sampler_options_for(sampler, compat_sampler_options(c, sampler)): the options of `sampler` under
+/// the preset and nothing else.
+SamplerOptions compat_options(Compat c, std::string_view sampler);
 
 /// Whether runs under the preset end with the step to sigma = 0 (SampleSpec::to_zero):
 /// k-diffusion's grids end with 0.

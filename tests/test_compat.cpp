@@ -8,6 +8,8 @@
 #include <string>
 #include <vector>
 
+#include "experiments/converge.hpp"
+#include "experiments/fid_table.hpp"
 #include "models/gaussian_mixture.hpp"
 #include "models/predictor.hpp"
 #include "schedules/registry.hpp"
@@ -370,4 +372,41 @@ TEST_CASE("the --compat presets set only the options a sampler takes", "[compat]
   for (const auto& info : sampler_registry())
     for (Compat c : {Compat::KDiffusion, Compat::DpmSolver})
       CHECK_NOTHROW(sampler_options_for(info.name, compat_sampler_options(c, info.name)));
+}
+
+TEST_CASE("the studies take --compat: exact budgets under both presets, the data as reference",
+          "[compat]") {
+  const std::string dir = "test_compat_out";
+  FidTableSpec f;
+  f.model = "ring2d";
+  f.sde = "edm";
+  f.samplers = {"heun", "dpmpp-2m", "lms"};
+  f.nfe = {5, 9};
+  f.n = 200;
+  f.n_ref = 400;
+  f.kid_subsets = 2;
+  f.kid_subset_size = 100;
+  f.compat = "k-diffusion";
+  const FidTableReport fr = run_fid_table(f, dir + "/fid", true);
+  for (const auto& c : fr.cells) {
+    INFO(c.key());
+    CHECK(c.failure.empty());
+    CHECK(c.nfe == c.target_nfe);  // heun 5 = 2 Heun steps + the step to 0
+  }
+  CHECK_THAT(fr.reference, Catch::Contains("p(0)"));
+  CHECK_THAT(fid_protocol(fr), Catch::Contains("step to sigma = 0"));
+  f.compat = "comfy";
+  CHECK_THROWS_WITH(validate(f), Catch::Contains("compat") && Catch::Contains("k-diffusion"));
+
+  ConvergeSpec c;
+  c.model = "ring2d";
+  c.samplers = {"dpm-solver-2", "dpm-solver-3"};
+  c.nfe = {7, 10, 11};
+  c.grid = "uniform-t";
+  c.compat = "dpm-solver";
+  const ConvergeReport cr = run_converge(c, dir + "/converge", true);
+  for (const auto& cell : cr.cells) {
+    INFO(cell.key());
+    CHECK(cell.nfe == cell.target_nfe);  // the official rule spends every budget
+  }
 }

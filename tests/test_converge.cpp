@@ -360,6 +360,7 @@ TEST_CASE("converge spec: every field declared once reads, writes and has its fl
   s.grid = "uniform-t";
   s.ref_tol = 1e-9;
   s.sde_ref_steps = 64;
+  s.compat = "dpm-solver";
   const std::string text = converge_spec_json(s);
   const json j = json::parse(text);
   std::vector<std::string> names;
@@ -371,6 +372,7 @@ TEST_CASE("converge spec: every field declared once reads, writes and has its fl
   const ConvergeSpec back = converge_spec_from_json(text, "round-trip");
   CHECK(converge_spec_json(back) == text);
   CHECK(back.seed == 7);
+  CHECK(back.compat == "dpm-solver");
   CHECK(back.tolerances == std::vector<double>{1e-4});
   // The flags are the fields, '_' written '-'.
   const CliRun help = cli({"converge", "--help"});
