@@ -4,7 +4,9 @@
 
 #include <fcntl.h>
 #include <unistd.h>
+#if SDEKIT_WITH_LIBZIP
 #include <zip.h>
+#endif
 
 #include <algorithm>
 #include <cctype>
@@ -41,6 +43,7 @@ std::string shape_str(const at::Tensor& t) {
   throw std::invalid_argument("read_stats_npz: '" + path + "': " + what);
 }
 
+#if SDEKIT_WITH_LIBZIP
 bool host_is_big_endian() {
   const uint16_t probe = 1;
   unsigned char first;
@@ -313,8 +316,23 @@ std::string temporary_name(const std::string& path) {
   throw std::runtime_error("write_stats_npz: cannot write '" + path + "': " + what);
 }
 
+#endif  // SDEKIT_WITH_LIBZIP
+
 }  // namespace
 
+#if !SDEKIT_WITH_LIBZIP
+void write_stats_npz(const std::string& path, const GaussianStats&) {
+  throw std::runtime_error("'" + path +
+                           "': .npz files need libzip; this build was configured with "
+                           "SDEKIT_WITH_LIBZIP=OFF");
+}
+
+StatsFile read_stats_npz(const std::string& path) {
+  throw std::runtime_error("'" + path +
+                           "': .npz files need libzip; this build was configured with "
+                           "SDEKIT_WITH_LIBZIP=OFF");
+}
+#else
 void write_stats_npz(const std::string& path, const GaussianStats& stats) {
   if (stats.count < 2)
     throw std::invalid_argument(
@@ -327,7 +345,7 @@ void write_stats_npz(const std::string& path, const GaussianStats& stats) {
                                 "': the statistics contain non-finite values");
   const size_t d = static_cast<size_t>(mu.size(0));
   int64_t n = stats.count;
-  const std::vector<std::pair<std::string, std::string>> entries = {
+  const std::vector<std::pair<std::string, std::string> > entries = {
       {"mu.npy", npy_bytes(mu.data_ptr<double>(), d, {d})},
       {"sigma.npy", npy_bytes(sigma.data_ptr<double>(), d * d, {d, d})},
       {"n.npy", npy_bytes(&n, 1, {})},
@@ -398,6 +416,8 @@ StatsFile read_stats_npz(const std::string& path) {
         integer_scalar(parse_npy(read_entry(za, n_idx, path, "n.npy"), path, "n.npy"), path, "n");
   return out;
 }
+
+#endif  // SDEKIT_WITH_LIBZIP
 
 GaussianStats to_gaussian_stats(const StatsFile& file) {
   if (file.count == -1)

@@ -19,6 +19,7 @@
 
 #include "models/conditional.hpp"
 #include "models/score_model.hpp"
+#include "networks/loader.hpp"
 #include "networks/torchscript_model.hpp"
 #include "schedules/registry.hpp"
 #include "solvers/registry.hpp"
@@ -396,4 +397,19 @@ TEST_CASE("Sampling with a TorchScript network", "[models][torchscript][samplers
   CHECK(b.x.sizes() == at::IntArrayRef({n, 2}));
   CHECK(at::isfinite(b.x).all().item<bool>());
   CHECK(b.nfe == 2 * a.nfe);  // two network calls per predict
+}
+
+TEST_CASE("The committed U-Net's TorchScript export is the U-Net itself", "[models][torchscript]") {
+  // data/fmnist/unet_ts.pt (scripts/export_unet_torchscript.py, class 0) against --model fmnist
+  // --class 0: the same layers and weights, so the same numbers.
+  const SDEPtr sde = make_sde("vp-linear");
+  ModelOptions o;
+  o.label = 0;
+  const LoadedModel native = load_model("fmnist", sde->schedule(), o);
+  const auto ts = TorchScriptModel::load(sdekit_data_dir() + "/fmnist/unet_ts.pt", Param::Eps);
+  const at::Tensor x = at::randn({4, 1, 28, 28}, at::make_generator<at::CPUGeneratorImpl>(8));
+  for (double t : {0.95, 0.4, 0.01}) {
+    const at::Tensor a = ts->predict_at(x, t), b = native.model->predict_at(x, t);
+    CHECK((a - b).abs().max().item<double>() <= 1e-6 * b.abs().max().item<double>());
+  }
 }
