@@ -59,12 +59,8 @@ void dpm_step(const RunContext& run, const at::Tensor& x, double s_t, double t_t
 
 class DPMSolver final : public FixedStepSampler {
  public:
-  DPMSolver(int order, int nfe_budget) : order_(order), nfe_(nfe_budget) {
-    if (order < 1 || order > 3)
-      throw std::invalid_argument("dpm-solver: order must be 1, 2 or 3, got " +
-                                  std::to_string(order));
-    name_ = "dpm-solver-" + std::to_string(order);
-  }
+  DPMSolver(int order, int nfe_budget)
+      : order_(order), nfe_(nfe_budget), name_("dpm-solver-" + std::to_string(order)) {}
   std::string_view name() const override { return name_; }
   double order() const override { return order_; }
   bool stochastic() const override { return false; }
@@ -207,12 +203,11 @@ class DPMSolverOfficial final : public Sampler {
 }  // namespace
 
 std::unique_ptr<Sampler> make_dpm_solver(int order, const SamplerOptions& o) {
-  if (o.singlestep_official) {
-    if (order < 1 || order > 3)
-      throw std::invalid_argument("dpm-solver: order must be 1, 2 or 3, got " +
-                                  std::to_string(order));
+  if (order < 1 || order > 3)
+    throw std::invalid_argument("dpm-solver: order must be 1, 2 or 3, got " +
+                                std::to_string(order));
+  if (o.singlestep_official)
     return std::make_unique<DPMSolverOfficial>(order, "dpm-solver-" + std::to_string(order));
-  }
   return std::make_unique<DPMSolver>(order, o.nfe_budget);
 }
 
