@@ -91,6 +91,9 @@ struct ModelArgs {
   int64_t label = -1;
   double guidance = 0;
   std::string device = "cpu";
+  std::string classifier;  // classifier guidance: a classifier spec
+  double classifier_scale = 1.0;
+  bool unconditional = false;
   ModelOptions options() const;
 };
 void add_model_options(CLI::App* c, ModelArgs& m);

@@ -4,6 +4,8 @@
 #include <stdexcept>
 
 #include "apps/cli_common.hpp"
+
+#include "networks/guidance_classifiers.hpp"
 #include "solvers/compat.hpp"
 
 namespace sdekit::cli {
@@ -101,6 +103,11 @@ ModelOptions ModelArgs::options() const {
   if (!std::isfinite(guidance))
     throw std::invalid_argument("--guidance must be finite, got " + fmt(guidance));
   o.guidance = guidance;
+  if (!std::isfinite(classifier_scale))
+    throw std::invalid_argument("--classifier-scale must be finite, got " + fmt(classifier_scale));
+  o.classifier = classifier;
+  o.classifier_scale = classifier_scale;
+  o.unconditional = unconditional;
   check_device(device);
   o.device = device;
   return o;
@@ -117,6 +124,15 @@ void add_model_options(CLI::App* c, ModelArgs& m) {
                 "Classifier-free guidance weight w (0: none; w != 0 doubles the NFE)")
       ->capture_default_str();
   c->add_option("--device", m.device, "cpu | cuda (learned models)")->capture_default_str();
+  auto* clf = c->add_option(
+      "--classifier", m.classifier,
+      "Classifier guidance toward --class (-1: balanced classes): " + classifier_spec_help());
+  c->add_option("--classifier-scale", m.classifier_scale,
+                "Classifier guidance scale s: score + s grad log p(class | x_t)")
+      ->capture_default_str()
+      ->needs(clf);
+  c->add_flag("--unconditional", m.unconditional,
+              "Classifier guidance of a class-conditional model from its null label");
 }
 
 LoadedModel load_cli_model(const std::string& spec, const SchedulePtr& kernel, const ModelArgs& m,

@@ -12,6 +12,7 @@
 #include "apps/plot.hpp"
 #include "experiments/kde.hpp"
 #include "experiments/npy_io.hpp"
+#include "models/classifier_guidance.hpp"
 #include "models/resources.hpp"
 #include "schedules/registry.hpp"
 #include "schedules/time_grid.hpp"
@@ -189,6 +190,10 @@ int cmd_sample(const SampleArgs& a, std::ostream& out) {
       << (spec.noise ? ", noise blocks used " + std::to_string(spec.noise->used()) + " of " +
                            std::to_string(spec.noise->size())
                      : std::string())
+      << (lm.classifier_guided
+              ? ", classifier calls " + std::to_string(lm.classifier_guided->classifier_calls()) +
+                    " (" + fmt(lm.classifier_guided->classifier_seconds(), 3) + " s)"
+              : std::string())
       << ", " << fmt(secs, 3) << " s\n";
   if (lm.mixture) {
     const at::Tensor m = res.x.to(at::kDouble).mean(0);

@@ -25,6 +25,7 @@
 #include "models/builtin.hpp"
 #include "models/dtype.hpp"
 #include "models/resources.hpp"
+#include "networks/guidance_classifiers.hpp"
 #include "networks/loader.hpp"
 #include "schedules/registry.hpp"
 #include "schedules/time_grid.hpp"
@@ -200,12 +201,19 @@ std::vector<std::string> default_converge_samplers() {
   return out;
 }
 
+namespace {
+detail::GuidanceFields guidance_fields(const ConvergeSpec& s) {
+  return {s.classifier, s.classifier_scale, s.label, s.unconditional};
+}
+}  // namespace
+
 void validate(const ConvergeSpec& spec) {
   const SDEPtr sde = detail::check_common_fields(spec.sde, spec.samplers, spec.nfe, spec.dtype,
                                                  spec.t_end, spec.grid);
   const LoadedModel lm = detail::with_field("model", [&] {
-    return load_model(spec.model, sde->schedule(),
-                      detail::study_model_options(spec.param, spec.event_shape));
+    return load_model(
+        spec.model, sde->schedule(),
+        detail::study_model_options(spec.param, spec.event_shape, 0.0, guidance_fields(spec)));
   });
   if (!spec.compat.empty()) detail::with_field("compat", [&] { return spec_compat(spec); });
   // Below about 1e-14 a double-precision error estimate cannot meet the tolerance and the
@@ -263,6 +271,12 @@ const SpecSchema<ConvergeSpec>& converge_spec_schema() {
        "Sampler conventions of a reference implementation: none | k-diffusion | dpm-solver (its "
        "options; no step to sigma = 0 in a study)",
        true},
+      {"classifier", &S::classifier, "Classifier guidance: " + classifier_spec_help(), true},
+      {"classifier_scale", &S::classifier_scale, "Classifier guidance: scale s", true},
+      {"class", &S::label,
+       "Class of classifier guidance and of class-conditional models (-1: balanced classes)", true},
+      {"unconditional", &S::unconditional,
+       "Classifier guidance: 1 runs a class-conditional model from its null label", true},
   };
   return schema;
 }
@@ -294,8 +308,9 @@ ConvergeReport run_converge(const ConvergeSpec& spec_in, const std::string& out_
   rep.grid = spec.grid;
   const SDEPtr sde = make_sde(spec.sde);
   const SchedulePtr kernel = sde->schedule();
-  const LoadedModel lm =
-      load_model(spec.model, kernel, detail::study_model_options(spec.param, spec.event_shape));
+  const LoadedModel lm = load_model(
+      spec.model, kernel,
+      detail::study_model_options(spec.param, spec.event_shape, 0.0, guidance_fields(spec)));
   ScoreModel& model = *lm.model;
   const GaussianMixture* mixture = lm.mixture ? &*lm.mixture : nullptr;
   rep.T = sde->domain().hi;

@@ -53,6 +53,13 @@ struct ConvergeSpec {
   /// "k-diffusion", "dpm-solver". Their options only: a study measures against the exact PF-ODE
   /// solution at t_end, so no run takes k-diffusion's step to sigma = 0.
   std::string compat;
+  /// Classifier guidance (networks/guidance_classifiers.hpp): a classifier spec, empty for none;
+  /// its scale s; the class (-1: balanced classes; also the class of class-conditional models);
+  /// 1 to run a class-conditional model from its null label.
+  std::string classifier;
+  double classifier_scale = 1.0;
+  int64_t label = -1;
+  int unconditional = 0;
 };
 
 /// Every deterministic sampler of the registry, then the SDE discretizations with a strong

@@ -25,6 +25,7 @@
 #include "models/builtin.hpp"
 #include "models/dtype.hpp"
 #include "models/resources.hpp"
+#include "networks/guidance_classifiers.hpp"
 #include "networks/loader.hpp"
 #include "schedules/registry.hpp"
 #include "schedules/time_grid.hpp"
@@ -110,13 +111,20 @@ std::string FidCell::key() const {
   return sampler + "/nfe=" + std::to_string(target_nfe);
 }
 
+namespace {
+detail::GuidanceFields guidance_fields(const FidTableSpec& s) {
+  return {s.classifier, s.classifier_scale, s.label, s.unconditional};
+}
+}  // namespace
+
 void validate(const FidTableSpec& spec) {
   if (spec.samplers.empty()) throw std::invalid_argument("field 'samplers': the list is empty");
   const SDEPtr sde = detail::check_common_fields(spec.sde, spec.samplers, spec.nfe, spec.dtype,
                                                  spec.t_end, spec.grid);
   const LoadedModel lm = detail::with_field("model", [&] {
     return load_model(spec.model, sde->schedule(),
-                      detail::study_model_options(spec.param, spec.event_shape, spec.guidance));
+                      detail::study_model_options(spec.param, spec.event_shape, spec.guidance,
+                                                  guidance_fields(spec)));
   });
   if (!spec.compat.empty()) detail::with_field("compat", [&] { return parse_compat(spec.compat); });
   if (spec.n < 2)
@@ -199,6 +207,12 @@ const SpecSchema<FidTableSpec>& fid_spec_schema() {
        "Conventions of a reference implementation for every sampler: none | k-diffusion (grids "
        "end with the step to sigma = 0) | dpm-solver",
        true, false},
+      {"classifier", &S::classifier, "Classifier guidance: " + classifier_spec_help(), true},
+      {"classifier_scale", &S::classifier_scale, "Classifier guidance: scale s", true},
+      {"class", &S::label,
+       "Class of classifier guidance and of class-conditional models (-1: balanced classes)", true},
+      {"unconditional", &S::unconditional,
+       "Classifier guidance: 1 runs a class-conditional model from its null label", true},
   };
   return schema;
 }
@@ -228,8 +242,10 @@ FidTableReport run_fid_table(const FidTableSpec& spec, const std::string& out_di
   rep.spec = spec;
   const SDEPtr sde = make_sde(spec.sde);
   const SchedulePtr kernel = sde->schedule();
-  const LoadedModel lm = load_model(
-      spec.model, kernel, detail::study_model_options(spec.param, spec.event_shape, spec.guidance));
+  const LoadedModel lm =
+      load_model(spec.model, kernel,
+                 detail::study_model_options(spec.param, spec.event_shape, spec.guidance,
+                                             guidance_fields(spec)));
   ScoreModel& model = *lm.model;
   int64_t D = 1;
   for (int64_t v : lm.event_shape) D *= v;

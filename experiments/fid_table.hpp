@@ -52,6 +52,13 @@ struct FidTableSpec {
   /// "none", "k-diffusion" (its options, and the step to sigma = 0 as one of each cell's NFE) or
   /// "dpm-solver".
   std::string compat;
+  /// Classifier guidance (networks/guidance_classifiers.hpp): a classifier spec, empty for none;
+  /// its scale s; the class (-1: balanced classes; also the class of class-conditional models);
+  /// 1 to run a class-conditional model from its null label.
+  std::string classifier;
+  double classifier_scale = 1.0;
+  int64_t label = -1;
+  int unconditional = 0;
 };
 
 /// Throws std::invalid_argument naming the field for unknown model / SDE / sampler / grid /

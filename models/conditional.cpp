@@ -29,12 +29,15 @@ std::string GuidedModel::name() const {
   return os.str();
 }
 
-at::Tensor GuidedModel::labels_for(const at::Tensor& x) const {
-  const int64_t n = x.size(0);
-  const at::Tensor y = labels_.to(x.device());
+at::Tensor labels_for_rows(const at::Tensor& labels, int64_t n, at::Device device) {
+  const at::Tensor y = labels.to(device);
   if (y.size(0) == 1) return y.expand({n});
   if (y.size(0) == n) return y;
   return y.index_select(0, at::arange(n, y.options()).remainder(y.size(0)));
+}
+
+at::Tensor GuidedModel::labels_for(const at::Tensor& x) const {
+  return labels_for_rows(labels_, x.size(0), x.device());
 }
 
 at::Tensor GuidedModel::predict(const at::Tensor& x, const at::Tensor& t) {

@@ -53,4 +53,7 @@ class GuidedModel final : public ScoreModel {
   double guidance_;
 };
 
+/// Row i's label labels[i mod m] for a batch of n rows, on `device` (labels [m], m >= 1).
+at::Tensor labels_for_rows(const at::Tensor& labels, int64_t n, at::Device device);
+
 }  // namespace sdekit

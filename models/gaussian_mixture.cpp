@@ -431,6 +431,35 @@ at::Tensor GaussianMixture::score(const at::Tensor& x, const at::Tensor& alpha,
   return score_from_terms(lj, z, params_like(x).U_cat_t);
 }
 
+at::Tensor GaussianMixture::log_joint(const at::Tensor& x, const at::Tensor& alpha,
+                                      const at::Tensor& sigma) const {
+  check_x(x);
+  at::Tensor lj, z;
+  component_terms(x, alpha.to(x.options()).reshape({-1, 1, 1}),
+                  sigma.to(x.options()).reshape({-1, 1, 1}), lj, z);
+  return lj;
+}
+
+at::Tensor GaussianMixture::responsibility_grad(const at::Tensor& x, const at::Tensor& alpha,
+                                                const at::Tensor& sigma,
+                                                const at::Tensor& y) const {
+  check_x(x);
+  const int64_t n = x.size(0), D = dim();
+  if (!y.defined() || y.dim() != 1 || y.size(0) != n)
+    throw std::invalid_argument("mixture '" + name_ + "': labels must have shape [" +
+                                std::to_string(n) + "], got " +
+                                (y.defined() ? shape_str(y) : "undefined"));
+  at::Tensor lj, z;
+  component_terms(x, alpha.to(x.options()).reshape({-1, 1, 1}),
+                  sigma.to(x.options()).reshape({-1, 1, 1}), lj, z);
+  // score_k = -U_k z_k for every component, [n, K, D]; the mixture's score is their
+  // responsibility-weighted sum (docs/theory.md section 7).
+  const at::Tensor comp = at::einsum("kde,nke->nkd", {U_.to(x.options()), z}).neg_();
+  const at::Tensor r = at::softmax(lj, 1).unsqueeze(-1);
+  const at::Tensor idx = y.to(x.device(), at::kLong).view({n, 1, 1}).expand({n, 1, D});
+  return comp.gather(1, idx).squeeze(1) - (comp * r).sum(1);
+}
+
 at::Tensor GaussianMixture::sample(int64_t n, double alpha, double sigma, at::Generator gen,
                                    at::TensorOptions options) const {
   if (n < 1)

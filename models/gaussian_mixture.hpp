@@ -44,6 +44,14 @@ class GaussianMixture {
   /// grad_x log p_t(x), in closed form.
   at::Tensor score(const at::Tensor& x, double alpha, double sigma) const;
   at::Tensor score(const at::Tensor& x, const at::Tensor& alpha, const at::Tensor& sigma) const;
+  /// Component log-joints l_k = log w_k + log N(x; alpha mu_k, alpha^2 C_k + sigma^2 I), [n, K],
+  /// with per-row alpha and sigma [n]: the logits of the responsibilities p(k | x_t).
+  /// Differentiable.
+  at::Tensor log_joint(const at::Tensor& x, const at::Tensor& alpha, const at::Tensor& sigma) const;
+  /// grad_x log p(k = y_i | x_i) = score_{y_i}(x_i) - score(x_i), [n, D], in closed form, where
+  /// score_k is the score of component k's noised marginal alone; y [n] int64 in [0, K).
+  at::Tensor responsibility_grad(const at::Tensor& x, const at::Tensor& alpha,
+                                 const at::Tensor& sigma, const at::Tensor& y) const;
   /// cx x + cp score(x): the form every conversion of the score to another parameterization
   /// takes (models/param.hpp, conversion_coefficients). Small CPU batches take a direct path
   /// without tensor temporaries (the same formulas; agreeing with the tensor path to rounding).

@@ -78,6 +78,12 @@ double ImageClassifier::accuracy(const at::Tensor& images, const at::Tensor& lab
   return pred.eq(labels.to(at::kLong).cpu()).to(at::kDouble).mean().item<double>();
 }
 
+std::vector<std::pair<std::string, at::Tensor>> ImageClassifier::named_parameters() const {
+  std::vector<std::pair<std::string, at::Tensor>> out;
+  for (const auto& kv : impl_->net->named_parameters()) out.emplace_back(kv.key(), kv.value());
+  return out;
+}
+
 void ImageClassifier::save(const std::string& path) const {
   torch::serialize::OutputArchive ar;
   ar.write("kind", torch::IValue(std::string("sdekit-image-classifier-v1")));

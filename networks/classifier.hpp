@@ -12,6 +12,8 @@
 #include <functional>
 #include <memory>
 #include <string>
+#include <utility>
+#include <vector>
 
 namespace sdekit {
 
@@ -30,6 +32,9 @@ class ImageClassifier {
   at::Tensor logits(const at::Tensor& images);
   /// Fraction of correct argmax predictions.
   double accuracy(const at::Tensor& images, const at::Tensor& labels);
+
+  /// Its weights by layer name ("c1.weight", ..., "fc2.bias").
+  std::vector<std::pair<std::string, at::Tensor>> named_parameters() const;
 
   void save(const std::string& path) const;
   /// Throws std::invalid_argument naming the file when it cannot be read or does not match.

@@ -1,13 +1,16 @@
 #include "networks/loader.hpp"
 
+#include <cmath>
 #include <cstdlib>
 #include <filesystem>
 #include <sstream>
 #include <stdexcept>
 
 #include "models/builtin.hpp"
+#include "models/classifier_guidance.hpp"
 #include "models/conditional.hpp"
 #include "networks/consistency_model.hpp"
+#include "networks/guidance_classifiers.hpp"
 #include "networks/network.hpp"
 #include "networks/torchscript_model.hpp"
 
@@ -41,6 +44,13 @@ std::shared_ptr<ScoreModel> bind_labels(const std::shared_ptr<ConditionalModel>&
     if (o.label >= 0)
       throw std::invalid_argument("--class: model '" + spec + "' is not class-conditional");
     return plain;
+  }
+  if (o.unconditional) {
+    if (o.guidance != 0.0)
+      throw std::invalid_argument(
+          "--guidance with --unconditional: classifier-free guidance needs the conditional "
+          "model; drop one of them");
+    return std::make_shared<GuidedModel>(cond, at::full({1}, num_classes, at::kLong), 0.0);
   }
   if (o.label < -1 || o.label > num_classes)
     throw std::invalid_argument("--class must lie in [0, " + std::to_string(num_classes - 1) +
@@ -127,7 +137,7 @@ LoadedModel load_exact(const ModelInfo& info, const std::string& spec, const Sch
   GaussianMixture mix = info.load(std::string_view(spec).substr(info.prefix().size()));
   if (!kernel)
     throw std::invalid_argument("model '" + spec + "' needs an SDE with a Gaussian kernel");
-  if (o.guidance != 0.0 || o.label >= 0)
+  if (o.guidance != 0.0 || (o.label >= 0 && o.classifier.empty()))
     throw std::invalid_argument("model '" + spec +
                                 "' is not class-conditional (--class, "
                                 "--guidance)");
@@ -173,9 +183,77 @@ std::string model_spec_help() {
   return help;
 }
 
+namespace {
+
+// The exact density of samples guided by the exact classifier at scale 1: the targeted
+// components, with equal weights when the labels cycle through several.
+GaussianMixture guided_mixture(const GaussianMixture& mix, const at::Tensor& labels) {
+  const at::Tensor idx = std::get<0>(at::_unique(labels.to(at::kLong), /*sorted=*/true));
+  const int64_t m = idx.size(0);
+  return GaussianMixture(
+      at::full({m}, 1.0 / double(m), at::kDouble), mix.means().index_select(0, idx),
+      mix.covariances().index_select(0, idx),
+      mix.name() + (m == 1 ? " component " + std::to_string(idx[0].item<int64_t>())
+                           : " components, equal weights"));
+}
+
+void add_classifier(LoadedModel& m, const std::string& spec, const SchedulePtr& kernel,
+                    const ModelOptions& o) {
+  if (!kernel)
+    throw std::invalid_argument(
+        "--classifier: classifier guidance needs an SDE with a Gaussian "
+        "kernel (alpha, sigma)");
+  if (m.model->consistency_end())
+    throw std::invalid_argument("--classifier: model '" + spec +
+                                "' is a consistency model; guidance acts on scores, not on "
+                                "consistency functions");
+  if (o.unconditional && m.num_classes == 0)
+    throw std::invalid_argument("--unconditional: model '" + spec +
+                                "' is not class-conditional (it has no null label)");
+  const auto clf = load_noise_classifier(o.classifier, kernel, m.event_shape, m.mixture, o.device);
+  const int64_t K = clf->num_classes();
+  if (m.num_classes > 0 && m.num_classes != K)
+    throw std::invalid_argument("--classifier " + o.classifier + " has " + std::to_string(K) +
+                                " classes, model '" + spec + "' " + std::to_string(m.num_classes) +
+                                ": they must agree");
+  if (o.label < -1 || o.label >= K)
+    throw std::invalid_argument("--class must lie in [0, " + std::to_string(K - 1) +
+                                "] (the classes of --classifier " + o.classifier +
+                                ") or be -1 for balanced classes, got " + std::to_string(o.label));
+  const at::Tensor labels =
+      o.label == -1 ? at::arange(K, at::kLong) : at::full({1}, o.label, at::kLong);
+  auto guided =
+      std::make_shared<ClassifierGuidedModel>(m.model, clf, kernel, labels, o.classifier_scale);
+  if (m.mixture && o.classifier_scale != 0.0) {
+    if (o.classifier == "exact" && o.classifier_scale == 1.0)
+      m.mixture = guided_mixture(*m.mixture, labels);
+    else
+      m.mixture.reset();
+  }
+  m.model = guided;
+  m.classifier_guided = guided;
+  std::ostringstream os;
+  os << "; classifier guidance: " << clf->name() << ", scale " << o.classifier_scale << ", "
+     << (o.label == -1 ? "balanced classes" : "class " + std::to_string(o.label));
+  m.description += os.str();
+}
+
+}  // namespace
+
 LoadedModel load_model(const std::string& spec, const SchedulePtr& kernel, const ModelOptions& o) {
+  if (o.classifier.empty() && o.unconditional)
+    throw std::invalid_argument(
+        "--unconditional: it runs a class-conditional model with its null label under classifier "
+        "guidance; without --classifier use --class K");
+  if (!o.classifier.empty() && !std::isfinite(o.classifier_scale))
+    throw std::invalid_argument("--classifier-scale must be finite, got " +
+                                std::to_string(o.classifier_scale));
   for (const auto& k : model_kinds())
-    if (k.matches(spec)) return k.load(spec, kernel, o);
+    if (k.matches(spec)) {
+      LoadedModel m = k.load(spec, kernel, o);
+      if (!o.classifier.empty()) add_classifier(m, spec, kernel, o);
+      return m;
+    }
   std::string valid;
   for (const auto& k : model_kinds()) valid += (valid.empty() ? "" : ", ") + k.name;
   throw std::invalid_argument("unknown model '" + spec + "'; valid: " + valid);

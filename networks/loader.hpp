@@ -14,6 +14,8 @@
 
 namespace sdekit {
 
+class ClassifierGuidedModel;
+
 struct ModelOptions {
   std::string param;                 // torchscript: eps | x0 | v | score | denoiser (required)
   std::vector<int64_t> event_shape;  // torchscript: the shape of one sample (required)
@@ -22,6 +24,13 @@ struct ModelOptions {
   int64_t label = -1;
   double guidance = 0.0;  // classifier-free guidance weight w (0: plain conditional)
   std::string device = "cpu";
+  /// Classifier guidance (models/classifier_guidance.hpp): a classifier spec
+  /// (networks/guidance_classifiers.hpp), empty for none. Its target is `label` (a class in
+  /// [0, K), or -1 for balanced classes); a class-conditional model takes the same labels, or
+  /// its null label with `unconditional`.
+  std::string classifier;
+  double classifier_scale = 1.0;
+  bool unconditional = false;
 };
 
 struct LoadedModel {
@@ -30,6 +39,8 @@ struct LoadedModel {
   std::vector<int64_t> event_shape;
   int64_t num_classes = 0;
   std::string description;
+  /// Set when `classifier` was given: the guided model (the same object as `model`).
+  std::shared_ptr<ClassifierGuidedModel> classifier_guided;
 };
 
 /// The folder of sdekit's committed assets (Fashion-MNIST model, classifier, statistics):
@@ -46,6 +57,10 @@ std::string sdekit_data_dir();
 /// "consistency" sampler under the SDE it was distilled with).
 /// Throws std::invalid_argument naming the spec and the problem (unknown kind, missing file,
 /// missing --param / --event-shape, a label outside [0, K], guidance on an unconditional model).
+/// With options.classifier, the model is wrapped in a ClassifierGuidedModel; for an exact
+/// mixture guided by its exact classifier at scale 1, `mixture` becomes the exact density the
+/// guided samples follow (component k alone, or the components with equal weights for balanced
+/// classes), and is dropped at other scales (no closed form).
 LoadedModel load_model(const std::string& spec, const SchedulePtr& kernel,
                        const ModelOptions& options = {});
 

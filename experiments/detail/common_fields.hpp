@@ -19,13 +19,36 @@ namespace sdekit::detail {
 /// The largest NFE (and step count) a study cell may ask for.
 constexpr int kMaxNfe = 10'000'000;
 
+/// The classifier-guidance fields of a study's spec (networks/loader.hpp, ModelOptions).
+struct GuidanceFields {
+  std::string classifier;
+  double classifier_scale = 1.0;
+  int64_t label = -1;
+  int unconditional = 0;
+};
+
 /// The model options a study's spec gives: TorchScript models' `param` and `event_shape`
-/// ("2" or "1,28,28"), and the guidance weight of class-conditional models.
+/// ("2" or "1,28,28"), the guidance weight of class-conditional models, and classifier guidance.
 inline ModelOptions study_model_options(const std::string& param, const std::string& event_shape,
-                                        double guidance = 0.0) {
+                                        double guidance = 0.0, const GuidanceFields& cg = {}) {
   ModelOptions o;
   o.param = param;
   o.guidance = guidance;
+  if (cg.unconditional != 0 && cg.unconditional != 1)
+    throw std::invalid_argument("field 'unconditional': 0 or 1, got " +
+                                std::to_string(cg.unconditional));
+  if (!cg.classifier.empty()) {
+    o.classifier = cg.classifier;
+    o.classifier_scale = cg.classifier_scale;
+    o.unconditional = cg.unconditional == 1;
+    o.label = cg.label;
+  } else {
+    if (cg.classifier_scale != 1.0 || cg.unconditional != 0)
+      throw std::invalid_argument(std::string("field '") +
+                                  (cg.unconditional != 0 ? "unconditional" : "classifier_scale") +
+                                  "' applies to classifier guidance: set the field 'classifier'");
+    if (cg.label != -1) o.label = cg.label;
+  }
   std::stringstream ss(event_shape);
   for (std::string item; std::getline(ss, item, ',');) {
     std::size_t used = 0;

@@ -211,7 +211,7 @@ void read_spec(const SpecSchema<Spec>& schema, const std::string& text, const st
 }
 
 /// Every field of `schema` as a JSON object (fields marked written_when_set only when
-/// non-empty).
+/// non-empty, or for numbers when they differ from the default).
 template <class Spec>
 nlohmann::json write_spec(const SpecSchema<Spec>& schema, const Spec& spec) {
   nlohmann::json j = nlohmann::json::object();
@@ -219,8 +219,11 @@ nlohmann::json write_spec(const SpecSchema<Spec>& schema, const Spec& spec) {
     std::visit(
         [&](auto m) {
           const auto& v = spec.*m;
-          if constexpr (!std::is_arithmetic_v<std::decay_t<decltype(v)>>)
+          if constexpr (!std::is_arithmetic_v<std::decay_t<decltype(v)>>) {
             if (field.written_when_set && v.empty()) return;
+          } else {
+            if (field.written_when_set && v == Spec{}.*m) return;
+          }
           j[field.name] = v;
         },
         field.member);
