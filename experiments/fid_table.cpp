@@ -315,9 +315,13 @@ FidTableReport run_fid_table(const FidTableSpec& spec, const std::string& out_di
     };
     ref_features = (*features)(draw(spec.n_ref));
     ref_stats.add(ref_features);
-    rep.reference = std::to_string(spec.n_ref) + " exact samples of " +
-                    (at_zero ? "p(0), the data," : "p(t_end)") + " of " +
-                    (ref_kind == "mixture" ? spec.model : "the toy set " + ref_path);
+    rep.reference =
+        std::to_string(spec.n_ref) + " exact samples of " +
+        (at_zero ? "p(0), the data," : "p(t_end)") + " of " +
+        (ref_kind == "mixture" ? spec.model + (spec.classifier.empty()
+                                                   ? std::string()
+                                                   : " under guidance (" + lm.mixture->name() + ")")
+                               : "the toy set " + ref_path);
     const at::Tensor other = (*features)(draw(spec.n));
     GaussianStats o;
     o.add(other);
@@ -440,6 +444,14 @@ std::string fid_protocol(const FidTableReport& r) {
                  "the data)"
                : "")
        << ".\n";
+  if (r.spec.guidance != 0.0)
+    os << "Classifier-free guidance: w = " << r.spec.guidance << " (2 network calls per NFE).\n";
+  if (!r.spec.classifier.empty())
+    os << "Classifier guidance: " << r.spec.classifier << ", scale " << r.spec.classifier_scale
+       << ", "
+       << (r.spec.label == -1 ? "balanced classes" : "class " + std::to_string(r.spec.label))
+       << (r.spec.unconditional ? ", from the model's null label" : "")
+       << " (one classifier gradient per NFE, not counted in it).\n";
   os << "Features: " << r.feature_space << " (d = " << r.feature_dim
      << "). Reference: " << r.reference << ".\n";
   os << "FD: Frechet distance of Gaussians fitted in float64 (matrix square root by symmetric "

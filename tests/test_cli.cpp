@@ -575,3 +575,47 @@ TEST_CASE("sample --noise replays the draws; too few blocks names how many the r
   CHECK(r.rc == 2);
   CHECK_THAT(r.err, Catch::Contains("--noise") && Catch::Contains("deterministic"));
 }
+
+TEST_CASE("classifier guidance on the command line: sample, fid-table, converge",
+          "[cli][guidance]") {
+  const auto ok =
+      cli({"sample", "--model", "ring2d", "--sampler", "dpmpp-2m", "--steps", "20", "--n", "2000",
+           "--dtype", "float64", "--classifier", "exact", "--class", "3"});
+  REQUIRE(ok.rc == 0);
+  CHECK_THAT(ok.out, Catch::Contains("classifier guidance: exact (ring2d components), scale 1, "
+                                     "class 3") &&
+                         Catch::Contains("NFE 20, classifier calls 20"));
+  // The moments are checked against component 3, the exact target at scale 1.
+  CHECK_THAT(ok.out, Catch::Contains("mean error"));
+  const auto scale_alone = cli({"sample", "--model", "ring2d", "--classifier-scale", "2"});
+  CHECK(scale_alone.rc == 2);
+  CHECK_THAT(scale_alone.err, Catch::Contains("--classifier-scale requires --classifier"));
+  const auto bad_class =
+      cli({"sample", "--model", "gmm64", "--classifier", "exact", "--class", "5", "--n", "4"});
+  CHECK(bad_class.rc == 2);
+  CHECK_THAT(bad_class.err, Catch::Contains("--class must lie in [0, 4]"));
+  const std::string dir =
+      (std::filesystem::temp_directory_path() / "sdekit_cli_guided_fid").string();
+  std::filesystem::remove_all(dir);
+  const auto fid =
+      cli({"fid-table", "--model",      "ring2d", "--samplers", "dpmpp-2m", "--nfe",
+           "8",         "--n",          "200",    "--n-ref",    "400",      "--kid-subsets",
+           "2",         "--classifier", "exact",  "--class",    "1",        "--out",
+           dir,         "--quiet"});
+  REQUIRE(fid.rc == 0);
+  CHECK_THAT(fid.out, Catch::Contains("Classifier guidance: exact, scale 1, class 1") &&
+                          Catch::Contains("ring2d component 1"));
+  std::filesystem::remove_all(dir);
+  const auto fid_bad = cli({"fid-table", "--model", "ring2d", "--samplers", "dpmpp-2m", "--nfe",
+                            "8", "--classifier-scale", "2", "--out", dir, "--quiet"});
+  CHECK(fid_bad.rc == 2);
+  CHECK_THAT(fid_bad.err, Catch::Contains("set the field 'classifier'"));
+  const auto conv = cli({"converge", "--model", "ring2d", "--samplers", "dpmpp-2m", "--nfe",
+                         "4,8,16", "--n", "16", "--classifier", "exact", "--class", "0",
+                         "--classifier-scale", "2", "--out", dir + "_c", "--quiet"});
+  CHECK(conv.rc == 0);
+  std::filesystem::remove_all(dir + "_c");
+  const auto init_alone = cli({"classifier", "--init", "x.pt"});
+  CHECK(init_alone.rc == 2);
+  CHECK_THAT(init_alone.err, Catch::Contains("add --noisy"));
+}

@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "datasets/idx.hpp"
+#include "experiments/guidance_table.hpp"
 #include "models/classifier_guidance.hpp"
 #include "models/gaussian_mixture.hpp"
 #include "networks/guidance_classifiers.hpp"
@@ -294,4 +295,52 @@ TEST_CASE(
   }
   INFO("mean p(class 7 | x) at s = 0 and 4: " << p[0] << ", " << p[1]);
   CHECK(p[1] > p[0] + 0.3);
+}
+
+TEST_CASE("the guidance table: rows, counts, resumption, and guidance that raises the accuracy",
+          "[guidance][fmnist]") {
+  if (!std::filesystem::exists(default_fashion_mnist_dir())) {
+    WARN("Fashion-MNIST is not installed; skipped");
+    return;
+  }
+  GuidanceTableSpec spec;
+  spec.steps = 3;
+  spec.n = 60;
+  spec.scales = {0, 6};
+  spec.weights = {0, 2};
+  const std::string dir =
+      (std::filesystem::temp_directory_path() / "sdekit_guidance_table").string();
+  std::filesystem::remove_all(dir);
+  const GuidanceTableReport rep = run_guidance_table(spec, dir, false);
+  REQUIRE(rep.rows.size() == 4);
+  CHECK(rep.computed == 4);
+  const GuidanceRow &s0 = rep.rows[0], &s6 = rep.rows[1], &w0 = rep.rows[2], &w2 = rep.rows[3];
+  CHECK(s0.classifier_calls == 0);
+  CHECK(s6.classifier_calls == 3);
+  CHECK(s6.nfe == 3);
+  CHECK(w0.nfe == 3);
+  CHECK(w2.nfe == 6);
+  // The unconditional model ignores the class (chance level, 10%); guidance of either kind
+  // moves the samples toward it.
+  CHECK(s6.accuracy > s0.accuracy + 0.2);
+  CHECK(w2.accuracy >= w0.accuracy);
+  CHECK(std::isfinite(rep.floor_fd_all));
+  CHECK(std::isfinite(rep.floor_fd_class));
+  for (const auto& r : rep.rows) {
+    CHECK(std::isfinite(r.fd_all));
+    CHECK(std::isfinite(r.fd_class));
+  }
+  const GuidanceTableReport again = run_guidance_table(spec, dir, false);
+  CHECK(again.resumed == 4);
+  CHECK(again.computed == 0);
+  CHECK(again.rows[1].accuracy == s6.accuracy);
+  spec.n = 55;
+  CHECK_THROWS_WITH(validate(spec), Catch::Contains("field 'n'"));
+  spec.n = 60;
+  spec.scales = {1, 1};
+  CHECK_THROWS_WITH(validate(spec), Catch::Contains("appears twice"));
+  spec.scales = {1};
+  spec.model = "ring2d";
+  CHECK_THROWS_WITH(validate(spec), Catch::Contains("field 'model'"));
+  std::filesystem::remove_all(dir);
 }
