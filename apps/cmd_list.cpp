@@ -5,6 +5,7 @@
 #include "apps/cli_common.hpp"
 #include "apps/command.hpp"
 #include "experiments/features.hpp"
+#include "networks/guidance_classifiers.hpp"
 #include "networks/loader.hpp"
 #include "schedules/registry.hpp"
 #include "schedules/time_grid.hpp"
@@ -46,6 +47,9 @@ void cmd_list(std::ostream& out) {
   out << "\nModels (--model):\n";
   for (const auto& m : model_kinds())
     out << "  " << std::left << std::setw(22) << m.name << m.summary << "\n";
+  out << "\nClassifiers (--classifier, classifier guidance):\n";
+  for (const auto& c : classifier_kinds())
+    out << "  " << std::left << std::setw(22) << c.name << c.summary << "\n";
   out << "\nParameterizations: eps, x0, v, score, denoiser (converted exactly; docs/theory.md "
          "section 3)\n";
 }

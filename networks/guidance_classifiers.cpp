@@ -35,11 +35,19 @@ class TorchScriptClassifier final : public NoiseClassifier {
  public:
   TorchScriptClassifier(torch::jit::Module m, std::string path, at::Device dev)
       : module_(std::move(m)), path_(std::move(path)), device_(dev) {
+    // The dtype of the first floating-point parameter or buffer (float32 when none), as for
+    // TorchScript score models.
     dtype_ = at::kFloat;
+    bool found = false;
     for (const at::Tensor& p : module_.parameters())
-      if (p.is_floating_point()) {
+      if (!found && p.is_floating_point()) {
         dtype_ = p.scalar_type();
-        break;
+        found = true;
+      }
+    for (const at::Tensor& b : module_.buffers())
+      if (!found && b.is_floating_point()) {
+        dtype_ = b.scalar_type();
+        found = true;
       }
   }
   std::string name() const override { return "torchscript:" + path_; }
@@ -149,8 +157,21 @@ std::shared_ptr<NoiseClassifier> load_ts(const std::string& spec, const Schedule
 
 }  // namespace
 
+const std::vector<ClassifierKind>& classifier_kinds() {
+  static const std::vector<ClassifierKind> kinds = {
+      {"exact", "the closed-form classifier of an exact mixture's components"},
+      {"fmnist-noisy",
+       "the committed noise-conditional Fashion-MNIST classifier (vp-linear; with --model fmnist)"},
+      {"noisy:FILE.pt", "a noise-conditional classifier of `sdekit classifier --noisy`"},
+      {"torchscript:FILE.pt", "a TorchScript module forward(x, t) -> logits [n, K]"},
+  };
+  return kinds;
+}
+
 std::string classifier_spec_help() {
-  return "exact | fmnist-noisy | noisy:FILE.pt | torchscript:FILE.pt";
+  std::string help;
+  for (const auto& k : classifier_kinds()) help += (help.empty() ? "" : " | ") + k.name;
+  return help;
 }
 
 std::shared_ptr<NoiseClassifier> load_noise_classifier(

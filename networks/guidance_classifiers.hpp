@@ -30,6 +30,14 @@ std::shared_ptr<NoiseClassifier> load_noise_classifier(
     const std::string& spec, const SchedulePtr& kernel, const std::vector<int64_t>& event_shape,
     const std::optional<GaussianMixture>& mixture, const std::string& device = "cpu");
 
+/// One kind of classifier spec: its name (a prefix with a placeholder for the file kinds) and its
+/// one-line meaning.
+struct ClassifierKind {
+  std::string name;
+  std::string summary;
+};
+/// Every kind load_noise_classifier accepts: the only list (help texts, `sdekit list`, errors).
+const std::vector<ClassifierKind>& classifier_kinds();
 /// "exact | fmnist-noisy | noisy:FILE.pt | torchscript:FILE.pt", for help texts.
 std::string classifier_spec_help();
 

@@ -5,6 +5,8 @@
 #include <catch2/catch.hpp>
 #include <cmath>
 #include <filesystem>
+#include <fstream>
+#include <iterator>
 #include <memory>
 #include <vector>
 
@@ -343,4 +345,57 @@ TEST_CASE("the guidance table: rows, counts, resumption, and guidance that raise
   spec.model = "ring2d";
   CHECK_THROWS_WITH(validate(spec), Catch::Contains("field 'model'"));
   std::filesystem::remove_all(dir);
+}
+
+TEST_CASE("a TorchScript classifier: autograd through the module equals the closed form",
+          "[guidance][torchscript]") {
+  const std::string path = std::string(SDEKIT_TEST_DATA) + "/torchscript/ring2d_classifier.pt";
+  const SchedulePtr k = make_sde("vp-linear")->schedule();
+  const GaussianMixture mix = GaussianMixture::ring2d();
+  const auto ts = load_noise_classifier("torchscript:" + path, k, {2}, std::nullopt);
+  CHECK(ts->num_classes() == 8);
+  MixtureClassifier exact(mix, k);
+  at::Generator g = at::make_generator<at::CPUGeneratorImpl>(8);
+  const at::Tensor x = 1.5 * at::randn({64, 2}, g, at::kDouble);
+  const at::Tensor y = at::arange(64, at::kLong).remainder(8);
+  for (double t : {0.01, 0.2, 0.6}) {
+    const at::Tensor tt = at::full({64}, t, at::kDouble);
+    const at::Tensor want = exact.log_prob_grad(x, tt, y);
+    CHECK(max_abs(ts->log_prob_grad(x, tt, y) - want) < 1e-9 * std::max(1.0, max_abs(want)));
+  }
+  // Guided sampling through it equals guidance by the exact classifier.
+  ModelOptions a, b;
+  a.classifier = "torchscript:" + path;
+  b.classifier = "exact";
+  a.label = b.label = 4;
+  a.classifier_scale = b.classifier_scale = 2.0;
+  LoadedModel la = load_model("ring2d", k, a), lb = load_model("ring2d", k, b);
+  CHECK_FALSE(la.mixture);  // no closed-form target at s = 2
+  const at::Tensor xs = at::randn({32, 2}, g, at::kDouble);
+  CHECK(max_abs(la.model->predict_at(xs, 0.3) - lb.model->predict_at(xs, 0.3)) < 1e-9);
+  // A classifier with the wrong class count for a class-conditional model, and a truncated file.
+  ModelOptions f;
+  f.classifier = "torchscript:" + path;
+  f.param = "eps";
+  f.event_shape = {2};
+  const std::string cond =
+      "torchscript:" + std::string(SDEKIT_TEST_DATA) + "/torchscript/eps_mlp_cond.pt";
+  CHECK_THROWS_WITH(load_model(cond, k, f),
+                    Catch::Contains("has 8 classes") && Catch::Contains("must agree"));
+  // A classifier whose forward does not take the model's samples fails on its probe.
+  ModelOptions img;
+  img.classifier = "torchscript:" + path;
+  CHECK_THROWS_WITH(load_model("fmnist", k, img),
+                    Catch::Contains("forward failed on x [1, 1, 28, 28]"));
+  const std::string cut =
+      (std::filesystem::temp_directory_path() / "sdekit_truncated_classifier.pt").string();
+  {
+    std::ifstream in(path, std::ios::binary);
+    std::string bytes((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+    std::ofstream out(cut, std::ios::binary);
+    out.write(bytes.data(), static_cast<std::streamsize>(bytes.size() / 2));
+  }
+  CHECK_THROWS_WITH(load_noise_classifier("torchscript:" + cut, k, {2}, std::nullopt),
+                    Catch::Contains("TorchScript classifier"));
+  std::filesystem::remove(cut);
 }
