@@ -40,6 +40,20 @@ at::Tensor GuidedModel::labels_for(const at::Tensor& x) const {
   return labels_for_rows(labels_, x.size(0), x.device());
 }
 
+at::Tensor ConditionalModel::predict_grad(const at::Tensor&, const at::Tensor&, const at::Tensor&) {
+  throw std::invalid_argument("model '" + name() +
+                              "' cannot give gradients (its predictions are not recorded by "
+                              "autograd); the likelihood's divergence needs them");
+}
+
+at::Tensor GuidedModel::predict_grad(const at::Tensor& x, const at::Tensor& t) {
+  const at::Tensor y = labels_for(x);
+  const at::Tensor cond = model_->predict_grad(x, t, y);
+  if (guidance_ == 0.0) return cond;
+  const at::Tensor uncond = model_->predict_grad(x, t, at::full_like(y, model_->null_class()));
+  return cond * (1.0 + guidance_) - uncond * guidance_;
+}
+
 at::Tensor GuidedModel::predict(const at::Tensor& x, const at::Tensor& t) {
   const at::Tensor y = labels_for(x);
   const at::Tensor cond = model_->predict(x, t, y);

@@ -28,6 +28,8 @@ class ConditionalModel {
   virtual int64_t num_classes() const = 0;
   /// x: [n, ...]; t: [n]; y: [n] int64 in [0, K]. Returns a tensor shaped like x.
   virtual at::Tensor predict(const at::Tensor& x, const at::Tensor& t, const at::Tensor& y) = 0;
+  /// As predict, recorded by autograd (ScoreModel::predict_grad). Default: throws.
+  virtual at::Tensor predict_grad(const at::Tensor& x, const at::Tensor& t, const at::Tensor& y);
   int64_t null_class() const { return num_classes(); }
   /// As ScoreModel::consistency_end(): set for conditional consistency models.
   virtual std::optional<double> consistency_end() const { return std::nullopt; }
@@ -42,6 +44,7 @@ class GuidedModel final : public ScoreModel {
   Param param() const override { return model_->param(); }
   std::string name() const override;
   at::Tensor predict(const at::Tensor& x, const at::Tensor& t) override;
+  at::Tensor predict_grad(const at::Tensor& x, const at::Tensor& t) override;
   int calls_per_predict() const override { return guidance_ == 0.0 ? 1 : 2; }
   std::optional<double> consistency_end() const override { return model_->consistency_end(); }
   double guidance() const { return guidance_; }

@@ -111,6 +111,10 @@ class GaussianMixtureModel final : public ScoreModel {
   /// Per-row times: copies t to the host once (one device sync) to evaluate the schedule.
   at::Tensor predict(const at::Tensor& x, const at::Tensor& t) override;
   at::Tensor predict_at(const at::Tensor& x, double t) override;
+  /// The tensor path of predict (differentiable in x).
+  at::Tensor predict_grad(const at::Tensor& x, const at::Tensor& t) override {
+    return predict(x, t);
+  }
   const GaussianMixture& mixture() const { return mixture_; }
 
  private:

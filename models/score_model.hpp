@@ -25,6 +25,10 @@ class ScoreModel {
   /// Network evaluations one predict() costs: 1, or 2 for classifier-free guidance (a
   /// conditional and an unconditional call). CountingModel counts NFE in these units.
   virtual int calls_per_predict() const { return 1; }
+  /// predict(x, t) recorded by autograd, so that its derivatives in x can be taken (the
+  /// divergence of the likelihood ODE). The default throws std::invalid_argument naming the
+  /// model: it cannot give gradients.
+  virtual at::Tensor predict_grad(const at::Tensor& x, const at::Tensor& t);
   /// Consistency functions (models/consistency.hpp) return, instead of a parameterization, the
   /// end at time *consistency_end() of the probability-flow ODE trajectory through (x, t); only
   /// the "consistency" sampler uses them. Ordinary models: nullopt.
@@ -47,6 +51,10 @@ class CountingModel final : public ScoreModel {
     return inner_.predict_at(x, t);
   }
   int calls_per_predict() const override { return inner_.calls_per_predict(); }
+  at::Tensor predict_grad(const at::Tensor& x, const at::Tensor& t) override {
+    count_ += inner_.calls_per_predict();
+    return inner_.predict_grad(x, t);
+  }
   std::optional<double> consistency_end() const override { return inner_.consistency_end(); }
   int64_t count() const { return count_; }
   void reset() { count_ = 0; }

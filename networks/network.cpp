@@ -125,6 +125,20 @@ at::Tensor Network::predict(const at::Tensor& x, const at::Tensor& t, const at::
   return forward(x.to(dev), t.to(dev), yy).to(x.device(), x.scalar_type());
 }
 
+at::Tensor Network::predict_grad(const at::Tensor& x, const at::Tensor& t) {
+  at::Tensor y;
+  if (config_.num_classes > 0)
+    y = at::full({x.size(0)}, config_.num_classes, x.options().dtype(at::kLong));
+  return predict_grad(x, t, y);
+}
+
+at::Tensor Network::predict_grad(const at::Tensor& x, const at::Tensor& t, const at::Tensor& y) {
+  const auto& p = impl_->net->parameters().front();
+  at::Tensor yy = y.defined() ? y.to(p.device(), at::kLong) : y;
+  return forward(x.to(p.device(), p.scalar_type()), t.to(p.device(), p.scalar_type()), yy)
+      .to(x.device(), x.scalar_type());
+}
+
 int64_t Network::parameter_count() const {
   int64_t n = 0;
   for (const auto& p : impl_->net->parameters()) n += p.numel();

@@ -51,6 +51,9 @@ class Network final : public ScoreModel, public ConditionalModel {
   /// Unconditional use: a class-conditional network is given the null label.
   at::Tensor predict(const at::Tensor& x, const at::Tensor& t) override;
   at::Tensor predict(const at::Tensor& x, const at::Tensor& t, const at::Tensor& y) override;
+  /// predict with autograd, in x's dtype and device (the network's own dtype inside).
+  at::Tensor predict_grad(const at::Tensor& x, const at::Tensor& t) override;
+  at::Tensor predict_grad(const at::Tensor& x, const at::Tensor& t, const at::Tensor& y) override;
   /// The raw forward pass with autograd (training): x [n, ...event], t [n], y [n] or undefined.
   at::Tensor forward(const at::Tensor& x, const at::Tensor& t, const at::Tensor& y);
 

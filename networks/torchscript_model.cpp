@@ -148,7 +148,20 @@ at::Tensor TorchScriptModel::predict(const at::Tensor& x, const at::Tensor& t,
   return call(x, t, &y);
 }
 
-at::Tensor TorchScriptModel::call(const at::Tensor& x, const at::Tensor& t, const at::Tensor* y) {
+at::Tensor TorchScriptModel::predict_grad(const at::Tensor& x, const at::Tensor& t) {
+  if (!conditional()) return call(x, t, nullptr, true);
+  const at::Tensor null = at::full({x.size(0)}, num_classes_, x.options().dtype(at::kLong));
+  return call(x, t, &null, true);
+}
+
+at::Tensor TorchScriptModel::predict_grad(const at::Tensor& x, const at::Tensor& t,
+                                          const at::Tensor& y) {
+  num_classes();
+  return call(x, t, &y, true);
+}
+
+at::Tensor TorchScriptModel::call(const at::Tensor& x, const at::Tensor& t, const at::Tensor* y,
+                                  bool grad) {
   if (x.dim() < 1 || x.size(0) < 1)
     fail(path_, "expected x [n, ...] with n >= 1, got " + shape_str(x.sizes()));
   if (!x.is_floating_point())
@@ -162,7 +175,7 @@ at::Tensor TorchScriptModel::call(const at::Tensor& x, const at::Tensor& t, cons
 
   c10::IValue out;
   {
-    c10::InferenceMode guard;
+    c10::InferenceMode guard(!grad);
     std::vector<c10::IValue> inputs;
     inputs.reserve(3);
     inputs.emplace_back(x.to(device_, dtype_));
@@ -181,6 +194,7 @@ at::Tensor TorchScriptModel::call(const at::Tensor& x, const at::Tensor& t, cons
   if (pred.sizes() != x.sizes())
     fail(path_, "expected output shaped like x " + shape_str(x.sizes()) + ", got " +
                     shape_str(pred.sizes()));
+  if (grad) return pred.to(x.device(), x.scalar_type());
   // Outside InferenceMode, so the copy is an ordinary tensor.
   return pred.to(x.device(), x.scalar_type(), /*non_blocking=*/false, /*copy=*/true);
 }

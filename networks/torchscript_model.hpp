@@ -88,11 +88,14 @@ class TorchScriptModel final : public ScoreModel, public ConditionalModel {
   /// As a ConditionalModel: forward(x, t, y), y [n] int64 in 0..K. Throws std::invalid_argument
   /// for an unconditional module, and as predict(x, t) does.
   at::Tensor predict(const at::Tensor& x, const at::Tensor& t, const at::Tensor& y) override;
+  /// As the two predicts, outside InferenceMode and recorded by autograd.
+  at::Tensor predict_grad(const at::Tensor& x, const at::Tensor& t) override;
+  at::Tensor predict_grad(const at::Tensor& x, const at::Tensor& t, const at::Tensor& y) override;
 
  private:
   struct Impl;
   TorchScriptModel(std::string path, Param param, std::unique_ptr<Impl> impl);
-  at::Tensor call(const at::Tensor& x, const at::Tensor& t, const at::Tensor* y);
+  at::Tensor call(const at::Tensor& x, const at::Tensor& t, const at::Tensor* y, bool grad = false);
 
   std::string path_;
   Param param_;
