@@ -36,6 +36,7 @@ std::unique_ptr<Command> make_moments_command();
 std::unique_ptr<Command> make_converge_command();
 std::unique_ptr<Command> make_fid_table_command();
 std::unique_ptr<Command> make_guidance_table_command();
+std::unique_ptr<Command> make_likelihood_command();
 std::unique_ptr<Command> make_train_command();
 std::unique_ptr<Command> make_classifier_command();
 std::unique_ptr<Command> make_distill_command();

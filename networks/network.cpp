@@ -133,7 +133,7 @@ at::Tensor Network::predict_grad(const at::Tensor& x, const at::Tensor& t) {
 }
 
 at::Tensor Network::predict_grad(const at::Tensor& x, const at::Tensor& t, const at::Tensor& y) {
-  const auto& p = impl_->net->parameters().front();
+  const at::Tensor p = impl_->net->parameters().front();  // a copy: parameters() is a temporary
   at::Tensor yy = y.defined() ? y.to(p.device(), at::kLong) : y;
   return forward(x.to(p.device(), p.scalar_type()), t.to(p.device(), p.scalar_type()), yy)
       .to(x.device(), x.scalar_type());

@@ -3,8 +3,11 @@
 // standard error, convergence with the solver's tolerance and NFE, and bad input.
 #include <catch2/catch.hpp>
 #include <cmath>
+#include <filesystem>
 #include <vector>
 
+#include "experiments/likelihood.hpp"
+#include "experiments/npy_io.hpp"
 #include "models/gaussian_mixture.hpp"
 #include "models/likelihood_flow.hpp"
 #include "schedules/registry.hpp"
@@ -153,4 +156,73 @@ TEST_CASE("a model without gradients is refused by name", "[likelihood]") {
   CHECK_THROWS_WITH(AugmentedFlowModel(opaque, sde->schedule(), {2}, 3, Divergence::Hutchinson, 0,
                                        false, 0, at::kDouble),
                     Catch::Contains("--probes must be >= 1"));
+}
+
+TEST_CASE(
+    "the likelihood study: the exact log-density at tight tolerance, nll.npy, resumption, "
+    "orders, and bad input",
+    "[likelihood]") {
+  const std::string dir =
+      (std::filesystem::temp_directory_path() / "sdekit_likelihood_study").string();
+  std::filesystem::remove_all(dir);
+  LikelihoodSpec spec;
+  spec.model = "ring2d";
+  spec.n = 24;
+  spec.prior = "exact";
+  spec.tolerances = {1e-4, 1e-8};
+  const LikelihoodReport rep = run_likelihood(spec, dir, false);
+  REQUIRE(rep.cells.size() == 2);
+  CHECK(rep.cells[1].max_error < 1e-6);
+  CHECK(rep.cells[0].error > rep.cells[1].error);
+  const at::Tensor nll = read_npy(dir + "/nll.npy");
+  REQUIRE(nll.size(0) == 24);
+  CHECK(std::abs(nll.mean().item<double>() - rep.cells[1].mean_nll) < 1e-12);
+  CHECK(std::abs(rep.cells[1].bpd - rep.cells[1].mean_nll / (2 * std::log(2.0))) < 1e-12);
+  const LikelihoodReport again = run_likelihood(spec, dir, false);
+  CHECK(again.resumed == 2);
+  CHECK(again.cells[1].mean_nll == rep.cells[1].mean_nll);
+  // The Gaussian prior: the most accurate cell differs from the exact value by the prior's
+  // mismatch, to the solver's error.
+  spec.prior = "gaussian";
+  const LikelihoodReport g = run_likelihood(spec, dir + "_g", false);
+  CHECK(std::abs(g.exact_gap + g.cells[1].prior_mismatch) < 1e-6);
+  // Fixed-step RK4 over an NFE list: the fitted order of the errors against the exact values.
+  spec.prior = "exact";
+  spec.sampler = "rk4";
+  spec.grid = "uniform-lambda";
+  spec.nfe = {640, 1280, 2560, 5120};  // the local slopes approach 4 from above (5.0 at 160)
+  const LikelihoodReport rk = run_likelihood(spec, dir + "_rk4", false);
+  INFO("rk4 order " << rk.order);
+  CHECK(std::abs(rk.order - 4.0) < 0.3);
+  for (const auto& d : {dir, dir + "_g", dir + "_rk4"}) std::filesystem::remove_all(d);
+
+  LikelihoodSpec bad;
+  bad.divergence = "magic";
+  CHECK_THROWS_WITH(validate(bad), Catch::Contains("field 'divergence'"));
+  bad = LikelihoodSpec{};
+  bad.sampler = "euler-maruyama";
+  CHECK_THROWS_WITH(validate(bad), Catch::Contains("not a deterministic ODE solver"));
+  bad = LikelihoodSpec{};
+  bad.method = "elbo";
+  CHECK_THROWS_WITH(validate(bad), Catch::Contains("field 'method'"));
+  bad = LikelihoodSpec{};
+  bad.model = "fmnist";
+  bad.data = "fashion-mnist";
+  bad.prior = "exact";
+  CHECK_THROWS_WITH(validate(bad), Catch::Contains("field 'prior'"));
+  const std::string npy = (std::filesystem::temp_directory_path() / "sdekit_lk_bad.npy").string();
+  write_npy(npy, at::zeros({4, 3}, at::kDouble));
+  bad = LikelihoodSpec{};
+  bad.model = "ring2d";
+  bad.data = "npy:" + npy;
+  bad.n = 4;
+  CHECK_THROWS_WITH(run_likelihood(bad, dir + "_bad", false),
+                    Catch::Contains("rows of 2 values") && Catch::Contains("[4, 3]"));
+  at::Tensor nan = at::zeros({4, 2}, at::kDouble);
+  nan[1][1] = NAN;
+  write_npy(npy, nan);
+  CHECK_THROWS_WITH(run_likelihood(bad, dir + "_bad", false),
+                    Catch::Contains("row 1 holds a non-finite value"));
+  std::filesystem::remove_all(dir + "_bad");
+  std::filesystem::remove(npy);
 }
