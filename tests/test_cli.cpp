@@ -16,6 +16,7 @@
 #include "experiments/features.hpp"
 #include "experiments/npy_io.hpp"
 #include "models/gaussian_mixture.hpp"
+#include "networks/guidance_classifiers.hpp"
 #include "networks/loader.hpp"
 #include "schedules/registry.hpp"
 #include "schedules/time_grid.hpp"
@@ -104,6 +105,10 @@ TEST_CASE("help on every subcommand, and sdekit list shows every registry entry"
   for (const char* kind : {"ring2d", "gmm64", "gmm:", "fmnist", "net:", "cm:", "torchscript:"})
     CHECK_THAT(r.out, Catch::Contains(kind));
   for (const auto& k : model_kinds()) CHECK_THAT(r.out, Catch::Contains(k.name));
+  for (const auto& c : classifier_kinds()) {
+    CHECK_THAT(r.out, Catch::Contains(c.name));
+    CHECK_THAT(cli({"sample", "--help"}).out, Catch::Contains(c.name));
+  }
   for (const auto& f : feature_space_kinds()) {
     CHECK_THAT(r.out, Catch::Contains(f.name));
     CHECK_THAT(cli({"fid-table", "--help"}).out, Catch::Contains(f.name));
