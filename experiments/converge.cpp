@@ -286,14 +286,7 @@ std::string converge_spec_json(const ConvergeSpec& spec) {
 }
 
 ConvergeSpec converge_spec_from_json(const std::string& text, const std::string& source) {
-  ConvergeSpec spec;
-  detail::read_spec(converge_spec_schema(), text, source, spec);
-  try {
-    validate(spec);
-  } catch (const std::invalid_argument& e) {
-    throw std::invalid_argument(source + ": " + e.what());
-  }
-  return spec;
+  return detail::spec_from_json(converge_spec_schema(), text, source);
 }
 
 ConvergeReport run_converge(const ConvergeSpec& spec_in, const std::string& out_dir, bool fresh,

@@ -224,14 +224,7 @@ std::string fid_spec_json(const FidTableSpec& spec) {
 }
 
 FidTableSpec fid_spec_from_json(const std::string& text, const std::string& source) {
-  FidTableSpec spec;
-  detail::read_spec(fid_spec_schema(), text, source, spec);
-  try {
-    validate(spec);
-  } catch (const std::invalid_argument& e) {
-    throw std::invalid_argument(source + ": " + e.what());
-  }
-  return spec;
+  return detail::spec_from_json(fid_spec_schema(), text, source);
 }
 
 FidTableReport run_fid_table(const FidTableSpec& spec, const std::string& out_dir, bool fresh,

@@ -143,14 +143,7 @@ std::string guidance_spec_json(const GuidanceTableSpec& spec) {
 }
 
 GuidanceTableSpec guidance_spec_from_json(const std::string& text, const std::string& source) {
-  GuidanceTableSpec spec;
-  detail::read_spec(guidance_spec_schema(), text, source, spec);
-  try {
-    validate(spec);
-  } catch (const std::invalid_argument& e) {
-    throw std::invalid_argument(source + ": " + e.what());
-  }
-  return spec;
+  return detail::spec_from_json(guidance_spec_schema(), text, source);
 }
 
 namespace {

@@ -240,14 +240,7 @@ std::string likelihood_spec_json(const LikelihoodSpec& spec) {
 }
 
 LikelihoodSpec likelihood_spec_from_json(const std::string& text, const std::string& source) {
-  LikelihoodSpec spec;
-  detail::read_spec(likelihood_spec_schema(), text, source, spec);
-  try {
-    validate(spec);
-  } catch (const std::invalid_argument& e) {
-    throw std::invalid_argument(source + ": " + e.what());
-  }
-  return spec;
+  return detail::spec_from_json(likelihood_spec_schema(), text, source);
 }
 
 namespace {

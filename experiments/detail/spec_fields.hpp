@@ -230,6 +230,21 @@ nlohmann::json write_spec(const SpecSchema<Spec>& schema, const Spec& spec) {
   return j;
 }
 
+/// A spec read from JSON text with read_spec and checked by the study's validate(spec); errors of
+/// either are prefixed with `source`.
+template <class Spec>
+Spec spec_from_json(const SpecSchema<Spec>& schema, const std::string& text,
+                    const std::string& source) {
+  Spec spec;
+  read_spec(schema, text, source, spec);
+  try {
+    validate(spec);
+  } catch (const std::invalid_argument& e) {
+    throw std::invalid_argument(source + ": " + e.what());
+  }
+  return spec;
+}
+
 /// Runs f(); an std::invalid_argument it throws is prefixed with "field 'NAME': ".
 template <class F>
 auto with_field(const std::string& name, F&& f) -> decltype(f()) {
