@@ -361,6 +361,9 @@ TEST_CASE("converge spec: every field declared once reads, writes and has its fl
   s.ref_tol = 1e-9;
   s.sde_ref_steps = 64;
   s.compat = "dpm-solver";
+  s.classifier = "exact";
+  s.classifier_scale = 2.0;
+  s.label = 1;
   const std::string text = converge_spec_json(s);
   const json j = json::parse(text);
   std::vector<std::string> names;
@@ -368,11 +371,15 @@ TEST_CASE("converge spec: every field declared once reads, writes and has its fl
     names.push_back(f.name);
     if (!f.written_when_set) CHECK(j.contains(f.name));
   }
-  CHECK(j.size() == names.size() - 2);  // param and event_shape are written only when set
+  // param, event_shape and unconditional (which a mixture cannot take) are written only when
+  // set.
+  CHECK(j.size() == names.size() - 3);
   const ConvergeSpec back = converge_spec_from_json(text, "round-trip");
   CHECK(converge_spec_json(back) == text);
   CHECK(back.seed == 7);
   CHECK(back.compat == "dpm-solver");
+  CHECK(back.classifier_scale == 2.0);
+  CHECK(back.label == 1);
   CHECK(back.tolerances == std::vector<double>{1e-4});
   // The flags are the fields, '_' written '-'.
   const CliRun help = cli({"converge", "--help"});

@@ -399,3 +399,31 @@ TEST_CASE("a TorchScript classifier: autograd through the module equals the clos
                     Catch::Contains("TorchScript classifier"));
   std::filesystem::remove(cut);
 }
+
+TEST_CASE("classifier guidance on top of classifier-free guidance", "[guidance][fmnist]") {
+  const SchedulePtr k = make_sde("vp-linear")->schedule();
+  ModelOptions cfg;
+  cfg.label = 3;
+  cfg.guidance = 1.5;
+  ModelOptions both = cfg;
+  both.classifier = "fmnist-noisy";
+  both.classifier_scale = 2.0;
+  LoadedModel a = load_model("fmnist", k, cfg), b = load_model("fmnist", k, both);
+  CHECK(b.model->calls_per_predict() == 2);  // NFE: the two network calls of the CFG model
+  at::Generator g = at::make_generator<at::CPUGeneratorImpl>(1);
+  const at::Tensor x = at::randn({2, 1, 28, 28}, g, at::kFloat);
+  const double t = 0.4;
+  // eps = -sigma score: the classifier's term enters the CFG prediction as -sigma s grad.
+  const auto clf = load_noise_classifier("fmnist-noisy", k, {1, 28, 28}, std::nullopt);
+  const at::Tensor grad =
+      clf->log_prob_grad(x, at::full({2}, t, at::kFloat), at::full({2}, 3, at::kLong));
+  const at::Tensor diff = b.model->predict_at(x, t) - a.model->predict_at(x, t);
+  const at::Tensor want = grad * (-k->sigma(t) * 2.0);
+  CHECK((diff - want).abs().max().item<double>() < 1e-4 * std::max(1.0, max_abs(want)));
+  CHECK(b.classifier_guided->classifier_calls() == 1);
+  CHECK(diff.abs().max().item<double>() > 0);
+  // Scale 0 on top of CFG is CFG itself.
+  both.classifier_scale = 0.0;
+  LoadedModel c = load_model("fmnist", k, both);
+  CHECK(at::equal(c.model->predict_at(x, t), a.model->predict_at(x, t)));
+}
