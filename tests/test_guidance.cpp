@@ -268,11 +268,12 @@ TEST_CASE(
   CHECK(clf->sde() == "vp-linear");
   if (std::filesystem::exists(default_fashion_mnist_dir())) {
     const ImageDataset test = load_fashion_mnist("test");
-    const at::Tensor x = test.images.narrow(0, 0, 2000), y = test.labels.narrow(0, 0, 2000);
-    // At most 90% at t = 1e-3 would fail the bar stated in data/fmnist/README.md (90.8% on the
-    // whole test set); on these 2000 images with its noise the margin allows 1.5 points.
-    CHECK(clf->accuracy_at(1e-3, x, y, 1) > 0.885);
+    // The bar: at least 90% on the whole test set at small t (data/fmnist/README.md lists
+    // 91.21% at t = 1e-3 and 90.65% at t = 0.05 with noise seed 1).
+    CHECK(clf->accuracy_at(1e-3, test.images, test.labels, 1) >= 0.90);
+    CHECK(clf->accuracy_at(0.05, test.images, test.labels, 1) >= 0.90);
     // Near t = 1 the data is gone: chance level.
+    const at::Tensor x = test.images.narrow(0, 0, 2000), y = test.labels.narrow(0, 0, 2000);
     CHECK(clf->accuracy_at(1.0, x, y, 1) < 0.2);
   }
   // The guided U-Net's class probability under the classifier at t_end grows with the scale.
