@@ -6,6 +6,7 @@
 #include <stdexcept>
 
 #include "models/param.hpp"
+#include "schedules/row_coefficients.hpp"
 
 #include <ATen/core/grad_mode.h>
 #include <c10/core/InferenceMode.h>
@@ -46,19 +47,13 @@ MixtureClassifier::MixtureClassifier(GaussianMixture mixture, SchedulePtr kernel
 
 void MixtureClassifier::coefficients(const at::Tensor& x, const at::Tensor& t, at::Tensor& a,
                                      at::Tensor& s) const {
-  const at::Tensor th = t.detach().reshape({-1}).to(at::kCPU, at::kDouble).contiguous();
   const int64_t n = x.size(0);
-  if (th.numel() != 1 && th.numel() != n)
+  if (t.numel() != 1 && t.numel() != n)
     throw std::invalid_argument("exact mixture classifier: t must have 1 or " + std::to_string(n) +
-                                " entries, got " + std::to_string(th.numel()));
-  a = at::empty({n}, at::kDouble);
-  s = at::empty({n}, at::kDouble);
-  const double* tp = th.data_ptr<double>();
-  for (int64_t i = 0; i < n; ++i) {
-    const double ti = tp[th.numel() == 1 ? 0 : i];
-    a.data_ptr<double>()[i] = kernel_->alpha(ti);
-    s.data_ptr<double>()[i] = kernel_->sigma(ti);
-  }
+                                " entries, got " + std::to_string(t.numel()));
+  const RowCoefficients c = row_coefficients(*kernel_, t.reshape({-1}).expand({n}));
+  a = c.alpha;
+  s = c.sigma;
 }
 
 at::Tensor MixtureClassifier::logits(const at::Tensor& x, const at::Tensor& t) {

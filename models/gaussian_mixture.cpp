@@ -13,6 +13,7 @@
 #include <stdexcept>
 #include "models/mixture_kernel.hpp"
 #include "models/resources.hpp"
+#include "schedules/row_coefficients.hpp"
 
 namespace sdekit {
 
@@ -521,16 +522,7 @@ at::Tensor GaussianMixtureModel::predict(const at::Tensor& x, const at::Tensor& 
   if (!t.defined() || t.dim() != 1 || t.size(0) != x.size(0))
     throw std::invalid_argument("mixture model: t must have shape [" + std::to_string(x.size(0)) +
                                 "], got " + (t.defined() ? shape_str(t) : "undefined"));
-  at::Tensor th = t.detach().to(at::kCPU, at::kDouble).contiguous();
-  const int64_t n = th.size(0);
-  at::Tensor a = at::empty({n}, at::kDouble), s = at::empty({n}, at::kDouble);
-  const double* tp = th.data_ptr<double>();
-  double* ap = a.data_ptr<double>();
-  double* sp = s.data_ptr<double>();
-  for (int64_t i = 0; i < n; ++i) {
-    ap[i] = kernel_->alpha(tp[i]);
-    sp[i] = kernel_->sigma(tp[i]);
-  }
+  const auto [a, s] = row_coefficients(*kernel_, t);
   at::Tensor score = mixture_.score(x, a, s);
   if (output_ == Param::Score) return score;
   const at::Tensor ad = a.to(x.options()).unsqueeze(1), sd = s.to(x.options()).unsqueeze(1);

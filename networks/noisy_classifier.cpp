@@ -11,6 +11,7 @@
 #include "networks/classifier.hpp"
 #include "networks/module_check.hpp"
 #include "schedules/registry.hpp"
+#include "schedules/row_coefficients.hpp"
 #include "schedules/sde.hpp"
 
 namespace sdekit {
@@ -71,17 +72,9 @@ torch::Tensor as_noisy_images(const at::Tensor& x) {
 // x_t = alpha(t) x0 + sigma(t) eps with per-row times.
 torch::Tensor noised_images(const NoiseSchedule& k, const torch::Tensor& x0, const torch::Tensor& t,
                             const torch::Tensor& eps) {
-  const auto tc = t.to(at::kCPU, at::kDouble).contiguous();
-  const double* tp = tc.data_ptr<double>();
-  std::vector<double> a(static_cast<size_t>(t.numel())), s(a.size());
-  for (size_t i = 0; i < a.size(); ++i) {
-    a[i] = k.alpha(tp[i]);
-    s[i] = k.sigma(tp[i]);
-  }
-  auto col = [&](std::vector<double>& v) {
-    return torch::tensor(v, torch::kDouble).to(x0.options()).reshape({-1, 1, 1, 1});
-  };
-  return col(a) * x0 + col(s) * eps;
+  const RowCoefficients c = row_coefficients(k, t);
+  auto col = [&](const at::Tensor& v) { return v.to(x0.options()).reshape({-1, 1, 1, 1}); };
+  return col(c.alpha) * x0 + col(c.sigma) * eps;
 }
 
 SchedulePtr noisy_kernel_of(const std::string& sde) {
