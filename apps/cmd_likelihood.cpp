@@ -52,13 +52,15 @@ int cmd_likelihood(LikelihoodArgs& a, std::ostream& out, std::ostream& err) {
   }
   out << likelihood_protocol(rep) << "\n" << likelihood_markdown(rep) << "\n";
   const LikelihoodCell& best = rep.cells.back();
-  out << "Most accurate cell (" << best.key() << "): NLL " << fmt(best.mean_nll, 8) << " +- "
-      << fmt(best.se_nll, 3) << " nats per sample, " << fmt(best.bpd, 6) << " bits/dim, NFE "
-      << best.nfe << ", " << fmt(best.seconds, 3) << " s.\n";
+  out << (best.elbo ? "Variational bound" : "Most accurate cell (" + best.key() + ")") << ": NLL "
+      << (best.elbo ? "<= " : "") << fmt(best.mean_nll, 8) << " +- " << fmt(best.se_nll, 3)
+      << " nats per sample, " << fmt(best.bpd, 6) << " bits/dim, NFE " << best.nfe << ", "
+      << fmt(best.seconds, 3) << " s.\n";
   out << "Cells: " << rep.computed << " computed, " << rep.resumed << " reused from " << a.out
       << "/results.jsonl.\n";
   out << "Wrote " << a.out
-      << "/{nll.npy (nats per row, most accurate cell), cells/, results.jsonl, results.csv, "
+      << "/{nll.npy (nats per row: the most accurate cell or the bound), cells/, results.jsonl, "
+         "results.csv, "
          "results.md, spec.json}\n";
   if (!plot_note.empty()) out << plot_note << "\n";
   return 0;
@@ -70,7 +72,8 @@ class LikelihoodCommand final : public Command {
     sub_ = app.add_subcommand(
         "likelihood",
         "Log-likelihoods through the probability-flow ODE (exact or Hutchinson divergence) over "
-        "solver tolerances or NFE; per-sample values, bits/dim, errors and order; resumable");
+        "solver tolerances or NFE, or variational bounds (DDPM's discrete ELBO, the "
+        "continuous-time bound); per-sample values, bits/dim, errors and order; resumable");
     sub_->add_option("--spec", a_.spec_file, "JSON spec file with the same field names");
     a_.flags.add_to(sub_, likelihood_spec_schema());
     add_study_options(sub_, a_.out, a_.fresh, a_.quiet, a_.json);

@@ -15,6 +15,7 @@
 #include "experiments/detail/report_util.hpp"
 #include "experiments/detail/spec_fields.hpp"
 #include "experiments/detail/study_runner.hpp"
+#include "experiments/elbo.hpp"
 #include "experiments/npy_io.hpp"
 #include "experiments/order_fit.hpp"
 #include "experiments/table.hpp"
@@ -24,6 +25,7 @@
 #include "networks/loader.hpp"
 #include "schedules/registry.hpp"
 #include "schedules/time_grid.hpp"
+#include "schedules/vp_discrete.hpp"
 #include "solvers/registry.hpp"
 #include "solvers/sample.hpp"
 
@@ -71,9 +73,26 @@ bool use_exact(const LikelihoodSpec& spec, int64_t D) {
   return spec.divergence == "exact" || (spec.divergence == "auto" && D <= 64);
 }
 
+bool is_elbo(const LikelihoodSpec& spec) {
+  return spec.method == "elbo";
+}
+
+// The bound method elbo computes: ddpm (vp-discrete tables) or continuous.
+std::string resolved_bound(const LikelihoodSpec& spec, const NoiseSchedule& k) {
+  if (spec.bound != "auto") return spec.bound;
+  return dynamic_cast<const VPDiscrete*>(&k) ? "ddpm" : "continuous";
+}
+
+// The DDPM bound's decoder for 8-bit data: the discretized Gaussian.
+bool discretized_decoder(const LikelihoodSpec& spec) {
+  return spec.decoder == "discretized" || (spec.decoder == "auto" && spec.data == "fashion-mnist");
+}
+
 // The data rows [n, ...event] at t_end and the bits-per-dimension offset.
+// 8-bit images are dequantized unless `dequantize` is false (the discretized decoder's data,
+// x = byte / 127.5 - 1, offset 0).
 at::Tensor likelihood_data(const LikelihoodSpec& spec, const LoadedModel& lm,
-                           const NoiseSchedule& k, double t_end, std::string& what,
+                           const NoiseSchedule& k, double t_end, bool dequantize, std::string& what,
                            double& offset) {
   const int64_t D = dim_of(lm);
   std::vector<int64_t> shape = {spec.n};
@@ -93,6 +112,11 @@ at::Tensor likelihood_data(const LikelihoodSpec& spec, const LoadedModel& lm,
                                   std::to_string(spec.n));
     const at::Tensor bytes =
         test.images.narrow(0, 0, spec.n).to(at::kDouble).add(1.0).mul(127.5).round();
+    if (!dequantize) {
+      what = "the first " + std::to_string(spec.n) +
+             " Fashion-MNIST test images, 8-bit: x = byte / 127.5 - 1";
+      return bytes.div(127.5).sub(1.0).reshape(shape);
+    }
     const at::Tensor u = at::rand(bytes.sizes(), g, at::kDouble);
     what = "the first " + std::to_string(spec.n) +
            " Fashion-MNIST test images, dequantized: x = (byte + u) / 128 - 1, u ~ U[0, 1) "
@@ -122,6 +146,7 @@ std::string tol_text(double v) {
 }  // namespace
 
 std::string LikelihoodCell::key() const {
+  if (elbo) return "elbo";
   return target_nfe > 0 ? "nfe=" + std::to_string(target_nfe) : "tol=" + tol_text(tolerance);
 }
 
@@ -131,8 +156,42 @@ void validate(const LikelihoodSpec& spec) {
   if (!k)
     throw std::invalid_argument("field 'sde': '" + spec.sde +
                                 "' has no Gaussian kernel; the likelihood needs an affine SDE");
-  if (spec.method != "ode")
-    throw std::invalid_argument("field 'method': '" + spec.method + "'; valid: ode");
+  if (spec.method != "ode" && spec.method != "elbo")
+    throw std::invalid_argument("field 'method': '" + spec.method + "'; valid: ode, elbo");
+  if (spec.bound != "auto" && spec.bound != "ddpm" && spec.bound != "continuous")
+    throw std::invalid_argument("field 'bound': '" + spec.bound +
+                                "'; valid: auto, ddpm, continuous");
+  if (spec.variance != "beta" && spec.variance != "posterior")
+    throw std::invalid_argument("field 'variance': '" + spec.variance +
+                                "'; valid: beta, posterior");
+  if (spec.decoder != "auto" && spec.decoder != "gaussian" && spec.decoder != "discretized")
+    throw std::invalid_argument("field 'decoder': '" + spec.decoder +
+                                "'; valid: auto, gaussian, discretized");
+  if (!(spec.decoder_std > 0.0 && spec.decoder_std < 1.0))
+    throw std::invalid_argument("field 'decoder_std': must lie in (0, 1), got " +
+                                tol_text(spec.decoder_std));
+  if (is_elbo(spec)) {
+    const std::string b = resolved_bound(spec, *k);
+    const auto* vpd = dynamic_cast<const VPDiscrete*>(k.get());
+    if (b == "ddpm" && !vpd)
+      throw std::invalid_argument(
+          "field 'bound': 'ddpm' is the bound of a discrete DDPM table "
+          "(--sde vp-discrete); '" +
+          spec.sde + "' is continuous (use continuous)");
+    const int64_t max_k = b == "ddpm" ? vpd->steps() - 1 : detail::kMaxNfe;
+    if (spec.timesteps < 1 || spec.timesteps > max_k)
+      throw std::invalid_argument("field 'timesteps': draws per row must lie in [1, " +
+                                  std::to_string(max_k) + "], got " +
+                                  std::to_string(spec.timesteps));
+    if (b == "ddpm" && discretized_decoder(spec) && spec.data == "mixture")
+      throw std::invalid_argument(
+          "field 'decoder': 'discretized' is for 8-bit data; mixture samples are continuous "
+          "(use gaussian)");
+    if (b != "ddpm" && spec.decoder == "discretized")
+      throw std::invalid_argument(
+          "field 'decoder': the discretized decoder belongs to the ddpm bound; the continuous "
+          "bound's decoder is Gaussian (decoder_std)");
+  }
   const auto sampler = detail::with_field("sampler", [&] { return make_sampler(spec.sampler); });
   if (sampler->stochastic() || sampler->consistency())
     throw std::invalid_argument("field 'sampler': '" + spec.sampler +
@@ -179,6 +238,14 @@ void validate(const LikelihoodSpec& spec) {
                                 spec.model + "' takes other samples");
   if (spec.data.rfind("npy:", 0) == 0 && !fs::exists(spec.data.substr(4)))
     throw std::invalid_argument("field 'data': file '" + spec.data.substr(4) + "' does not exist");
+  if (!spec.reference.empty()) {
+    if (spec.reference.rfind("npy:", 0) != 0)
+      throw std::invalid_argument("field 'reference': 'npy:FILE.npy' (per-row NLL in nats), got '" +
+                                  spec.reference + "'");
+    if (!fs::exists(spec.reference.substr(4)))
+      throw std::invalid_argument("field 'reference': file '" + spec.reference.substr(4) +
+                                  "' does not exist");
+  }
   if (spec.prior == "exact" && !lm.mixture)
     throw std::invalid_argument(
         "field 'prior': 'exact' is the noised density p_T of an exact "
@@ -187,7 +254,9 @@ void validate(const LikelihoodSpec& spec) {
   const int64_t D = dim_of(lm);
   // The state, the model's activations for the divergence's backward passes.
   require_memory("field 'n' (" + std::to_string(spec.n) + ")", 64.0 * 8.0 * double(spec.n) * D);
-  // A model that cannot give gradients fails here, before any work.
+  // A model that cannot give gradients fails here, before any work (the ODE's divergence needs
+  // them; the bounds do not).
+  if (is_elbo(spec)) return;
   std::vector<int64_t> shape = {1};
   shape.insert(shape.end(), lm.event_shape.begin(), lm.event_shape.end());
   detail::with_field("model", [&] {
@@ -206,7 +275,25 @@ const SpecSchema<LikelihoodSpec>& likelihood_spec_schema() {
        "npy:FILE.npy"},
       {"n", &S::n, "Rows"},
       {"seed", &S::seed, "Seed of the data draw (mixture samples, dequantization) and probes"},
-      {"method", &S::method, "ode (the probability-flow ODE)"},
+      {"method", &S::method,
+       "ode (the probability-flow ODE) | elbo (a variational bound, one Monte Carlo cell)"},
+      {"bound", &S::bound,
+       "elbo: auto (ddpm under vp-discrete, else continuous) | ddpm (the discrete DDPM bound, "
+       "data at t = 0) | continuous (the reverse SDE's bound, data at t_end)",
+       true},
+      {"timesteps", &S::timesteps,
+       "elbo: stratified draws of the time per row (ddpm: at most N - 1, which is the exact sum)",
+       true},
+      {"variance", &S::variance, "ddpm: the reverse kernels' variance, beta | posterior", true},
+      {"decoder", &S::decoder,
+       "ddpm: auto (discretized for Fashion-MNIST, else gaussian) | gaussian | discretized "
+       "(8-bit data)",
+       true},
+      {"decoder_std", &S::decoder_std,
+       "continuous bound: the Gaussian decoder's standard deviation relative to the data", true},
+      {"reference", &S::reference,
+       "npy:FILE.npy: per-row NLL in nats (an earlier run's nll.npy) to measure errors against",
+       true},
       {"divergence", &S::divergence, "auto (exact for D <= 64) | exact | hutchinson"},
       {"probes", &S::probes, "Hutchinson: probes per row (fixed along the trajectory)"},
       {"probe", &S::probe, "Hutchinson: rademacher | gaussian"},
@@ -257,7 +344,9 @@ nlohmann::json cell_json(const LikelihoodCell& c) {
           {"mean_prior", c.mean_prior},
           {"mean_delta", c.mean_delta},
           {"hutchinson_se", json_num(c.hutchinson_se)},
-          {"prior_mismatch", json_num(c.prior_mismatch)}};
+          {"prior_mismatch", json_num(c.prior_mismatch)},
+          {"elbo", c.elbo},
+          {"mean_decoder", c.mean_decoder}};
 }
 
 LikelihoodCell cell_from_json(const nlohmann::json& j) {
@@ -273,6 +362,8 @@ LikelihoodCell cell_from_json(const nlohmann::json& j) {
   c.mean_delta = j.at("mean_delta").get<double>();
   c.hutchinson_se = json_num_of(j, "hutchinson_se");
   c.prior_mismatch = json_num_of(j, "prior_mismatch");
+  c.elbo = j.value("elbo", false);
+  c.mean_decoder = j.value("mean_decoder", 0.0);
   c.resumed = true;
   return c;
 }
@@ -303,20 +394,43 @@ LikelihoodReport run_likelihood(const LikelihoodSpec& spec, const std::string& o
   const LoadedModel lm = likelihood_model(spec, kernel);
   const int64_t D = dim_of(lm);
   rep.dim = D;
-  rep.t_end = spec.t_end < 0 ? sde->default_t_end() : spec.t_end;
+  const bool elbo = is_elbo(spec);
+  rep.bound = elbo ? resolved_bound(spec, *kernel) : "";
+  const bool ddpm = rep.bound == "ddpm";
+  const auto* vpd = dynamic_cast<const VPDiscrete*>(kernel.get());
+  rep.t_end = ddpm ? 0.0 : spec.t_end < 0 ? sde->default_t_end() : spec.t_end;
   const double T = sde->domain().hi;
   const bool exact_div = use_exact(spec, D);
-  rep.divergence = exact_div ? "exact (trace of the Jacobian, " + std::to_string(D) +
-                                   " vector-Jacobian products per NFE)"
-                             : "Hutchinson, " + std::to_string(spec.probes) + " " + spec.probe +
-                                   " probes per row, fixed along the trajectory";
+  const bool discretized = ddpm && discretized_decoder(spec);
+  if (elbo)
+    rep.divergence =
+        ddpm ? "DDPM's discrete bound over the " + std::to_string(vpd->steps()) +
+                   "-step table (reverse variance " +
+                   (spec.variance == "posterior" ? std::string("the posterior's") : "beta_n") +
+                   ", " + (discretized ? "discretized 8-bit" : "Gaussian") + " decoder), " +
+                   std::to_string(spec.timesteps) + " stratified draws of n per row"
+             : "the continuous-time bound of the reverse SDE in the log-SNR of q(x_t | x), " +
+                   std::to_string(spec.timesteps) +
+                   " stratified draws per row, Gaussian decoder of relative std " +
+                   tol_text(spec.decoder_std);
+  else
+    rep.divergence = exact_div ? "exact (trace of the Jacobian, " + std::to_string(D) +
+                                     " vector-Jacobian products per NFE)"
+                               : "Hutchinson, " + std::to_string(spec.probes) + " " + spec.probe +
+                                     " probes per row, fixed along the trajectory";
   const at::ScalarType dtype = parse_dtype(spec.dtype);
-  const at::Tensor x =
-      likelihood_data(spec, lm, *kernel, rep.t_end, rep.data, rep.bpd_offset).to(dtype);
+  const at::Tensor x64 =
+      likelihood_data(spec, lm, *kernel, rep.t_end, !discretized, rep.data, rep.bpd_offset);
+  const at::Tensor x = x64.to(dtype);
   const bool adaptive = is_adaptive(spec.sampler);
   const GridKind grid = spec.grid.empty() ? default_grid(*kernel) : parse_grid(spec.grid);
   rep.grid = adaptive ? "adaptive" : grid_name(grid);
-  if (adaptive) {
+  if (elbo) {
+    LikelihoodCell c;
+    c.elbo = true;
+    rep.cells.push_back(c);
+    rep.grid = "";
+  } else if (adaptive) {
     std::vector<double> tols = spec.tolerances;
     std::sort(tols.rbegin(), tols.rend());
     tols.erase(std::unique(tols.begin(), tols.end()), tols.end());
@@ -336,6 +450,7 @@ LikelihoodReport run_likelihood(const LikelihoodSpec& spec, const std::string& o
   ops.read = cell_from_json;
   ops.write = cell_json;
   ops.cost = [](const LikelihoodCell& c) {
+    if (c.elbo) return 1.0;
     return c.target_nfe > 0 ? double(c.target_nfe) : -std::log10(c.tolerance);
   };
   detail::StudyRunner<LikelihoodCell> runner(out_dir, likelihood_spec_json(spec), fresh,
@@ -345,6 +460,36 @@ LikelihoodReport run_likelihood(const LikelihoodSpec& spec, const std::string& o
   fs::create_directories(store.path("cells"));
 
   runner.run([&](LikelihoodCell& c) {
+    if (c.elbo) {
+      ElboOptions eo;
+      eo.timesteps = spec.timesteps;
+      eo.posterior_variance = spec.variance == "posterior";
+      eo.discretized = discretized;
+      eo.decoder_std = spec.decoder_std;
+      eo.prior_std = sde->prior_std();
+      eo.seed = spec.seed ^ 0x5851f42d4c957f2dULL;
+      eo.dtype = dtype;
+      if (spec.prior == "exact")
+        eo.log_prior = [&](const at::Tensor& z) {
+          return lm.mixture->log_prob(z, kernel->alpha(T), kernel->sigma(T));
+        };
+      const auto t0 = std::chrono::steady_clock::now();
+      const ElboRows er =
+          ddpm ? ddpm_elbo(*lm.model, *vpd, lm.event_shape, x64, eo)
+               : continuous_elbo(*lm.model, *kernel, lm.event_shape, x64, rep.t_end, T, eo);
+      c.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+      c.nfe = er.nfe;
+      c.mean_nll = er.total.mean().item<double>();
+      c.se_nll = spec.n > 1 ? er.total.std().item<double>() / std::sqrt(double(spec.n)) : 0.0;
+      c.bpd = c.mean_nll / (double(D) * kLn2) + rep.bpd_offset;
+      c.mean_prior = er.prior.mean().item<double>();
+      c.mean_delta = er.diffusion.mean().item<double>();
+      c.mean_decoder = er.decoder.mean().item<double>();
+      c.hutchinson_se = 0.0;
+      write_npy(store.path(cell_file(c.key())),
+                at::stack({er.total.neg(), er.prior, er.diffusion, er.decoder}, 1));
+      return;
+    }
     SamplerOptions o;
     std::vector<double> times;
     if (adaptive) {
@@ -400,35 +545,56 @@ LikelihoodReport run_likelihood(const LikelihoodSpec& spec, const std::string& o
   rep.resumed = runner.resumed();
   rep.computed = runner.computed();
 
-  // Errors against the exact log-density (mixture data under its exact model) or the most
-  // accurate cell (the last: smallest tolerance, largest NFE), and the fitted order.
+  // Errors against a reference: the per-row NLL of `reference`, the exact log-density (mixture
+  // data; for the ODE with the exact prior) or else, for the ODE, the most accurate cell (the
+  // last: smallest tolerance, largest NFE); the fitted order.
   std::vector<at::Tensor> rows;
   for (const auto& c : rep.cells) rows.push_back(read_npy(store.path(cell_file(c.key()))));
-  at::Tensor ref;
-  const bool exact_ref = lm.mixture && spec.data == "mixture" && spec.prior == "exact";
+  at::Tensor ref;           // per-row log p
+  bool ref_outside = true;  // the reference is no cell: every cell gets an error
   if (lm.mixture && spec.data == "mixture") {
-    const at::Tensor exact = lm.mixture->log_prob(
-        x.reshape({spec.n, D}).to(at::kDouble), kernel->alpha(rep.t_end), kernel->sigma(rep.t_end));
-    rep.exact_gap = (rows.back().select(1, 0) - exact).mean().item<double>();
-    if (exact_ref) ref = exact;
+    const at::Tensor xr = x64.reshape({spec.n, D});
+    const at::Tensor exact =
+        lm.mixture->log_prob(xr, kernel->alpha(rep.t_end), kernel->sigma(rep.t_end));
+    if (!elbo) {
+      rep.exact_gap = (rows.back().select(1, 0) - exact).mean().item<double>();
+      rep.t_end_term = (exact - lm.mixture->log_prob(xr, 1.0, 0.0)).mean().item<double>();
+    }
+    if (elbo || spec.prior == "exact") {
+      ref = exact;
+      rep.reference =
+          std::string("the mixture's exact log p(") + (ddpm ? "0" : "t_end") + ") (closed form)";
+    }
   }
-  if (exact_ref) {
-    rep.reference = "the mixture's exact log p(t_end) (closed form)";
-  } else {
+  if (!spec.reference.empty()) {
+    const std::string path = spec.reference.substr(4);
+    const at::Tensor r = read_npy(path).to(at::kDouble).reshape({-1});
+    if (r.size(0) < spec.n)
+      throw std::invalid_argument("field 'reference': '" + path + "' holds " +
+                                  std::to_string(r.size(0)) + " values, the run has " +
+                                  std::to_string(spec.n) + " rows");
+    require_finite(r, "field 'reference': '" + path + "'");
+    ref = r.narrow(0, 0, spec.n).neg();
+    rep.reference = "the per-row NLL of " + path;
+  }
+  if (!ref.defined() && !elbo) {
     ref = rows.back().select(1, 0);
     rep.reference = "the most accurate cell (" + rep.cells.back().key() + ")";
+    ref_outside = false;
   }
   std::vector<double> nfe, err;
-  const std::size_t last = exact_ref ? rows.size() : rows.size() - 1;
-  for (std::size_t i = 0; i < rows.size(); ++i) {
-    const at::Tensor e = (rows[i].select(1, 0) - ref).abs();
-    if (i < last) {
-      rep.cells[i].error = e.mean().item<double>();
-      rep.cells[i].max_error = e.max().item<double>();
-      if (rep.cells[i].error > 0) {
-        nfe.push_back(double(rep.cells[i].nfe));
-        err.push_back(rep.cells[i].error);
-      }
+  const std::size_t last = ref_outside ? rows.size() : rows.size() - 1;
+  for (std::size_t i = 0; ref.defined() && i < last; ++i) {
+    const at::Tensor d = ref - rows[i].select(1, 0);  // NLL minus the reference NLL
+    const at::Tensor e = d.abs();
+    LikelihoodCell& c = rep.cells[i];
+    c.error = e.mean().item<double>();
+    c.max_error = e.max().item<double>();
+    c.gap = d.mean().item<double>();
+    c.gap_se = spec.n > 1 ? d.std().item<double>() / std::sqrt(double(spec.n)) : 0.0;
+    if (!c.elbo && c.error > 0) {
+      nfe.push_back(double(c.nfe));
+      err.push_back(c.error);
     }
   }
   if (nfe.size() >= 2) {
@@ -442,21 +608,31 @@ LikelihoodReport run_likelihood(const LikelihoodSpec& spec, const std::string& o
 
 std::string likelihood_protocol(const LikelihoodReport& r) {
   std::ostringstream os;
+  const bool elbo = !r.bound.empty();
   os << "Model " << r.spec.model << ", SDE " << r.spec.sde << ", " << r.spec.dtype
-     << ". Data: " << r.data << ", taken as points at t_end = " << r.t_end << " (D = " << r.dim
-     << ").\n"
-     << "log p(x) = log p_T(x_T) + the integral over [t_end, T] of div v along the PF-ODE from x, "
-        "solved by "
-     << r.spec.sampler
-     << (r.grid == "adaptive" ? " (rtol = atol per cell)" : " on the " + r.grid + " grid")
-     << "; divergence: " << r.divergence
-     << ". Prior: " << (r.spec.prior == "exact" ? "the mixture's exact p_T" : "N(0, prior_std^2 I)")
-     << ".\n"
-     << "NLL in nats per sample (mean +- standard error over rows; Hutchinson's probe error "
-        "apart); bits/dim = NLL / (D ln 2)"
-     << (r.bpd_offset != 0 ? " + 7 (the dequantization's change of variables)" : "") << ".\n"
-     << "Errors: mean and max over rows of |log p - reference|, reference " << r.reference << "."
-     << (std::isnan(r.order) ? std::string()
+     << ". Data: " << r.data << ", taken as points at t = " << r.t_end << " (D = " << r.dim
+     << ").\n";
+  if (elbo)
+    os << "Variational bound on -log p(x): " << r.divergence << ". Prior: "
+       << (r.spec.prior == "exact" ? "the mixture's exact p_T" : "N(0, prior_std^2 I)")
+       << ".\nBound in nats per sample (mean +- standard error over rows, which holds the time and "
+          "noise draws' variance), with its prior (L_T), diffusion and decoder terms apart";
+  else
+    os << "log p(x) = log p_T(x_T) + the integral over [t_end, T] of div v along the PF-ODE from "
+          "x, solved by "
+       << r.spec.sampler
+       << (r.grid == "adaptive" ? " (rtol = atol per cell)" : " on the " + r.grid + " grid")
+       << "; divergence: " << r.divergence << ". Prior: "
+       << (r.spec.prior == "exact" ? "the mixture's exact p_T" : "N(0, prior_std^2 I)")
+       << ".\nNLL in nats per sample (mean +- standard error over rows; Hutchinson's probe error "
+          "apart)";
+  os << "; bits/dim = NLL / (D ln 2)"
+     << (r.bpd_offset != 0 ? " + 7 (the dequantization's change of variables)" : "") << ".\n";
+  if (!r.reference.empty())
+    os << "Errors: mean and max over rows of |log p - reference| and the mean gap NLL - reference "
+          "NLL, reference "
+       << r.reference << ".";
+  os << (std::isnan(r.order) ? std::string()
                              : " Fitted order (error vs NFE): " + fmt(r.order, 3) + " +- " +
                                    fmt(r.order_se, 2) + ".")
      << "\n";
@@ -465,23 +641,24 @@ std::string likelihood_protocol(const LikelihoodReport& r) {
 
 namespace {
 Table cell_table(const LikelihoodReport& r, bool csv) {
+  const bool elbo = !r.bound.empty();
   Table t;
   t.column("cell", Table::Align::Left)
       .column("NFE")
-      .column("NLL (nats)")
+      .column(elbo ? "bound (nats)" : "NLL (nats)")
       .column("+- SE")
-      .column("bits/dim")
-      .column("prior term")
-      .column("divergence term")
-      .column("Hutchinson SE")
-      .column("mean error")
-      .column("max error")
-      .column("seconds");
+      .column("bits/dim");
+  if (elbo)
+    t.column("prior term L_T").column("diffusion term").column("decoder term");
+  else
+    t.column("prior term").column("divergence term").column("Hutchinson SE");
+  t.column("mean error").column("max error").column("gap").column("gap SE").column("seconds");
   auto num = [&](double v, int prec) { return csv ? detail::csv_num(v) : fmt(v, prec); };
   for (const auto& c : r.cells)
     t.row({c.key(), std::to_string(c.nfe), num(c.mean_nll, 8), num(c.se_nll, 3), num(c.bpd, 6),
-           num(c.mean_prior, 6), num(c.mean_delta, 6), num(c.hutchinson_se, 3), num(c.error, 3),
-           num(c.max_error, 3), num(c.seconds, 3)});
+           num(c.mean_prior, 6), num(c.mean_delta, 6),
+           elbo ? num(c.mean_decoder, 6) : num(c.hutchinson_se, 3), num(c.error, 3),
+           num(c.max_error, 3), num(c.gap, 3), num(c.gap_se, 3), num(c.seconds, 3)});
   return t;
 }
 }  // namespace
@@ -489,14 +666,23 @@ Table cell_table(const LikelihoodReport& r, bool csv) {
 std::string likelihood_markdown(const LikelihoodReport& r) {
   std::ostringstream os;
   os << cell_table(r, false).markdown();
-  if (!r.cells.empty() && !std::isnan(r.cells.back().prior_mismatch))
-    os << "\nPrior mismatch (mean over rows of the exact log p_T(x_T) minus the Gaussian prior's), "
+  std::string sep = "\n";
+  if (!r.cells.empty() && !std::isnan(r.cells.back().prior_mismatch)) {
+    os << sep
+       << "Prior mismatch (mean over rows of the exact log p_T(x_T) minus the Gaussian prior's), "
           "most accurate cell: "
        << fmt(r.cells.back().prior_mismatch, 6) << " nats.\n";
-  if (!std::isnan(r.exact_gap))
-    os << (r.cells.back().prior_mismatch == r.cells.back().prior_mismatch ? "" : "\n")
+    sep = "";
+  }
+  if (!std::isnan(r.exact_gap)) {
+    os << sep
        << "Most accurate cell minus the exact log p(t_end), mean over rows: " << fmt(r.exact_gap, 6)
        << " nats.\n";
+    sep = "";
+  }
+  if (!std::isnan(r.t_end_term))
+    os << sep << "t_end's contribution, exact log p(t_end) - log p(0) at the data, mean over rows: "
+       << fmt(r.t_end_term, 6) << " nats.\n";
   return os.str();
 }
 
@@ -512,11 +698,15 @@ std::string likelihood_report_json(const LikelihoodReport& r) {
   j["order"] = json_num(r.order);
   j["order_se"] = r.order_se;
   j["exact_gap"] = json_num(r.exact_gap);
+  j["t_end_term"] = json_num(r.t_end_term);
+  j["bound"] = r.bound;
   j["cells"] = nlohmann::json::array();
   for (const auto& c : r.cells) {
     nlohmann::json x = cell_json(c);
     x["error"] = json_num(c.error);
     x["max_error"] = json_num(c.max_error);
+    x["gap"] = json_num(c.gap);
+    x["gap_se"] = c.gap_se;
     x["resumed"] = c.resumed;
     j["cells"].push_back(x);
   }

@@ -20,8 +20,8 @@ struct SpecField {
   std::string name;
   Member member;
   std::string meaning;
-  /// Written to spec.json only when non-empty (numbers: when not the default), so folders made
-  /// before the field existed still resume.
+  /// Written to spec.json only when non-empty and not the default, so folders made before the
+  /// field existed still resume.
   bool written_when_set = false;
   /// Whether the flag's help shows the default (off where the default is a sentinel, e.g.
   /// t_end = -1 for "the SDE's").

@@ -203,7 +203,7 @@ TEST_CASE(
   bad.sampler = "euler-maruyama";
   CHECK_THROWS_WITH(validate(bad), Catch::Contains("not a deterministic ODE solver"));
   bad = LikelihoodSpec{};
-  bad.method = "elbo";
+  bad.method = "iwae";
   CHECK_THROWS_WITH(validate(bad), Catch::Contains("field 'method'"));
   bad = LikelihoodSpec{};
   bad.model = "fmnist";

@@ -210,8 +210,8 @@ void read_spec(const SpecSchema<Spec>& schema, const std::string& text, const st
   f.apply();
 }
 
-/// Every field of `schema` as a JSON object (fields marked written_when_set only when
-/// non-empty, or for numbers when they differ from the default).
+/// Every field of `schema` as a JSON object (fields marked written_when_set only when they are
+/// non-empty and differ from the default).
 template <class Spec>
 nlohmann::json write_spec(const SpecSchema<Spec>& schema, const Spec& spec) {
   nlohmann::json j = nlohmann::json::object();
@@ -220,7 +220,7 @@ nlohmann::json write_spec(const SpecSchema<Spec>& schema, const Spec& spec) {
         [&](auto m) {
           const auto& v = spec.*m;
           if constexpr (!std::is_arithmetic_v<std::decay_t<decltype(v)>>) {
-            if (field.written_when_set && v.empty()) return;
+            if (field.written_when_set && (v.empty() || v == Spec{}.*m)) return;
           } else {
             if (field.written_when_set && v == Spec{}.*m) return;
           }
