@@ -101,6 +101,20 @@ std::vector<SamplerInfo>& registry() {
        "linear multistep in sigma, exact Lagrange coefficients",
        make_lms,
        {"lms-order", "lms-start"}},
+      {"ipndm",
+       "iPNDM: Adams-Bashforth in sigma with equal-step coefficients, lower-order warm-up",
+       make_ipndm,
+       {"ipndm-order"}},
+      {"ipndm-v",
+       "iPNDM-v: variable-step Adams-Bashforth in sigma (diff-sampler's coefficients)",
+       make_ipndm_v,
+       {"ipndm-order"}},
+      {"deis-1", "DEIS tAB1: exponential integrator, eps linear in t (order 2)",
+       [](const SamplerOptions& o) { return make_deis(1, o); }},
+      {"deis-2", "DEIS tAB2: eps quadratic in t (order 3)",
+       [](const SamplerOptions& o) { return make_deis(2, o); }},
+      {"deis-3", "DEIS tAB3: eps cubic in t (order 4)",
+       [](const SamplerOptions& o) { return make_deis(3, o); }},
       {"dpmpp-2s-ancestral",
        "DPM-Solver++ 2S with ancestral noise",
        make_dpmpp_2s_ancestral,
@@ -297,6 +311,11 @@ const std::vector<SamplerOptionSpec>& sampler_option_specs() {
        [](SamplerOptions& o, const std::string& v) {
          o.lms_order = parse_int("lms-order", v, 1);
          if (o.lms_order > 4) throw std::invalid_argument("--lms-order: at most 4, got " + v);
+       }},
+      {"ipndm-order", "int", "4", "ipndm, ipndm-v: the highest Adams-Bashforth order", "1 .. 4",
+       [](SamplerOptions& o, const std::string& v) {
+         o.ipndm_order = parse_int("ipndm-order", v, 1);
+         if (o.ipndm_order > 4) throw std::invalid_argument("--ipndm-order: at most 4, got " + v);
        }},
       {"lms-start", "rk4 | lower-order", "rk4",
        "lms: the first steps by Runge-Kutta 4 (keeps the order) or by lower orders (k-diffusion)",

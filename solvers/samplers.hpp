@@ -1,6 +1,8 @@
 #pragma once
 // Options the built-in samplers take, and their factories (one sampler per .cpp). Users reach
 // them through the registry (solvers/registry.hpp).
+#include <array>
+#include <functional>
 #include <memory>
 #include <string>
 #include <string_view>
@@ -41,6 +43,7 @@ struct SamplerOptions {
   bool sde_solver_heun = false;  // dpmpp-2m-sde: Heun's correction instead of the midpoint's
   int lms_order = 4;             // lms: the order of the multistep formula (1 to 4)
   bool lms_rk4_start = true;     // lms: Runge-Kutta 4 start (else k-diffusion's lower orders)
+  int ipndm_order = 4;           // ipndm, ipndm-v: the highest Adams-Bashforth order (1 to 4)
   AncestralVariance variance = AncestralVariance::Posterior;
 
   // Adaptive samplers (Runge-Kutta and DPM-Solver-12/23): local error control.
@@ -112,6 +115,17 @@ std::unique_ptr<Sampler> make_euler_ancestral(const SamplerOptions&);
 std::unique_ptr<Sampler> make_dpm_2(const SamplerOptions&);
 std::unique_ptr<Sampler> make_lms(const SamplerOptions&);
 std::unique_ptr<Sampler> make_dpmpp_2s_ancestral(const SamplerOptions&);
+// Adams-Bashforth in sigma~ (ipndm.cpp) and DEIS tAB-k in t (deis.cpp, k = 1..3).
+std::unique_ptr<Sampler> make_ipndm(const SamplerOptions&);
+std::unique_ptr<Sampler> make_ipndm_v(const SamplerOptions&);
+std::unique_ptr<Sampler> make_deis(int k, const SamplerOptions&);
+/// ipndm-v's coefficients of order p (1..4) for the step h after the steps h1, h2, h3 (in
+/// sigma~, newest first), newest slope first.
+std::array<double, 4> ipndm_v_coefficients(int p, double h, double h1, double h2, double h3);
+/// DEIS's C_j = integral_a^b sigma~'(tau) L_j(tau) dtau for the Lagrange basis on nodes[0..p).
+std::array<double, 4> deis_coefficients(const std::function<double(double)>& sigma_tilde,
+                                        const std::array<double, 4>& nodes, int p, double a,
+                                        double b);
 std::unique_ptr<Sampler> make_dpmpp_sde(const SamplerOptions&);
 std::unique_ptr<Sampler> make_dpmpp_multistep_sde(int order, const SamplerOptions&);  // 2 or 3
 std::unique_ptr<Sampler> make_predictor_corrector(const SamplerOptions&);
