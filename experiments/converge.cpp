@@ -537,6 +537,10 @@ ConvergeReport run_converge(const ConvergeSpec& spec_in, const std::string& out_
       if (c.sampler == name && std::isfinite(c.rms) && c.rms > 0 && c.nfe > 0)
         pts.emplace_back(static_cast<double>(c.nfe), c.rms);
     std::sort(pts.begin(), pts.end());
+    // Budgets that buy the same run (e.g. lms's Runge-Kutta start at 8 and 10 NFE) count once.
+    pts.erase(std::unique(pts.begin(), pts.end(),
+                          [](const auto& a, const auto& b) { return a.first == b.first; }),
+              pts.end());
     for (const auto& [n, e] : pts) {
       s.nfe.push_back(n);
       s.rms.push_back(e);

@@ -418,3 +418,19 @@ TEST_CASE("converge spec: every field declared once reads, writes and has its fl
                             Catch::Contains("unknown cell kind 'ode45'") &&
                             Catch::Contains("--fresh"));
 }
+
+TEST_CASE("budgets that buy the same run count once in the order fit", "[converge]") {
+  // lms starts with Runge-Kutta 4: 8 and 10 NFE are both 2 RK4 steps and 2 multistep steps.
+  ConvergeSpec s;
+  s.model = "gmm64";
+  s.samplers = {"lms"};
+  s.nfe = {8, 10, 20, 40, 80};
+  s.n = 8;
+  const ConvergeReport r = run_converge(s, scratch("same_nfe").string(), true);
+  REQUIRE(r.summaries.size() == 1);
+  const SamplerSummary& m = r.summaries[0];
+  INFO(m.note);
+  CHECK(m.fitted);
+  CHECK(m.nfe.size() == 4);
+  CHECK(std::adjacent_find(m.nfe.begin(), m.nfe.end()) == m.nfe.end());
+}
