@@ -114,7 +114,7 @@ ModelOptions ModelArgs::options() const {
 }
 
 void add_model_options(CLI::App* c, ModelArgs& m) {
-  c->add_option("--param", m.param, "torchscript models: eps | x0 | v | score | denoiser");
+  c->add_option("--param", m.param, "torchscript models: eps | x0 | v | score | denoiser | flow");
   c->add_option("--event-shape", m.event_shape,
                 "torchscript models: one sample's shape, e.g. 2 or 1,28,28");
   c->add_option("--class", m.label,

@@ -80,7 +80,10 @@ class TrainCommand final : public Command {
                      "mixture:gmm:FILE.json | fashion-mnist")
         ->capture_default_str();
     sub_->add_option("--sde", a_.c.sde, "SDE whose kernel noises the data")->capture_default_str();
-    sub_->add_option("--param", a_.param, "Target: eps | x0 | v")->capture_default_str();
+    sub_->add_option(
+            "--param", a_.param,
+            "Target: eps | x0 | v | flow (u = eps - x0, with --sde flow the flow-matching loss)")
+        ->capture_default_str();
     sub_->add_option("--arch", a_.arch, "mlp | unet (default: unet for images, mlp otherwise)");
     sub_->add_option("--classes", a_.c.net.num_classes,
                      "Class-conditional with this many classes (fashion-mnist: 10), 0: none")

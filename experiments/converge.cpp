@@ -264,7 +264,7 @@ const SpecSchema<ConvergeSpec>& converge_spec_schema() {
       {"ref_tol", &S::ref_tol, "Reference ODE solve: rtol = atol"},
       {"sde_ref_steps", &S::sde_ref_steps,
        "Reference SDE solve: SRA steps on the same Brownian path"},
-      {"param", &S::param, "torchscript models: eps | x0 | v | score | denoiser", true},
+      {"param", &S::param, "torchscript models: eps | x0 | v | score | denoiser | flow", true},
       {"event_shape", &S::event_shape, "torchscript models: one sample's shape, e.g. 2 or 1,28,28",
        true},
       {"compat", &S::compat,

@@ -200,7 +200,7 @@ const SpecSchema<FidTableSpec>& fid_spec_schema() {
       {"kid_subsets", &S::kid_subsets, "KID: subsets"},
       {"kid_subset_size", &S::kid_subset_size, "KID: subset size"},
       {"guidance", &S::guidance, "Class-conditional models (balanced classes): guidance weight"},
-      {"param", &S::param, "torchscript models: eps | x0 | v | score | denoiser", true},
+      {"param", &S::param, "torchscript models: eps | x0 | v | score | denoiser | flow", true},
       {"event_shape", &S::event_shape, "torchscript models: one sample's shape, e.g. 2 or 1,28,28",
        true},
       {"compat", &S::compat,

@@ -315,7 +315,7 @@ const SpecSchema<LikelihoodSpec>& likelihood_spec_schema() {
            throw std::invalid_argument("--t-end must lie inside the SDE's time domain, got -1");
        }},
       {"class", &S::label, "Class-conditional models: -1 the null label (p(x)), or k (p(x | k))"},
-      {"param", &S::param, "torchscript models: eps | x0 | v | score | denoiser", true},
+      {"param", &S::param, "torchscript models: eps | x0 | v | score | denoiser | flow", true},
       {"event_shape", &S::event_shape, "torchscript models: one sample's shape, e.g. 2 or 1,28,28",
        true},
   };

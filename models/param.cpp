@@ -10,11 +10,9 @@ struct ParamName {
   Param p;
   const char* name;
 };
-constexpr ParamName kNames[] = {{Param::Eps, "eps"},
-                                {Param::X0, "x0"},
-                                {Param::V, "v"},
-                                {Param::Score, "score"},
-                                {Param::Denoiser, "denoiser"}};
+constexpr ParamName kNames[] = {
+    {Param::Eps, "eps"},           {Param::X0, "x0"},    {Param::V, "v"}, {Param::Score, "score"},
+    {Param::Denoiser, "denoiser"}, {Param::Flow, "flow"}};
 
 bool is_data(Param p) {
   return p == Param::X0 || p == Param::Denoiser;
@@ -31,6 +29,11 @@ std::pair<A, A> coefficients(Param from, Param to, const A& a, const A& s) {
     return {-one / (s * s), a / (s * s)};  // (alpha x0 - x) / sigma^2
   if (from == Param::Score && is_data(to))
     return {one / a, s * s / a};  // (x + sigma^2 score) / alpha
+  // The flow's direct paths, which stay finite as alpha -> 0 (u = eps - x0).
+  if (from == Param::Flow && is_data(to))
+    return {one / (a + s), -s / (a + s)};  // x0 = (x - sigma u) / (alpha + sigma)
+  if (is_data(from) && to == Param::Flow)
+    return {one / s, -(a + s) / s};  // u = (x - (alpha + sigma) x0) / sigma
   const A n2 = a * a + s * s;
   A bx = zero, bp = one;  // eps = bx x + bp pred
   switch (from) {
@@ -46,6 +49,9 @@ std::pair<A, A> coefficients(Param from, Param to, const A& a, const A& s) {
     case Param::Score:
       bx = zero, bp = -s;
       break;
+    case Param::Flow:
+      bx = one / (a + s), bp = a / (a + s);
+      break;
   }
   A ax = zero, ae = one;  // to = ax x + ae eps
   switch (to) {
@@ -60,6 +66,9 @@ std::pair<A, A> coefficients(Param from, Param to, const A& a, const A& s) {
       break;
     case Param::Score:
       ax = zero, ae = -one / s;
+      break;
+    case Param::Flow:
+      ax = -one / a, ae = (a + s) / a;
       break;
   }
   return {ax + ae * bx, ae * bp};
@@ -83,8 +92,8 @@ std::string param_name(Param p) {
 }
 
 const std::vector<Param>& all_params() {
-  static const std::vector<Param> ps = {Param::Eps, Param::X0, Param::V, Param::Score,
-                                        Param::Denoiser};
+  static const std::vector<Param> ps = {Param::Eps,   Param::X0,       Param::V,
+                                        Param::Score, Param::Denoiser, Param::Flow};
   return ps;
 }
 

@@ -4,6 +4,8 @@
 //   x0    = (x - sigma eps) / alpha          (data prediction)
 //   v     = alpha eps - sigma x0             (so eps = (alpha v + sigma x) / (alpha^2 + sigma^2))
 //   Denoiser: EDM's D(x; sigma), the data prediction; with alpha = 1, D = x + sigma^2 score.
+//   flow  = eps - x0                         (the rectified flow's velocity dx/dt for alpha = 1 - t,
+//                                             sigma = t; so eps = (x + alpha u) / (alpha + sigma))
 // Conversions are exact algebra; they divide by sigma (to score, from x0) or alpha (to x0), so
 // they need sigma > 0 and alpha > 0.
 #include <ATen/ATen.h>
@@ -14,9 +16,9 @@
 
 namespace sdekit {
 
-enum class Param { Eps, X0, V, Score, Denoiser };
+enum class Param { Eps, X0, V, Score, Denoiser, Flow };
 
-/// "eps", "x0", "v", "score", "denoiser"; unknown names throw listing the valid ones.
+/// "eps", "x0", "v", "score", "denoiser", "flow"; unknown names throw listing the valid ones.
 Param parse_param(std::string_view name);
 std::string param_name(Param p);
 const std::vector<Param>& all_params();

@@ -117,7 +117,7 @@ LoadedModel load_torchscript(const std::string& spec, const SchedulePtr&, const 
   const std::string path = file_of(spec, "torchscript:");
   if (o.param.empty())
     throw std::invalid_argument("model '" + spec +
-                                "': --param is required (eps, x0, v, score or denoiser)");
+                                "': --param is required (eps, x0, v, score, denoiser or flow)");
   if (o.event_shape.empty())
     throw std::invalid_argument("model '" + spec +
                                 "': --event-shape is required (one sample's shape, e.g. 2 or "

@@ -48,8 +48,8 @@ NetConfig NetConfig::from_json(const std::string& text, const std::string& sourc
 void NetConfig::validate() const {
   auto bad = [](const std::string& m) { return std::invalid_argument("network config: " + m); };
   if (arch != "mlp" && arch != "unet") throw bad("arch must be mlp or unet, got '" + arch + "'");
-  if (param != Param::Eps && param != Param::X0 && param != Param::V)
-    throw bad("param must be eps, x0 or v, got " + param_name(param));
+  if (param != Param::Eps && param != Param::X0 && param != Param::V && param != Param::Flow)
+    throw bad("param must be eps, x0, v or flow, got " + param_name(param));
   if (arch == "mlp" && (event_shape.size() != 1 || event_shape[0] < 1))
     throw bad("an mlp needs event_shape {D}");
   if (arch == "unet" && (event_shape.size() != 3 || event_shape[0] < 1))

@@ -24,7 +24,7 @@
 //   y  [n]       int64 class labels in 0..K, where K = num_classes() is the null
 //                (unconditional) label the network learnt with label dropout.
 // It returns one tensor shaped like x holding the declared parameterization (models/param.hpp:
-// eps, x0, v, score or denoiser), fixed when loading.
+// eps, x0, v, score, denoiser or flow), fixed when loading.
 //
 // The number of classes K of a conditional module is its int attribute `num_classes` (a plain
 // `self.num_classes = K` in Python is kept by torch.jit.script; a torch.jit.Final constant is

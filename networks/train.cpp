@@ -173,6 +173,9 @@ TrainResult train(const TrainConfig& c, const std::string& dir, bool resume,
       case Param::X0:
         target = x0;
         break;
+      case Param::Flow:  // the flow-matching loss: the velocity u = eps - x0
+        target = eps - x0;
+        break;
       default:
         target = a * eps - s * x0;
         break;
@@ -186,6 +189,8 @@ TrainResult train(const TrainConfig& c, const std::string& dir, bool resume,
         conv = at::ones_like(snr);
       else if (c.net.param == Param::X0)
         conv = snr;
+      else if (c.net.param == Param::Flow)  // eps - eps_hat = alpha / (alpha + sigma) (u - u_hat)
+        conv = (a1 / (a1 + s1)).pow(2);
       else
         conv = a1 * a1 / (a1 * a1 + s1 * s1).pow(2);
       w = at::clamp_max(snr, 5.0) / snr * conv;

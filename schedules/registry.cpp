@@ -3,6 +3,7 @@
 #include <stdexcept>
 
 #include "schedules/edm.hpp"
+#include "schedules/flow.hpp"
 #include "schedules/sub_vp.hpp"
 #include "schedules/ve.hpp"
 #include "schedules/vp_cosine.hpp"
@@ -25,11 +26,53 @@ const std::vector<ScheduleInfo>& schedule_registry() {
        [] { return SchedulePtr(std::make_shared<VE>()); }},
       {"edm", "EDM, alpha = 1, sigma = t on [0, 80], stops at 0.002",
        [] { return SchedulePtr(std::make_shared<EDM>()); }},
+      {"flow",
+       "rectified flow, alpha = 1 - t, sigma = t on [0, 0.999]; flow:shift=S (SD3/Flux time "
+       "shift), flow:res=HxW (SD3's resolution rule)",
+       [] { return SchedulePtr(std::make_shared<FlowSchedule>()); }},
   };
   return reg;
 }
 
+namespace {
+// "flow:shift=S" or "flow:res=HxW"; nullptr for other names.
+SchedulePtr parse_flow(std::string_view name) {
+  const std::string n(name);
+  auto fail = [&](const std::string& why) {
+    return std::invalid_argument("SDE '" + n + "': " + why +
+                                 " (expected flow, flow:shift=S with S > 0 or flow:res=HxW)");
+  };
+  if (n.rfind("flow:", 0) != 0) return nullptr;
+  const std::string arg = n.substr(5);
+  try {
+    std::size_t used = 0;
+    if (arg.rfind("shift=", 0) == 0) {
+      const double s = std::stod(arg.substr(6), &used);
+      if (used != arg.size() - 6) throw fail("the shift is not a number");
+      return std::make_shared<FlowSchedule>(s);
+    }
+    if (arg.rfind("res=", 0) == 0) {
+      const std::string r = arg.substr(4);
+      const std::size_t x = r.find('x');
+      if (x == std::string::npos) throw fail("the resolution is not HxW");
+      const int h = std::stoi(r.substr(0, x), &used);
+      if (used != x) throw fail("the resolution is not HxW");
+      const int w = std::stoi(r.substr(x + 1), &used);
+      if (used != r.size() - x - 1) throw fail("the resolution is not HxW");
+      return std::make_shared<FlowSchedule>(flow_resolution_shift(h, w));
+    }
+  } catch (const std::logic_error& e) {
+    if (dynamic_cast<const std::invalid_argument*>(&e) &&
+        std::string(e.what()).rfind("SDE '", 0) == 0)
+      throw;
+    throw fail(e.what());
+  }
+  throw fail("unknown option");
+}
+}  // namespace
+
 SchedulePtr make_schedule(std::string_view name) {
+  if (SchedulePtr f = parse_flow(name)) return f;
   std::string valid;
   for (const auto& s : schedule_registry()) {
     if (s.name == name) return s.make();

@@ -78,6 +78,7 @@ std::map<Param, at::Tensor> true_params(const at::Tensor& x0, const at::Tensor& 
   v[Param::V] = alpha * eps - sigma * x0;
   v[Param::Score] = -eps / sigma;
   v[Param::Denoiser] = x0;
+  v[Param::Flow] = eps - x0;
   return v;
 }
 
@@ -88,12 +89,14 @@ struct AlphaSigma {
 // VP pairs (alpha^2 + sigma^2 = 1) and non-VP ones (VE, sub-VP-like, arbitrary).
 const std::vector<AlphaSigma>& alpha_sigma_pairs() {
   static const std::vector<AlphaSigma> p = {
-      {0.8, 0.6},  {0.995, std::sqrt(1 - 0.995 * 0.995)}, {0.05, std::sqrt(1 - 0.05 * 0.05)},
-      {1.0, 5.0},   // VE
-      {1.0, 0.01},  // VE / EDM, nearly clean
-      {0.7, 0.2},   // sub-VP-like: alpha^2 + sigma^2 < 1
-      {0.3, 2.0},   // alpha^2 + sigma^2 > 1
-      {2.0, 0.5}};  // alpha > 1
+      {0.8, 0.6},   {0.995, std::sqrt(1 - 0.995 * 0.995)}, {0.05, std::sqrt(1 - 0.05 * 0.05)},
+      {1.0, 5.0},      // VE
+      {1.0, 0.01},     // VE / EDM, nearly clean
+      {0.7, 0.2},      // sub-VP-like: alpha^2 + sigma^2 < 1
+      {0.3, 2.0},      // alpha^2 + sigma^2 > 1
+      {2.0, 0.5},      // alpha > 1
+      {0.75, 0.25},    // rectified flow: alpha + sigma = 1
+      {1e-3, 0.999}};  // rectified flow near t = 1
   return p;
 }
 
@@ -151,11 +154,9 @@ struct TempDir {
 // 1. Parameterizations
 
 TEST_CASE("param names round-trip and unknown names list the valid ones", "[models][param]") {
-  const std::vector<std::pair<Param, std::string>> expected = {{Param::Eps, "eps"},
-                                                               {Param::X0, "x0"},
-                                                               {Param::V, "v"},
-                                                               {Param::Score, "score"},
-                                                               {Param::Denoiser, "denoiser"}};
+  const std::vector<std::pair<Param, std::string>> expected = {
+      {Param::Eps, "eps"},           {Param::X0, "x0"},    {Param::V, "v"}, {Param::Score, "score"},
+      {Param::Denoiser, "denoiser"}, {Param::Flow, "flow"}};
   REQUIRE(all_params().size() == expected.size());
   for (size_t i = 0; i < expected.size(); ++i) {
     CHECK(all_params()[i] == expected[i].first);
@@ -539,6 +540,8 @@ at::Tensor expected_output(const GaussianMixture& m, Param p, const at::Tensor& 
       return x0;
     case Param::V:
       return a * eps - s * x0;
+    case Param::Flow:
+      return eps - x0;
   }
   return {};
 }

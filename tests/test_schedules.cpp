@@ -97,6 +97,13 @@ Closed closed_form(const std::string& name, double t) {
     return {1.0, s, 0.0, g * g};
   }
   if (name == "edm") return {1.0, t, 0.0, 2.0 * t};
+  if (name == "flow" || name == "flow:shift=3") {
+    // u = s t / (1 + (s - 1) t), alpha = 1 - u, sigma = u; f = -u' / (1 - u), g2 = d u^2/dt - 2 f
+    // u^2 = 2 u u' / (1 - u).
+    const double sh = name == "flow" ? 1.0 : 3.0, u = sh * t / (1 + (sh - 1) * t),
+                 du = sh / std::pow(1 + (sh - 1) * t, 2);
+    return {1.0 - u, u, -du / (1.0 - u), 2.0 * u * du / (1.0 - u)};
+  }
   throw std::logic_error("no closed form for " + name);
 }
 
@@ -172,6 +179,7 @@ std::shared_ptr<CallbackSchedule> callback_ve() {
 std::vector<SchedulePtr> all_builtin() {
   std::vector<SchedulePtr> v;
   for (const auto& info : schedule_registry()) v.push_back(info.make());
+  v.push_back(make_schedule("flow:shift=3"));
   return v;
 }
 
@@ -194,9 +202,9 @@ double max_abs_diff(const at::Tensor& a, const at::Tensor& b) {
 // 1. f, g2, alpha, sigma
 // ---------------------------------------------------------------------------------------------
 
-TEST_CASE("registry holds the six built-in schedules under their names", "[schedules]") {
-  const std::vector<std::string> want = {"vp-linear", "vp-cosine", "vp-discrete",
-                                         "sub-vp",    "ve",        "edm"};
+TEST_CASE("registry holds the seven built-in schedules under their names", "[schedules]") {
+  const std::vector<std::string> want = {"vp-linear", "vp-cosine", "vp-discrete", "sub-vp",
+                                         "ve",        "edm",       "flow"};
   const auto& reg = schedule_registry();
   REQUIRE(reg.size() == want.size());
   for (size_t i = 0; i < want.size(); ++i) {
@@ -215,7 +223,8 @@ TEST_CASE("registry holds the six built-in schedules under their names", "[sched
   };
   for (const Dom& d : {Dom{"vp-linear", 0.0, 1.0, 1e-3}, Dom{"vp-cosine", 0.0, kCosT, 1e-3},
                        Dom{"vp-discrete", 0.0, 1.0, 1.0 / kDdpmN}, Dom{"sub-vp", 0.0, 1.0, 1e-3},
-                       Dom{"ve", 0.0, 1.0, 1e-5}, Dom{"edm", 0.0, kEdmMax, kEdmMin}}) {
+                       Dom{"ve", 0.0, 1.0, 1e-5}, Dom{"edm", 0.0, kEdmMax, kEdmMin},
+                       Dom{"flow", 0.0, 0.999, 1e-3}}) {
     const auto s = make_schedule(d.name);
     INFO(d.name);
     CHECK(s->domain().lo == d.lo);
@@ -842,4 +851,18 @@ TEST_CASE("CallbackSDE / CallbackSchedule with missing callbacks are rejected",
     REQUIRE_INVALID(CallbackSchedule(spec), "domain.hi");
   }
   REQUIRE_INVALID(AffineSDE(nullptr), "null");
+}
+
+TEST_CASE("flow: the shift's names, SD3's resolution rule and bad options", "[schedules][flow]") {
+  CHECK(make_schedule("flow:shift=3")->name() == "flow:shift=3");
+  CHECK(make_schedule("flow:shift=1")->name() == "flow");
+  // 1024 x 1024 against 256^2: s = 4; u(t) = 4 t / (1 + 3 t).
+  const auto r = make_schedule("flow:res=1024x1024");
+  CHECK(r->sigma(0.5) == Approx(4 * 0.5 / (1 + 3 * 0.5)).epsilon(1e-14));
+  CHECK(r->alpha(0.5) + r->sigma(0.5) == Approx(1.0).epsilon(1e-15));
+  for (const char* bad : {"flow:shift=0", "flow:shift=-2", "flow:shift=x", "flow:res=1024",
+                          "flow:res=0x5", "flow:speed=2"}) {
+    INFO(bad);
+    CHECK_THROWS_WITH(make_schedule(bad), Catch::Contains("flow"));
+  }
 }
