@@ -119,4 +119,17 @@ void ProgressLine::finish() {
   shown_ = false;
 }
 
+std::string sde_with_shift(const std::string& sde, double shift, bool given) {
+  if (!given) return sde;
+  if (sde != "flow")
+    throw std::invalid_argument("--shift: only --sde flow has a time shift, got --sde " + sde +
+                                " (or give flow:shift=S as the SDE)");
+  if (!(shift > 0.0) || !std::isfinite(shift))
+    throw std::invalid_argument("--shift: must be > 0, got " + fmt(shift, 6));
+  if (shift == 1.0) return sde;
+  std::ostringstream os;
+  os << "flow:shift=" << shift;
+  return os.str();
+}
+
 }  // namespace sdekit::cli

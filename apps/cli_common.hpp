@@ -36,6 +36,9 @@ void check_device(const std::string& device);
 /// An output file is checked before any work without creating it: its folder must exist and be
 /// writable, and an existing file must be a writable regular file.
 void check_output_file(const std::string& flag, const std::string& path);
+/// --sde with --shift S: "flow:shift=S" (S = 1 or not given: sde unchanged); throws
+/// std::invalid_argument naming --shift for another SDE or S <= 0.
+std::string sde_with_shift(const std::string& sde, double shift, bool given);
 
 /// Progress on stderr: one line rewritten in place, only when stderr is a terminal.
 class ProgressLine {

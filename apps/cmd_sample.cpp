@@ -26,6 +26,7 @@ using namespace cli;
 struct SampleArgs {
   std::string model = "ring2d";
   std::string sde = "vp-linear";
+  double shift = 1.0;  // --sde flow: the time shift
   SamplerArgs s;
   ModelArgs m;
   std::string grid;  // empty: the schedule's default
@@ -246,6 +247,9 @@ class SampleCommand final : public Command {
         app.add_subcommand("sample", "Sample a model with one sampler; write the samples as .npy");
     sub_->add_option("--model", a_.model, model_spec_help())->capture_default_str();
     sub_->add_option("--sde", a_.sde, "SDE / schedule (see `sdekit list`)")->capture_default_str();
+    sub_->add_option("--shift", a_.shift,
+                     "--sde flow: the time shift s of SD3 and Flux, u = s t / (1 + (s - 1) t)")
+        ->capture_default_str();
     add_sampler_options(sub_, a_.s);
     add_model_options(sub_, a_.m);
     sub_->add_option("--steps", a_.steps, "Number of steps")->capture_default_str();
@@ -280,6 +284,7 @@ class SampleCommand final : public Command {
     a_.steps_given = sub_->get_option("--steps")->count() > 0;
     a_.grid_given = sub_->get_option("--grid")->count() > 0;
     a_.t_end_given = sub_->get_option("--t-end")->count() > 0;
+    a_.sde = sde_with_shift(a_.sde, a_.shift, sub_->get_option("--shift")->count() > 0);
     return cmd_sample(a_, out);
   }
 

@@ -16,6 +16,7 @@ using namespace cli;
 struct TrainArgs {
   TrainConfig c;
   std::string param = "eps";
+  double shift = 1.0;
   std::string channel_mult = "1,2,2";
   std::string arch;  // empty: unet for images, mlp otherwise
   std::string out = "out/train";
@@ -25,6 +26,7 @@ struct TrainArgs {
 
 int cmd_train(TrainArgs& a, const CLI::App& cmd, std::ostream& out, std::ostream& err) {
   TrainConfig c = a.c;
+  c.sde = sde_with_shift(c.sde, a.shift, cmd.get_option("--shift")->count() > 0);
   c.net.param = parse_param(a.param);
   const bool images = c.data == "fashion-mnist";
   c.net.arch = a.arch.empty() ? (images ? "unet" : "mlp") : a.arch;
@@ -80,6 +82,7 @@ class TrainCommand final : public Command {
                      "mixture:gmm:FILE.json | fashion-mnist")
         ->capture_default_str();
     sub_->add_option("--sde", a_.c.sde, "SDE whose kernel noises the data")->capture_default_str();
+    sub_->add_option("--shift", a_.shift, "--sde flow: the time shift s")->capture_default_str();
     sub_->add_option(
             "--param", a_.param,
             "Target: eps | x0 | v | flow (u = eps - x0, with --sde flow the flow-matching loss)")

@@ -624,3 +624,19 @@ TEST_CASE("classifier guidance on the command line: sample, fid-table, converge"
   CHECK(init_alone.rc == 2);
   CHECK_THAT(init_alone.err, Catch::Contains("add --noisy"));
 }
+
+TEST_CASE("sample --sde flow --shift: the shifted schedule; other SDEs refuse --shift", "[cli]") {
+  const CliRun r =
+      cli({"sample", "--model", "ring2d", "--sde", "flow", "--shift", "3", "--sampler", "dpmpp-2m",
+           "--steps", "10", "--n", "16", "--out",
+           (std::filesystem::temp_directory_path() / "sdekit_flow_shift.npy").string()});
+  INFO(r.err);
+  CHECK(r.rc == 0);
+  CHECK_THAT(r.out, Catch::Contains("flow:shift=3"));
+  const CliRun bad = cli({"sample", "--sde", "vp-linear", "--shift", "3"});
+  CHECK(bad.rc == 2);
+  CHECK_THAT(bad.err, Catch::Contains("--shift") && Catch::Contains("vp-linear"));
+  const CliRun neg = cli({"sample", "--sde", "flow", "--shift", "-1"});
+  CHECK(neg.rc == 2);
+  CHECK_THAT(neg.err, Catch::Contains("--shift"));
+}
