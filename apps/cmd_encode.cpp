@@ -47,7 +47,11 @@ int cmd_encode(const EncodeArgs& a, std::ostream& out) {
   SampleSpec spec;
   spec.options = at::TensorOptions().dtype(parse_dtype(a.dtype));
   spec.steps = cli_steps(a.s, *sampler, a.steps, a.steps_given, a.nfe_given, a.grid_given);
-  if (!a.grid.empty()) spec.grid = parse_grid(a.grid);
+  if (!a.grid.empty()) {
+    const GridChoice g = parse_grid_choice(a.grid);
+    spec.grid = g.kind;
+    spec.grid_file = g.file;
+  }
   spec.t_end = a.t_start_given ? a.t_start : sde->default_t_end();
   if (!(spec.t_end > d.lo && spec.t_end < d.hi)) {
     std::ostringstream os;

@@ -72,7 +72,11 @@ int cmd_sample(const SampleArgs& a, std::ostream& out) {
     throw std::invalid_argument("--final-denoise: --sde " + a.sde +
                                 " has no Gaussian kernel, so no x0 prediction for the step to "
                                 "sigma = 0");
-  if (!a.grid.empty()) spec.grid = parse_grid(a.grid);
+  if (!a.grid.empty()) {
+    const GridChoice g = parse_grid_choice(a.grid);
+    spec.grid = g.kind;
+    spec.grid_file = g.file;
+  }
   spec.t_end = a.t_end_given ? a.t_end : -1.0;
   spec.n = a.n;
   spec.event_shape = lm.event_shape;

@@ -34,6 +34,7 @@ std::unique_ptr<Command> make_sample_command();
 std::unique_ptr<Command> make_encode_command();
 std::unique_ptr<Command> make_moments_command();
 std::unique_ptr<Command> make_converge_command();
+std::unique_ptr<Command> make_optimize_grid_command();
 std::unique_ptr<Command> make_fid_table_command();
 std::unique_ptr<Command> make_guidance_table_command();
 std::unique_ptr<Command> make_likelihood_command();

@@ -12,6 +12,7 @@ std::vector<std::unique_ptr<Command>> all_commands() {
   c.push_back(make_fid_table_command());
   c.push_back(make_guidance_table_command());
   c.push_back(make_likelihood_command());
+  c.push_back(make_optimize_grid_command());
   c.push_back(make_train_command());
   c.push_back(make_classifier_command());
   c.push_back(make_distill_command());

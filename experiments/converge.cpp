@@ -156,7 +156,9 @@ std::vector<double> grid_times(const ConvergeSpec& spec, const NoiseSchedule& k,
                                double T, double t_end, const std::vector<int>& groups = {}) {
   GridOptions opt;
   opt.groups = groups;
-  return make_time_grid(parse_grid(spec.grid), k, steps, T, t_end, opt);
+  const GridChoice g = parse_grid_choice(spec.grid);
+  opt.file = g.file;
+  return make_time_grid(g.kind, k, steps, T, t_end, opt);
 }
 
 Compat spec_compat(const ConvergeSpec& spec) {

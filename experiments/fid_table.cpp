@@ -394,6 +394,7 @@ FidTableReport run_fid_table(const FidTableSpec& spec, const std::string& out_di
     ss.steps = c.steps;
     ss.to_zero = ss_to_zero;
     ss.grid = grid;
+    ss.grid_file = grid_file_of(spec.grid);
     ss.t_end = rep.t_end;
     ss.n = spec.n;
     ss.event_shape = lm.event_shape;

@@ -241,6 +241,7 @@ GuidanceTableReport run_guidance_table(const GuidanceTableSpec& spec, const std:
     SampleSpec ss;
     ss.steps = spec.steps;
     ss.grid = grid;
+    ss.grid_file = grid_file_of(spec.grid);
     ss.t_end = rep.t_end;
     ss.n = spec.n;
     ss.event_shape = lm.event_shape;

@@ -499,6 +499,7 @@ LikelihoodReport run_likelihood(const LikelihoodSpec& spec, const std::string& o
       SampleSpec ss;
       ss.steps = make_sampler(spec.sampler)->steps_for_nfe(c.target_nfe);
       ss.grid = grid;
+      ss.grid_file = grid_file_of(spec.grid);
       ss.t_end = rep.t_end;
       const std::vector<double> down = spec_grid(*sde, ss);
       times.assign(down.rbegin(), down.rend());

@@ -1,6 +1,10 @@
 #include "schedules/time_grid.hpp"
 
 #include <cmath>
+#include <fstream>
+#include <iomanip>
+#include <limits>
+#include <nlohmann/json.hpp>
 #include <sstream>
 #include <stdexcept>
 
@@ -17,17 +21,75 @@ const std::vector<GridInfo>& grid_registry() {
       {GridKind::DdpmUniform, "ddpm-uniform", "evenly spaced integer steps of a vp-discrete table"},
       {GridKind::DdpmQuadratic, "ddpm-quad",
        "quadratically spaced integer steps of a vp-discrete table"},
+      {GridKind::KlOptimal, "kl-optimal",
+       "atan(sigma/alpha) uniform (Align Your Steps' KL-optimal schedule)"},
+      {GridKind::File, "file:GRID.json",
+       "stored times {\"times\": [T, ..., t_end]} (sdekit optimize-grid writes them)"},
   };
   return grids;
 }
 
 GridKind parse_grid(std::string_view name) {
+  return parse_grid_choice(name).kind;
+}
+
+GridChoice parse_grid_choice(std::string_view name) {
+  if (name.rfind("file:", 0) == 0) {
+    const std::string path(name.substr(5));
+    read_grid_file(path);  // errors name the file
+    return {GridKind::File, path};
+  }
   std::string valid;
   for (const auto& g : grid_registry()) {
-    if (g.name == name) return g.kind;
+    if (g.kind != GridKind::File && g.name == name) return {g.kind, ""};
     valid += (valid.empty() ? "" : ", ") + g.name;
   }
   throw std::invalid_argument("unknown time grid '" + std::string(name) + "'; valid: " + valid);
+}
+
+std::vector<double> read_grid_file(const std::string& path) {
+  const std::string who = "grid file '" + path + "'";
+  std::ifstream f(path);
+  if (!f) throw std::invalid_argument(who + ": cannot read it");
+  nlohmann::json j;
+  try {
+    f >> j;
+  } catch (const nlohmann::json::exception& e) {
+    throw std::invalid_argument(who + ": not JSON (" + e.what() + ")");
+  }
+  if (!j.is_object() || !j.contains("times") || !j["times"].is_array())
+    throw std::invalid_argument(who + ": expected an object with a \"times\" array");
+  std::vector<double> t;
+  for (std::size_t i = 0; i < j["times"].size(); ++i) {
+    const auto& v = j["times"][i];
+    if (!v.is_number() || !std::isfinite(v.get<double>()))
+      throw std::invalid_argument(who + ": times[" + std::to_string(i) +
+                                  "] is not a finite number");
+    t.push_back(v.get<double>());
+  }
+  if (t.size() < 2)
+    throw std::invalid_argument(who + ": needs at least 2 times (1 step), got " +
+                                std::to_string(t.size()));
+  for (std::size_t i = 1; i < t.size(); ++i)
+    if (!(t[i] < t[i - 1])) {
+      std::ostringstream os;
+      os.precision(17);
+      os << who << ": times must decrease strictly from the start to the end; times[" << i - 1
+         << "] = " << t[i - 1] << ", times[" << i << "] = " << t[i];
+      throw std::invalid_argument(os.str());
+    }
+  return t;
+}
+
+void write_grid_file(const std::string& path, const std::vector<double>& times,
+                     const std::string& sde, const std::string& extra) {
+  nlohmann::json j = extra.empty() ? nlohmann::json::object() : nlohmann::json::parse(extra);
+  j["times"] = times;
+  j["sde"] = sde;
+  std::ofstream f(path);
+  if (!f) throw std::invalid_argument("grid file '" + path + "': cannot write it");
+  f << std::setprecision(17) << j.dump(2) << "\n";
+  if (!f) throw std::invalid_argument("grid file '" + path + "': writing failed");
 }
 
 std::string grid_name(GridKind kind) {
@@ -99,6 +161,37 @@ std::vector<double> make_time_grid(GridKind kind, const NoiseSchedule& schedule,
   std::vector<double> g(static_cast<size_t>(steps) + 1);
   const double N = steps;
   switch (kind) {
+    case GridKind::File: {
+      const std::vector<double> f = read_grid_file(opt.file);
+      const std::string file = "grid file '" + opt.file + "'";
+      if (static_cast<int>(f.size()) - 1 != steps)
+        throw std::invalid_argument(file + " holds " + std::to_string(f.size() - 1) +
+                                    " steps; the run asks for " + std::to_string(steps) +
+                                    " (give the NFE the grid was made for)");
+      auto same = [](double a, double b) {
+        return std::abs(a - b) <= 1e-12 * std::max(1.0, std::abs(b));
+      };
+      std::ostringstream os;
+      os.precision(17);
+      if (!same(f.front(), t_start)) {
+        os << file << " starts at t = " << f.front() << "; the run starts at " << t_start;
+        throw std::invalid_argument(os.str());
+      }
+      if (!same(f.back(), t_end)) {
+        os << file << " ends at t = " << f.back() << "; the run ends at " << t_end << " (--t-end)";
+        throw std::invalid_argument(os.str());
+      }
+      g = f;
+      break;
+    }
+    case GridKind::KlOptimal: {
+      const double smax = std::exp(-schedule.lambda(t_start)),
+                   smin = std::exp(-schedule.lambda(t_end));
+      const double a = std::atan(smax), b = std::atan(smin);
+      for (int i = 0; i <= steps; ++i)
+        g[i] = schedule.t_of_lambda(-std::log(std::tan(a + (i / N) * (b - a))));
+      break;
+    }
     case GridKind::UniformT:
       for (int i = 0; i <= steps; ++i) g[i] = t_start + (i / N) * (t_end - t_start);
       break;

@@ -16,6 +16,8 @@ enum class GridKind {
   Karras,         // (s_max^(1/rho) + (i/N)(s_min^(1/rho) - s_max^(1/rho)))^rho in s = sigma/alpha
   DdpmUniform,    // integer knots n of a vp-discrete table, evenly spaced (rounded)
   DdpmQuadratic,  // integer knots n, quadratic in n (DDIM's "quad" skip)
+  KlOptimal,      // atan(s) uniform in s = sigma/alpha (Align Your Steps' KL-optimal schedule)
+  File,           // "file:GRID.json": stored times (GridOptions::file)
 };
 
 struct GridInfo {
@@ -26,7 +28,8 @@ struct GridInfo {
 
 /// Every grid kind with its name and one-line meaning.
 const std::vector<GridInfo>& grid_registry();
-/// Parses a grid name; unknown names throw std::invalid_argument listing the valid ones.
+/// Parses a grid name ("file:PATH" gives File and checks the file); unknown names throw
+/// std::invalid_argument listing the valid ones.
 GridKind parse_grid(std::string_view name);
 std::string grid_name(GridKind kind);
 /// The grid a schedule samples best with by default: Karras for EDM, uniform-t otherwise.
@@ -40,11 +43,34 @@ struct GridOptions {
   /// outer points, fixed ratios inside); every other kind ignores them (its nodes already are the
   /// official inner points).
   std::vector<int> groups;
+  /// GridKind::File: the grid file's path.
+  std::string file;
 };
+
+/// A grid name with its file: "file:PATH" gives {File, PATH}, a name of grid_registry() {kind,
+/// ""}. A grid file is read and checked here (errors name the file).
+struct GridChoice {
+  GridKind kind = GridKind::UniformT;
+  std::string file;
+};
+GridChoice parse_grid_choice(std::string_view name);
+/// The file of a "file:PATH" grid name, "" for any other name.
+inline std::string grid_file_of(const std::string& name) {
+  return name.rfind("file:", 0) == 0 ? name.substr(5) : std::string();
+}
+
+/// A grid file: JSON {"times": [t_0, ..., t_K], ...} with t_0 the start (noise side) and t_K
+/// the end, strictly decreasing and finite. Throws std::invalid_argument naming the file and
+/// the entry.
+std::vector<double> read_grid_file(const std::string& path);
+/// Writes {"times": times, "sde": sde} merged with `extra` (a JSON object's text, may be empty).
+void write_grid_file(const std::string& path, const std::vector<double>& times,
+                     const std::string& sde, const std::string& extra = "");
 
 /// Builds the grid. Throws std::invalid_argument for steps < 1, t_end not in (lo, t_start),
 /// t_start outside the domain, rho <= 0, DDPM grids on a schedule that is not vp-discrete or with
-/// more steps than integer knots between t_end and t_start.
+/// more steps than integer knots between t_end and t_start, a grid file with another number of
+/// steps or other ends than the run's.
 std::vector<double> make_time_grid(GridKind kind, const NoiseSchedule& schedule, int steps,
                                    double t_start, double t_end, const GridOptions& opt = {});
 

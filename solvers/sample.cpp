@@ -38,6 +38,7 @@ std::vector<double> spec_grid(const SDE& sde, const SampleSpec& spec,
     return g;
   }
   GridOptions opt;
+  opt.file = spec.grid_file;
   opt.groups = groups;
   return make_time_grid(spec.grid.value_or(default_grid(*kernel)), *kernel, steps, d.hi, t_end,
                         opt);

@@ -18,6 +18,7 @@ struct SampleSpec {
   /// Steps, the step to sigma = 0 included when `to_zero` (the grid then has steps - 1).
   int steps = 20;
   std::optional<GridKind> grid;  // default: default_grid(kernel)
+  std::string grid_file;         // GridKind::File: the grid file
   double t_end = -1.0;           // < 0: the SDE's default
   at::Tensor x_init;             // optional [n, ...]; else drawn with `n` rows of `event_shape`
   int64_t n = 1000;
