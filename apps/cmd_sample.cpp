@@ -182,7 +182,10 @@ int cmd_sample(const SampleArgs& a, std::ostream& out) {
                     (sampler->grid_groups(grid_intervals).empty()
                          ? std::string()
                          : " over " + std::to_string(grid_intervals) + " grid intervals") +
-                    " (" + grid_name(spec.grid.value_or(default_grid(*kernel))) + ")")
+                    " (" +
+                    (spec.grid_file.empty() ? grid_name(spec.grid.value_or(default_grid(*kernel)))
+                                            : "file:" + spec.grid_file) +
+                    ")")
       << ", t: " << d.hi << " -> " << t_end
       << (to_zero ? " -> sigma = 0 (the last step: x0 prediction at t_end)" : "") << ", NFE "
       << res.nfe

@@ -93,6 +93,7 @@ void write_grid_file(const std::string& path, const std::vector<double>& times,
 }
 
 std::string grid_name(GridKind kind) {
+  if (kind == GridKind::File) return "file";
   for (const auto& g : grid_registry())
     if (g.kind == kind) return g.name;
   return "?";
