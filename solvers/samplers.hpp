@@ -119,6 +119,8 @@ std::unique_ptr<Sampler> make_dpmpp_2s_ancestral(const SamplerOptions&);
 std::unique_ptr<Sampler> make_ipndm(const SamplerOptions&);
 std::unique_ptr<Sampler> make_ipndm_v(const SamplerOptions&);
 std::unique_ptr<Sampler> make_deis(int k, const SamplerOptions&);
+// RES multistep: exact exponential integral of the linearly extrapolated x0 (res_multistep.cpp).
+std::unique_ptr<Sampler> make_res_multistep(const SamplerOptions&);
 /// ipndm-v's coefficients of order p (1..4) for the step h after the steps h1, h2, h3 (in
 /// sigma~, newest first), newest slope first.
 std::array<double, 4> ipndm_v_coefficients(int p, double h, double h1, double h2, double h3);

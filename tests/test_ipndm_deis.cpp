@@ -65,9 +65,9 @@ TEST_CASE("ipndm-v: equal steps give the Adams-Bashforth tables (order 4: diff-s
   // steps (a uniform-lambda grid), not on others (section 4.18).
   auto c = ipndm_v_coefficients(4, hh, h1, h2, h3);
   const double R = h1 * (h1 + h2) / (h2 * (h2 + h3));
-  const double T2 = (0.5 * (1 - hh / (3 * (hh + h1))) +
-                     (1 - hh / (2 * (hh + h1))) * hh / (6 * (hh + h1 + h2))) *
-                    hh * (hh + h1) * (hh + h1 + h2) / (h1 * (h1 + h2) * (h1 + h2 + h3));
+  const double T2 =
+      (0.5 * (1 - hh / (3 * (hh + h1))) + (1 - hh / (2 * (hh + h1))) * hh / (6 * (hh + h1 + h2))) *
+      hh * (hh + h1) * (hh + h1 + h2) / (h1 * (h1 + h2) * (h1 + h2 + h3));
   CHECK(c[0] + c[1] + c[2] + c[3] == Approx(1.0 + T2 * R * (h2 / h3 - h1 / h2)).margin(1e-13));
   const double q = 0.8;
   auto g4 = ipndm_v_coefficients(4, hh, hh / q, hh / (q * q), hh / (q * q * q));
@@ -151,5 +151,66 @@ TEST_CASE("ipndm, ipndm-v and DEIS reach their declared orders on the Gaussian P
                     << ", errors " << err.front() << " .. " << err.back());
       CHECK(std::abs(p - sampler->order()) < 0.2);
     }
+  }
+}
+
+TEST_CASE("res-multistep: the reference's phi-function update step for step, and order 2",
+          "[res]") {
+  // EDM (alpha = 1, t = -log sigma): the reference's loop, written from its published form:
+  // first an Euler step in sigma, then with h = t_next - t, c2 = (t_prev - t) / h,
+  // x = e^{-h} x + h ((phi1(-h) - phi2(-h) / c2) D + (phi2(-h) / c2) D_old),
+  // phi1(z) = (e^z - 1) / z, phi2(z) = (phi1(z) - 1) / z.
+  const GaussianCase gc = make_gaussian();
+  const SDEPtr sde = make_sde("edm");
+  const SchedulePtr k = sde->schedule();
+  GaussianMixtureModel model(gc.mixture(), k, Param::X0);
+  at::Generator g = at::make_generator<at::CPUGeneratorImpl>(8);
+  const at::Tensor xT = at::randn({16, 4}, g, at::kDouble) * 80.0;
+  const std::vector<double> sig = {80.0, 20.0, 4.0, 0.9, 0.2, 0.002};
+  SampleRequest r;
+  r.model = &model;
+  r.sde = sde.get();
+  r.times = sig;  // EDM: t = sigma
+  r.x_init = xT;
+  const at::Tensor got = make_sampler("res-multistep")->run(r).x;
+  auto phi1 = [](double z) { return std::expm1(z) / z; };
+  auto phi2 = [&](double z) { return (phi1(z) - 1.0) / z; };
+  at::Tensor x = xT.clone(), old;
+  for (size_t i = 0; i + 1 < sig.size(); ++i) {
+    const at::Tensor D = model.predict_at(x, sig[i]);
+    if (i == 0) {
+      x = x + (sig[i + 1] - sig[i]) * (x - D) / sig[i];
+    } else {
+      const double t = -std::log(sig[i]), tn = -std::log(sig[i + 1]), tp = -std::log(sig[i - 1]);
+      const double h = tn - t, c2 = (tp - t) / h;
+      const double b1 = phi1(-h) - phi2(-h) / c2, b2 = phi2(-h) / c2;
+      x = std::exp(-h) * x + h * (b1 * D + b2 * old);
+    }
+    old = D;
+  }
+  CHECK((got - x).abs().max().item<double>() < 1e-12 * (1 + x.abs().max().item<double>()));
+
+  at::Tensor x1 = at::randn({64, 4}, g, at::kDouble);
+  for (const char* sde_name : {"vp-linear", "edm"}) {
+    const SDEPtr s2 = make_sde(sde_name);
+    const SchedulePtr k2 = s2->schedule();
+    GaussianMixtureModel m2(gc.mixture(), k2);
+    const double T = s2->domain().hi, t_end = s2->default_t_end();
+    const at::Tensor x0 = x1 * s2->prior_std();
+    const at::Tensor exact = gc.flow(x0, *k2, T, t_end);
+    std::vector<double> nfe, err;
+    for (int n : {16, 24, 32, 48, 64}) {
+      SampleRequest q;
+      q.model = &m2;
+      q.sde = s2.get();
+      q.times = make_time_grid(GridKind::UniformLambda, *k2, n, T, t_end);
+      q.x_init = x0;
+      const SampleResult res = make_sampler("res-multistep")->run(q);
+      nfe.push_back(double(res.nfe));
+      err.push_back(rms(res.x - exact));
+    }
+    const double p = fitted_order(nfe, err);
+    INFO(sde_name << ": order " << p);
+    CHECK(std::abs(p - 2.0) < 0.2);
   }
 }
