@@ -118,6 +118,10 @@ std::vector<SamplerInfo>& registry() {
       {"res-multistep",
        "RES multistep: second-order exponential multistep in x0, exact phi-function weights",
        make_res_multistep},
+      {"restart",
+       "Restart sampling: Heun in sigma with K forward re-noisings to restart-tmax and returns",
+       make_restart,
+       {"restart-tmin", "restart-tmax", "restart-k", "restart-steps"}},
       {"dpmpp-2s-ancestral",
        "DPM-Solver++ 2S with ancestral noise",
        make_dpmpp_2s_ancestral,
@@ -319,6 +323,22 @@ const std::vector<SamplerOptionSpec>& sampler_option_specs() {
        [](SamplerOptions& o, const std::string& v) {
          o.ipndm_order = parse_int("ipndm-order", v, 1);
          if (o.ipndm_order > 4) throw std::invalid_argument("--ipndm-order: at most 4, got " + v);
+       }},
+      {"restart-tmin", "real", "0.06", "restart: the interval's lower end in sigma/alpha", "> 0",
+       [](SamplerOptions& o, const std::string& v) {
+         o.restart_tmin = parse_positive("restart-tmin", v);
+       }},
+      {"restart-tmax", "real", "0.3", "restart: the interval's upper end in sigma/alpha",
+       "> restart-tmin",
+       [](SamplerOptions& o, const std::string& v) {
+         o.restart_tmax = parse_positive("restart-tmax", v);
+       }},
+      {"restart-k", "int", "2", "restart: the number of re-noisings", ">= 0",
+       [](SamplerOptions& o, const std::string& v) { o.restart_k = parse_int("restart-k", v, 0); }},
+      {"restart-steps", "int", "3", "restart: Heun steps from restart-tmax back to restart-tmin",
+       ">= 1",
+       [](SamplerOptions& o, const std::string& v) {
+         o.restart_steps = parse_int("restart-steps", v, 1);
        }},
       {"lms-start", "rk4 | lower-order", "rk4",
        "lms: the first steps by Runge-Kutta 4 (keeps the order) or by lower orders (k-diffusion)",

@@ -44,6 +44,10 @@ struct SamplerOptions {
   int lms_order = 4;             // lms: the order of the multistep formula (1 to 4)
   bool lms_rk4_start = true;     // lms: Runge-Kutta 4 start (else k-diffusion's lower orders)
   int ipndm_order = 4;           // ipndm, ipndm-v: the highest Adams-Bashforth order (1 to 4)
+  // restart: the interval [restart_tmin, restart_tmax] in sigma~ = sigma / alpha, the repeats K
+  // and the Heun steps of each return.
+  double restart_tmin = 0.06, restart_tmax = 0.3;
+  int restart_k = 2, restart_steps = 3;
   AncestralVariance variance = AncestralVariance::Posterior;
 
   // Adaptive samplers (Runge-Kutta and DPM-Solver-12/23): local error control.
@@ -121,6 +125,8 @@ std::unique_ptr<Sampler> make_ipndm_v(const SamplerOptions&);
 std::unique_ptr<Sampler> make_deis(int k, const SamplerOptions&);
 // RES multistep: exact exponential integral of the linearly extrapolated x0 (res_multistep.cpp).
 std::unique_ptr<Sampler> make_res_multistep(const SamplerOptions&);
+// Restart sampling: Heun in sigma~ with forward re-noising over one interval (restart.cpp).
+std::unique_ptr<Sampler> make_restart(const SamplerOptions&);
 /// ipndm-v's coefficients of order p (1..4) for the step h after the steps h1, h2, h3 (in
 /// sigma~, newest first), newest slope first.
 std::array<double, 4> ipndm_v_coefficients(int p, double h, double h1, double h2, double h3);
