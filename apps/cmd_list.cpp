@@ -50,7 +50,8 @@ void cmd_list(std::ostream& out) {
   out << "\nClassifiers (--classifier, classifier guidance):\n";
   for (const auto& c : classifier_kinds())
     out << "  " << std::left << std::setw(22) << c.name << c.summary << "\n";
-  out << "\nParameterizations: eps, x0, v, score, denoiser, flow (converted exactly; docs/theory.md "
+  out << "\nParameterizations: eps, x0, v, score, denoiser, flow (converted exactly; "
+         "docs/theory.md "
          "section 3)\n";
 }
 
