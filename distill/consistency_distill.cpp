@@ -111,7 +111,7 @@ DistillResult distill_consistency(const ConsistencyDistillConfig& c, const std::
 
   // t_0 = t_end < t_1 < ... < t_{N-1} = T (the grid kinds run from the noise side).
   std::vector<double> grid = make_time_grid(GridKind::Karras, *k, static_cast<int>(c.N - 1), T,
-                                            t_end, GridOptions{c.rho, {}});
+                                            t_end, GridOptions{c.rho, {}, {}});
   std::reverse(grid.begin(), grid.end());
   std::vector<double> alpha(grid.size()), sigma(grid.size()), level(grid.size());
   for (size_t i = 0; i < grid.size(); ++i) {

@@ -12,9 +12,7 @@
 #include <stdexcept>
 #include <string>
 
-#include "solvers/detail/inplace.hpp"
-#include "solvers/detail/multistep.hpp"
-#include "solvers/detail/sigma_space.hpp"
+#include "solvers/detail/sigma_multistep.hpp"
 #include "solvers/samplers.hpp"
 
 namespace sdekit {
@@ -90,22 +88,14 @@ class DEIS final : public Sampler {
     for (int i = 0; i < steps; ++i) {
       const SigmaPoint t = SigmaPoint::at(k, ctx.times[i + 1]);
       at::Tensor& e = eps.fresh(x);
-      at::Tensor& D = ctx.buffer("x0", x);
-      detail::predict_into(ctx.predictor, Param::X0, x, s.t, D);
-      detail::lincomb(e, {{1.0 / (s.alpha * s.sigma), x}, {-1.0 / s.sigma, D}});
+      detail::sigma_slope_into(ctx, x, s, e);
       eps.push(e, s.t);
       const int p = std::min(k_ + 1, eps.size());
       std::array<double, 4> nodes{};
       for (int j = 0; j < p; ++j) nodes[static_cast<size_t>(j)] = eps.node(j);
       const std::array<double, 4> c = deis_coefficients(sigma_tilde, nodes, p, s.t, t.t);
-      auto term = [&](int j) -> const at::Tensor& { return j < p ? eps[j] : x; };
-      auto coef = [&](int j) { return j < p ? t.alpha * c[static_cast<size_t>(j)] : 0.0; };
       at::Tensor& next = ctx.state(i, x);
-      detail::lincomb(next, {{t.alpha / s.alpha, x},
-                             {coef(0), term(0)},
-                             {coef(1), term(1)},
-                             {coef(2), term(2)},
-                             {coef(3), term(3)}});
+      detail::sigma_multistep_update(next, x, s, t, eps, p, c);
       ctx.step_done(i, steps, s.t, t.t, x, next, i + 1 == steps);
       x = next;
       s = t;

@@ -16,9 +16,7 @@
 #include <stdexcept>
 #include <string>
 
-#include "solvers/detail/inplace.hpp"
-#include "solvers/detail/multistep.hpp"
-#include "solvers/detail/sigma_space.hpp"
+#include "solvers/detail/sigma_multistep.hpp"
 #include "solvers/samplers.hpp"
 
 namespace sdekit {
@@ -84,9 +82,7 @@ class IPNDM final : public Sampler {
     for (int i = 0; i < steps; ++i) {
       const SigmaPoint t = SigmaPoint::at(k, ctx.times[i + 1]);
       at::Tensor& d = slopes.fresh(x);
-      at::Tensor& D = ctx.buffer("x0", x);
-      detail::predict_into(ctx.predictor, Param::X0, x, s.t, D);
-      detail::lincomb(d, {{1.0 / (s.alpha * s.sigma), x}, {-1.0 / s.sigma, D}});
+      detail::sigma_slope_into(ctx, x, s, d);
       slopes.push(d, s.sigma);
       const int p = std::min(order_, slopes.size());
       const double h = t.sigma - s.sigma;
@@ -99,14 +95,9 @@ class IPNDM final : public Sampler {
       } else {
         c = ipndm_fixed(p);
       }
-      auto term = [&](int j) -> const at::Tensor& { return j < p ? slopes[j] : x; };
-      auto coef = [&](int j) { return j < p ? t.alpha * h * c[static_cast<size_t>(j)] : 0.0; };
+      for (double& v : c) v *= h;
       at::Tensor& next = ctx.state(i, x);
-      detail::lincomb(next, {{t.alpha / s.alpha, x},
-                             {coef(0), term(0)},
-                             {coef(1), term(1)},
-                             {coef(2), term(2)},
-                             {coef(3), term(3)}});
+      detail::sigma_multistep_update(next, x, s, t, slopes, p, c);
       ctx.step_done(i, steps, s.t, t.t, x, next, i + 1 == steps);
       x = next;
       s = t;

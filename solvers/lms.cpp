@@ -16,9 +16,7 @@
 #include <stdexcept>
 #include <string>
 
-#include "solvers/detail/inplace.hpp"
-#include "solvers/detail/multistep.hpp"
-#include "solvers/detail/sigma_space.hpp"
+#include "solvers/detail/sigma_multistep.hpp"
 #include "solvers/samplers.hpp"
 
 namespace sdekit {
@@ -81,8 +79,7 @@ class LMS final : public Sampler {
       std::array<double, 4> nodes{}, c{};
       for (int j = 0; j < p; ++j) nodes[static_cast<size_t>(j)] = slopes.node(j);
       for (int j = 0; j < p; ++j)
-        c[static_cast<size_t>(j)] = t.alpha * lagrange_integral(nodes, p, j, s.sigma, t.sigma);
-      auto term = [&](int j) -> const at::Tensor& { return j < p ? slopes[j] : x; };
+        c[static_cast<size_t>(j)] = lagrange_integral(nodes, p, j, s.sigma, t.sigma);
       at::Tensor& next = ctx.state(i, x);
       if (rk4_start_ && i < order_ - 1 && t.sigma > 0.0) {
         rk4_step(ctx, x, d, s, t, next);
@@ -91,11 +88,7 @@ class LMS final : public Sampler {
         s = t;
         continue;
       }
-      detail::lincomb(next, {{t.alpha / s.alpha, x},
-                             {c[0], term(0)},
-                             {c[1], term(1)},
-                             {c[2], term(2)},
-                             {c[3], term(3)}});
+      detail::sigma_multistep_update(next, x, s, t, slopes, p, c);
       ctx.step_done(i, steps, s.t, t.t, x, next, i + 1 == steps);
       x = next;
       s = t;
@@ -107,9 +100,7 @@ class LMS final : public Sampler {
   // d(x~, sigma~) for x = alpha x~ at point p, into `out` (x0 prediction in "x0").
   static void slope(const RunContext& ctx, const at::Tensor& x, const SigmaPoint& p,
                     at::Tensor& out) {
-    at::Tensor& D = ctx.buffer("x0", x);
-    detail::predict_into(ctx.predictor, Param::X0, x, p.t, D);
-    detail::lincomb(out, {{1.0 / (p.alpha * p.sigma), x}, {-1.0 / p.sigma, D}});
+    detail::sigma_slope_into(ctx, x, p, out);
   }
 
   // Classical RK4 in sigma~ from s to t, with k1 = d (already computed at s):
