@@ -137,7 +137,7 @@ TEST_CASE("networks save and load, and bad configs name the field", "[networks]"
   CHECK_THROWS_WITH(bad.validate(), Catch::Contains("groups"));
   bad = c;
   bad.param = Param::Score;
-  CHECK_THROWS_WITH(bad.validate(), Catch::Contains("eps, x0 or v"));
+  CHECK_THROWS_WITH(bad.validate(), Catch::Contains("eps, x0, v or flow"));
   CHECK_THROWS_WITH(Network::load(scratch("missing.pt").string()), Catch::Contains("missing.pt"));
 }
 
