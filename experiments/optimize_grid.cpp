@@ -48,6 +48,7 @@ at::Tensor run_grid(const Problem& p, const std::vector<double>& times, const at
   return p.sampler->run(r).x;
 }
 
+#if SDEKIT_WITH_NLOPT
 // Grid from log step sizes: theta[0] = 0 fixed, steps h_i = e^theta_i / sum e^theta in lambda.
 std::vector<double> grid_of(const Problem& p, const std::vector<double>& theta_free) {
   std::vector<double> w(static_cast<size_t>(p.steps));
@@ -78,8 +79,13 @@ std::vector<double> theta_of(const Problem& p, const std::vector<double>& g) {
   }
   return th;
 }
+#endif
 
 }  // namespace
+
+bool optimize_grid_available() {
+  return SDEKIT_WITH_NLOPT != 0;
+}
 
 OptimizeGridReport optimize_grid(const OptimizeGridSpec& spec) {
   const auto t0 = std::chrono::steady_clock::now();

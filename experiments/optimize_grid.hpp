@@ -47,6 +47,8 @@ struct OptimizeGridReport {
 /// adaptive or consistency one), nfe that buys no step, rows < 1, max_evals < 1, bad init grid;
 /// std::runtime_error when sdekit was built without NLopt.
 OptimizeGridReport optimize_grid(const OptimizeGridSpec& spec);
+/// Whether this build has NLopt (else optimize_grid throws std::runtime_error saying so).
+bool optimize_grid_available();
 
 /// The grid file: {"times", "sde", "sampler", "nfe", "model", "calib_rms", "test_rms", ...}.
 void write_optimized_grid(const OptimizeGridReport& report, const std::string& path);

@@ -44,7 +44,7 @@ configure() {  # $1: C++ standard
   rm -rf "$build"
   cmake -S "$root" -B "$build" "${gen[@]}" -DCMAKE_BUILD_TYPE=Release \
     -DCMAKE_PREFIX_PATH="$deps;$torch_prefix" -DCMAKE_POLICY_VERSION_MINIMUM=3.5 \
-    -DSDEKIT_WITH_LIBZIP=OFF -DSDEKIT_CXX_STANDARD="$1" -DBoost_NO_SYSTEM_PATHS=ON \
+    -DSDEKIT_WITH_LIBZIP=OFF -DSDEKIT_WITH_NLOPT=OFF -DSDEKIT_CXX_STANDARD="$1" -DBoost_NO_SYSTEM_PATHS=ON \
     -DBoost_ROOT="$deps" -DZLIB_LIBRARY="$zlib_lib" -DZLIB_INCLUDE_DIR="$zlib_inc" \
     -DCMAKE_BUILD_RPATH="$deps/lib/x86_64-linux-gnu" >> "$out/build.log" 2>&1
 }
