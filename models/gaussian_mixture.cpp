@@ -348,18 +348,18 @@ at::Tensor GaussianMixture::log_prob(const at::Tensor& x, const at::Tensor& alph
 }
 
 bool GaussianMixture::direct(const at::Tensor& x) const {
-  // The loops beat the tensor path's fixed cost up to this many products per call, and at any
-  // batch in low dimension (where the tensor path's reductions over K components and D
-  // coordinates are short and slow); the matrix products of high dimensions at large batch are
-  // BLAS's.
-  constexpr int64_t kDirectWork = 1 << 15, kLowDim = 16;
-  return x.device().is_cpu() && !x.requires_grad() && x.is_contiguous() &&
-         (x.scalar_type() == at::kDouble || x.scalar_type() == at::kFloat) &&
-         (dim() <= kLowDim || x.size(0) * components() * dim() * dim() <= kDirectWork);
+  // The loops beat the tensor path at any batch in low dimension (where the tensor path's
+  // reductions over K components and D coordinates are short and slow); in high dimension the
+  // matrix products are BLAS's. The choice depends on the model alone, never on the batch, so
+  // that a row's score is the same in any batch (docs/theory.md section 10.1).
+  constexpr int64_t kLowDim = 16;
+  return x.device().is_cpu() && !x.requires_grad() &&
+         (x.scalar_type() == at::kDouble || x.scalar_type() == at::kFloat) && dim() <= kLowDim;
 }
 
-at::Tensor GaussianMixture::score_direct(const at::Tensor& x, double alpha, double sigma, double cx,
-                                         double cp) const {
+at::Tensor GaussianMixture::score_direct(const at::Tensor& x_in, double alpha, double sigma,
+                                         double cx, double cp) const {
+  const at::Tensor x = x_in.contiguous();
   const int64_t n = x.size(0), K = components(), D = dim(), KD = K * D;
   const Host& h = host_;
   // Per call: alpha mu_k and 1 / var_ke (var_ke = alpha^2 s_ke + sigma^2) in the eigenbases, and

@@ -212,74 +212,50 @@ SDEKIT_INLINE void block_fixed(const MixtureTables& t, const T* __restrict x, T*
   }
 }
 
-// One row at a time, for the rows that do not fill a block: the same formulas.
+// One block of kBlock rows through the kernel for its dimension.
 template <class T>
-SDEKIT_INLINE void row(const MixtureTables& t, const T* __restrict x, T* __restrict out, double cx,
-                       double cp, Scratch& s) {
-  const int64_t K = t.K, D = t.D, KD = K * D;
-  double* __restrict y = s.y.data();
-  double* __restrict lj = s.lj.data();
-  for (int64_t j = 0; j < KD; ++j) y[j] = -t.amu[j];
-  for (int64_t d = 0; d < D; ++d) {
-    const double xd = static_cast<double>(x[d]);
-    const double* __restrict u = t.U_cat + d * KD;
-    for (int64_t j = 0; j < KD; ++j) y[j] += xd * u[j];
-  }
-  double top = -1.0 / 0.0;
-  for (int64_t k = 0; k < K; ++k) {
-    double q = 0.0;
-    for (int64_t e = 0; e < D; ++e) {
-      const double z = y[k * D + e] * t.inv_var[k * D + e];
-      q += y[k * D + e] * z;
-      y[k * D + e] = z;
-    }
-    lj[k] = t.norm[k] - 0.5 * q;
-    top = lj[k] > top ? lj[k] : top;
-  }
-  double total = 0.0;
-  for (int64_t k = 0; k < K; ++k) lj[k] -= top;
-  exp_short(lj, K);
-  for (int64_t k = 0; k < K; ++k) total += lj[k];
-  for (int64_t d = 0; d < D; ++d) {
-    const double* __restrict u = t.U_cat + d * KD;
-    double sc = 0.0;
-    for (int64_t k = 0; k < K; ++k) {
-      double acc = 0.0;
-      for (int64_t e = 0; e < D; ++e) acc += u[k * D + e] * y[k * D + e];
-      sc += lj[k] * acc;
-    }
-    out[d] = static_cast<T>(cx * static_cast<double>(x[d]) - cp * (sc / total));
+SDEKIT_INLINE void any_block(const MixtureTables& t, const T* x, T* out, double cx, double cp,
+                             Scratch& s) {
+  switch (t.D) {
+    case 1:
+      block_fixed<T, 1>(t, x, out, cx, cp, s);
+      break;
+    case 2:
+      block_fixed<T, 2>(t, x, out, cx, cp, s);
+      break;
+    case 3:
+      block_fixed<T, 3>(t, x, out, cx, cp, s);
+      break;
+    case 4:
+      block_fixed<T, 4>(t, x, out, cx, cp, s);
+      break;
+    default:
+      block(t, x, out, cx, cp, s);
   }
 }
 
+// Every row goes through the block kernel, whose lanes all run the same instructions: the rows
+// that do not fill a block are copied into a block padded with copies of the last row. So a
+// row's score does not depend on the batch it comes in, nor on where the batch is cut
+// (docs/theory.md section 10.1).
 template <class T>
 SDEKIT_INLINE void rows_impl(const MixtureTables& t, const T* x, T* out, int64_t rows, double cx,
                              double cp) {
   thread_local Scratch s;
   s.size(t.K, t.D);
-  int64_t i = 0;
-  // (Plain loops, not lambdas: a lambda would not be built for the caller's instruction set.)
   const int64_t D = t.D;
-  switch (D) {
-    case 1:
-      for (; i + kBlock <= rows; i += kBlock) block_fixed<T, 1>(t, x + i, out + i, cx, cp, s);
-      break;
-    case 2:
-      for (; i + kBlock <= rows; i += kBlock)
-        block_fixed<T, 2>(t, x + i * 2, out + i * 2, cx, cp, s);
-      break;
-    case 3:
-      for (; i + kBlock <= rows; i += kBlock)
-        block_fixed<T, 3>(t, x + i * 3, out + i * 3, cx, cp, s);
-      break;
-    case 4:
-      for (; i + kBlock <= rows; i += kBlock)
-        block_fixed<T, 4>(t, x + i * 4, out + i * 4, cx, cp, s);
-      break;
-    default:
-      for (; i + kBlock <= rows; i += kBlock) block(t, x + i * D, out + i * D, cx, cp, s);
-  }
-  for (; i < rows; ++i) row(t, x + i * t.D, out + i * t.D, cx, cp, s);
+  int64_t i = 0;
+  for (; i + kBlock <= rows; i += kBlock) any_block(t, x + i * D, out + i * D, cx, cp, s);
+  if (i == rows) return;
+  thread_local std::vector<T> xin, xout;
+  xin.resize(static_cast<size_t>(kBlock * D));
+  xout.resize(static_cast<size_t>(kBlock * D));
+  const int64_t left = rows - i;
+  std::copy(x + i * D, x + rows * D, xin.begin());
+  for (int64_t b = left; b < kBlock; ++b)
+    std::copy(x + (rows - 1) * D, x + rows * D, xin.begin() + b * D);
+  any_block(t, xin.data(), xout.data(), cx, cp, s);
+  std::copy(xout.begin(), xout.begin() + left * D, out + i * D);
 }
 
 SDEKIT_INLINE void exp_rows(double* v, int64_t n) {
