@@ -2,6 +2,8 @@
 
 #include <sstream>
 
+#include "solvers/row_noise.hpp"
+
 namespace sdekit {
 namespace {
 std::string shape_text(at::IntArrayRef s) {
@@ -30,7 +32,21 @@ std::shared_ptr<NoiseReplay> NoiseReplay::counter() {
   return r;
 }
 
+std::shared_ptr<NoiseReplay> NoiseReplay::rows(uint64_t seed, int64_t first_row) {
+  std::shared_ptr<NoiseReplay> r(new NoiseReplay());
+  r->keyed_ = true;
+  r->seed_ = seed;
+  r->first_row_ = first_row;
+  r->source_ = "(row-keyed noise)";
+  return r;
+}
+
 void NoiseReplay::next_into(at::Tensor& out) {
+  if (keyed_) {
+    ++used_;
+    row_normal_into(out, seed_, first_row_, static_cast<uint64_t>(used_));
+    return;
+  }
   if (counting_) {
     ++used_;
     out.zero_();
@@ -45,6 +61,16 @@ void NoiseReplay::next_into(at::Tensor& out) {
                                 ", the run draws " + shape_text(out.sizes()));
   out.copy_(b);
   ++used_;
+}
+
+std::shared_ptr<NoiseReplay> NoiseReplay::rows_slice(int64_t lo, int64_t count) const {
+  if (keyed_) return rows(seed_, first_row_ + lo);
+  if (counting_) return counter();
+  if (lo < 0 || count < 1 || lo + count > blocks_.size(1))
+    throw std::invalid_argument(source_ + ": rows [" + std::to_string(lo) + ", " +
+                                std::to_string(lo + count) + ") lie outside its " +
+                                std::to_string(blocks_.size(1)) + " rows");
+  return std::make_shared<NoiseReplay>(blocks_.narrow(1, lo, count), source_);
 }
 
 at::Tensor NoiseReplay::next(const at::Tensor& like) {

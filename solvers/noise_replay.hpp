@@ -29,6 +29,9 @@ class NoiseReplay {
   NoiseReplay(at::Tensor blocks, std::string source);
   /// A replay that hands out zeros and only counts the draws (how many a run needs).
   static std::shared_ptr<NoiseReplay> counter();
+  /// Row-keyed draws (row_noise.hpp, docs/theory.md section 10.1): the k-th draw of the run
+  /// (k = 1, 2, ...; draw 0 is x_T) for the rows first_row, first_row + 1, ... Never exhausted.
+  static std::shared_ptr<NoiseReplay> rows(uint64_t seed, int64_t first_row);
 
   /// The next block into `out`, whose shape must be the blocks' [n, ...] (std::invalid_argument
   /// naming both shapes); NoiseExhausted when every block has been used.
@@ -36,7 +39,10 @@ class NoiseReplay {
   /// The next block as a new tensor like `like`.
   at::Tensor next(const at::Tensor& like);
   int64_t used() const { return used_; }
-  int64_t size() const { return counting_ ? -1 : blocks_.size(0); }
+  /// A fresh replay of rows [lo, lo + count) of every block (of a keyed replay: its rows from
+  /// first_row + lo), for a run over part of the rows; std::invalid_argument outside the rows.
+  std::shared_ptr<NoiseReplay> rows_slice(int64_t lo, int64_t count) const;
+  int64_t size() const { return counting_ || keyed_ ? -1 : blocks_.size(0); }
   const std::string& source() const { return source_; }
 
  private:
@@ -45,6 +51,9 @@ class NoiseReplay {
   std::string source_;
   int64_t used_ = 0;
   bool counting_ = false;
+  bool keyed_ = false;
+  uint64_t seed_ = 0;
+  int64_t first_row_ = 0;
 };
 using NoiseReplayPtr = std::shared_ptr<NoiseReplay>;
 

@@ -138,15 +138,17 @@ TEST_CASE("guided sampling toward one component matches its exact moments (ODE a
   // Scale 1 with the exact classifier samples component k's noised marginal at t_end:
   // mean alpha mu_k, covariance alpha^2 C_k + sigma^2 I. Tolerance: 4.5 standard errors per
   // entry (estimated from the samples) plus an allowance for the discretisation bias, measured
-  // below it at these step counts: the ODE (dpmpp-2m, 40 steps) is deterministic from x_T, the
-  // SDE (sde-dpmpp-2m, 200 steps) weak first order.
+  // below it at these step counts: the ODE (dpmpp-2m) is deterministic from x_T, the SDE
+  // (sde-dpmpp-2m, 200 steps) weak first order. On gmm64 the ODE's largest covariance error
+  // (seeds 1, 2, 3, 9, either noise stream) is 0.085 at 20 steps, 0.041 at 40, 0.020 at 80 and
+  // 0.014 at 160 (there the sampling noise): hence 80 steps and 0.03.
   struct Case {
     GaussianMixture mix;
-    int64_t cls, n;
+    int64_t cls, n, ode_steps;
     double bias;
   };
-  for (const Case& c : {Case{GaussianMixture::ring2d(), 3, 8000, 0.004},
-                        Case{GaussianMixture::gmm64(), 1, 3000, 0.02}}) {
+  for (const Case& c : {Case{GaussianMixture::ring2d(), 3, 8000, 40, 0.004},
+                        Case{GaussianMixture::gmm64(), 1, 3000, 80, 0.03}}) {
     const SDEPtr sde = make_sde("vp-linear");
     const SchedulePtr k = sde->schedule();
     const double t_end = sde->default_t_end();
@@ -161,8 +163,8 @@ TEST_CASE("guided sampling toward one component matches its exact moments (ODE a
     REQUIRE(lm.mixture);
     CHECK(lm.mixture->components() == 1);
     CHECK(at::allclose(lm.mixture->means()[0], c.mix.means()[c.cls]));
-    for (const auto& [name, steps] : {std::pair<const char*, int>{"dpmpp-2m", 40},
-                                      std::pair<const char*, int>{"sde-dpmpp-2m", 200}}) {
+    for (const auto& [name, steps] : {std::pair<const char*, int64_t>{"dpmpp-2m", c.ode_steps},
+                                      std::pair<const char*, int64_t>{"sde-dpmpp-2m", 200}}) {
       INFO(spec << " " << name);
       SampleSpec s;
       s.steps = steps;

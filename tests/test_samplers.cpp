@@ -264,7 +264,7 @@ TEST_CASE("a score-only user SDE without a Gaussian kernel still samples with OD
                     Catch::Contains("Gaussian kernel"));
 }
 
-TEST_CASE("sample() draws x_T from the prior with the seed, then the sampler's noise",
+TEST_CASE("sample() with --rng generator draws x_T from the prior with the seed, then the noise",
           "[samplers][sample]") {
   const SDEPtr sde = make_sde("ve");
   GaussianMixtureModel model(GaussianMixture::ring2d(), sde->schedule());
@@ -273,6 +273,7 @@ TEST_CASE("sample() draws x_T from the prior with the seed, then the sampler's n
   spec.n = 64;
   spec.event_shape = {2};
   spec.seed = 17;
+  spec.rng = RngKind::Generator;
   spec.options = at::kDouble;
   const auto em = make_sampler("euler-maruyama");
   const SampleResult a = sample(*em, model, *sde, spec);
