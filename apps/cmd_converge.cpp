@@ -9,6 +9,7 @@
 #include "apps/plot.hpp"
 #include "apps/spec_flags.hpp"
 #include "experiments/converge.hpp"
+#include "experiments/distributed.hpp"
 #include "models/resources.hpp"
 
 namespace sdekit {
@@ -39,11 +40,12 @@ int cmd_converge(ConvergeArgs& a, std::ostream& out, std::ostream& err) {
   a.flags.apply(spec);  // flags given on the command line override the spec file
   validate(spec);
 
-  ProgressLine line(err, a.quiet);
+  ProgressLine line(err, a.quiet || !dist::writer());  // rank 0 alone reports
   const ConvergeReport rep = run_converge(spec, a.out, a.fresh, [&](const ConvergeProgress& p) {
     line.update(p.done, p.total, p.cell.empty() ? std::string("done") : p.cell, p.elapsed, p.eta);
   });
   line.finish();
+  if (!dist::writer()) return 0;  // rank 0 alone writes the results folder
   write_converge_tables(rep, a.out);
 
   std::vector<std::string> plot_notes;
@@ -90,6 +92,7 @@ class ConvergeCommand final : public Command {
   int run(const std::string&, std::ostream& out, std::ostream& err) override {
     return cmd_converge(a_, out, err);
   }
+  bool shards() const override { return true; }
 
  private:
   ConvergeArgs a_;

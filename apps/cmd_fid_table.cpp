@@ -8,6 +8,7 @@
 #include "apps/command.hpp"
 #include "apps/plot.hpp"
 #include "apps/spec_flags.hpp"
+#include "experiments/distributed.hpp"
 #include "experiments/features.hpp"
 #include "experiments/fid_table.hpp"
 #include "models/resources.hpp"
@@ -31,11 +32,12 @@ int cmd_fid_table(FidArgs& a, std::ostream& out, std::ostream& err) {
   a.flags.apply(spec);  // flags given on the command line override the spec file
   validate(spec);
 
-  ProgressLine line(err, a.quiet);
+  ProgressLine line(err, a.quiet || !dist::writer());  // rank 0 alone reports
   const FidTableReport rep = run_fid_table(spec, a.out, a.fresh, [&](const FidProgress& p) {
     line.update(p.done, p.total, p.cell.empty() ? std::string("done") : p.cell, p.elapsed, p.eta);
   });
   line.finish();
+  if (!dist::writer()) return 0;  // rank 0 alone writes the results folder
   write_fid_tables(rep, a.out);
   std::vector<Series> series;
   for (const auto& name : rep.spec.samplers) {
@@ -63,6 +65,10 @@ int cmd_fid_table(FidArgs& a, std::ostream& out, std::ostream& err) {
       << "/results.jsonl.\n";
   out << "Wrote " << a.out
       << "/{results.jsonl, results.csv, results.md, spec.json, reference_stats.npz, stats/}\n";
+  if (dist::active())
+    out << "Communicated over " << dist::world() << " processes: " << rep.bytes_sent
+        << " bytes for " << rep.computed << " cells ("
+        << (rep.computed ? rep.bytes_sent / rep.computed : 0) << " bytes per cell).\n";
   if (!plot_note.empty()) out << plot_note << "\n";
   return 0;
 }
@@ -81,6 +87,7 @@ class FidTableCommand final : public Command {
   int run(const std::string&, std::ostream& out, std::ostream& err) override {
     return cmd_fid_table(a_, out, err);
   }
+  bool shards() const override { return true; }
 
  private:
   FidArgs a_;

@@ -10,6 +10,7 @@
 #include "apps/cli_common.hpp"
 #include "apps/command.hpp"
 #include "apps/plot.hpp"
+#include "experiments/distributed.hpp"
 #include "experiments/kde.hpp"
 #include "experiments/npy_io.hpp"
 #include "models/classifier_guidance.hpp"
@@ -39,6 +40,8 @@ struct SampleArgs {
   bool brownian = false;
   bool final_denoise = false;  // --final-denoise: end with the step to sigma = 0
   std::string noise;           // --noise FILE.npy: replayed standard-normal draws
+  std::string rng = "rows";    // --rng: row-keyed noise or one generator
+  int64_t batch = 0;           // --batch: rows per model batch (0: all at once)
   std::string out;
   std::string plot;
   bool n_given = false, nfe_given = false, t_end_given = false, steps_given = false,
@@ -81,6 +84,10 @@ int cmd_sample(const SampleArgs& a, std::ostream& out) {
   spec.n = a.n;
   spec.event_shape = lm.event_shape;
   spec.seed = a.seed;
+  spec.rng = parse_rng(a.rng);
+  if (a.batch < 0)
+    throw std::invalid_argument("--batch: expected >= 0 (0: every row at once), got " +
+                                std::to_string(a.batch));
   const Interval d = sde->domain();
   if (a.t_end_given && !(a.t_end > d.lo && a.t_end < d.hi)) {
     std::ostringstream os;
@@ -147,8 +154,24 @@ int cmd_sample(const SampleArgs& a, std::ostream& out) {
         a.model + " has D = " + std::to_string(D));
   if (!a.out.empty()) check_output_file("--out", a.out);  // before sampling, not after
   if (!a.plot.empty()) check_output_file("--plot", a.plot);
+  const int64_t n_rows = spec.x_init.defined() ? spec.x_init.size(0) : a.n;
+  // This process's rows (all of them in one process), in batches of --batch.
+  const auto [row_lo, row_hi] = dist::shard(n_rows);
+  if (dist::active() && row_hi <= row_lo)
+    throw std::invalid_argument(
+        "--n " + std::to_string(n_rows) + " leaves rank " + std::to_string(dist::rank()) + " of " +
+        std::to_string(dist::world()) + " without rows: give at least one row per rank");
+  if ((dist::active() || (a.batch > 0 && a.batch < n_rows)) && spec.rng == RngKind::Generator)
+    throw std::invalid_argument(
+        "--rng generator: one generator's stream depends on the batch, so it cannot be split "
+        "over --batch or over processes; use --rng rows (the default)");
+  if ((dist::active() || (a.batch > 0 && a.batch < n_rows)) && a.brownian)
+    throw std::invalid_argument(
+        "--brownian: a Brownian path spans the whole batch; it cannot be split over --batch or "
+        "over processes");
   {
-    const int64_t rows = spec.x_init.defined() ? spec.x_init.size(0) : a.n;
+    const int64_t rows =
+        a.batch > 0 ? std::min<int64_t>(a.batch, row_hi - row_lo) : row_hi - row_lo;
     const double elem = spec.options.dtype() == at::kDouble ? 8.0 : 4.0;
     // The batch with a sampler's buffers and the model's temporaries, and the time grid.
     require_memory("--n " + std::to_string(rows),
@@ -158,7 +181,8 @@ int cmd_sample(const SampleArgs& a, std::ostream& out) {
   const auto t0 = std::chrono::steady_clock::now();
   SampleResult res;
   try {
-    res = sample(*sampler, *lm.model, *sde, spec);
+    res = sample_rows(*sampler, *lm.model, *sde, spec, row_lo, row_hi, a.batch);
+    if (dist::active()) res.x = dist::all_gather_rows(res.x.contiguous(), "gathering the samples");
   } catch (const NoiseExhausted&) {
     // How many draws the run needs: the same run with counted zeros.
     SampleSpec count = spec;
@@ -170,7 +194,7 @@ int cmd_sample(const SampleArgs& a, std::ostream& out) {
                                 " (one block per draw, in the order drawn)");
   }
   const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-  if (!a.out.empty()) write_npy(a.out, res.x.reshape({res.x.size(0), D}));
+  if (!a.out.empty() && dist::writer()) write_npy(a.out, res.x.reshape({res.x.size(0), D}));
 
   const double t_end = a.t_end_given ? a.t_end : sde->default_t_end();
   const int grid_intervals = to_zero ? spec.steps - 1 : spec.steps;
@@ -202,6 +226,7 @@ int cmd_sample(const SampleArgs& a, std::ostream& out) {
               ? ", classifier calls " + std::to_string(lm.classifier_guided->classifier_calls()) +
                     " (" + fmt(lm.classifier_guided->classifier_seconds(), 3) + " s)"
               : std::string())
+      << (dist::active() ? ", over " + std::to_string(dist::world()) + " processes" : std::string())
       << ", " << fmt(secs, 3) << " s\n";
   if (lm.mixture) {
     const at::Tensor m = res.x.to(at::kDouble).mean(0);
@@ -210,7 +235,7 @@ int cmd_sample(const SampleArgs& a, std::ostream& out) {
     out << "mean error ||m - m_exact|| = " << fmt((m - m_exact).norm().item<double>()) << "\n";
   }
   if (!a.out.empty()) out << "wrote " << a.out << " [n, " << D << "]\n";
-  if (!a.plot.empty()) {
+  if (!a.plot.empty() && dist::writer()) {
     if (scatter && !lm.mixture) {
       // No exact density: contours of a kernel density estimate of the samples.
       const KernelDensity2D kde(res.x);
@@ -278,6 +303,15 @@ class SampleCommand final : public Command {
     sub_->add_option("--noise", a_.noise,
                      "Replay the sampler's standard-normal draws: a .npy [K, n, D], block k the "
                      "k-th draw (stochastic samplers; not with --brownian)");
+    sub_->add_option("--rng", a_.rng,
+                     "rows: row i's x_T and noise depend only on (seed, i), the same at any "
+                     "--batch and number of processes | generator: one generator for the batch "
+                     "(the stream of earlier versions)")
+        ->capture_default_str();
+    sub_->add_option("--batch", a_.batch,
+                     "Rows per model batch (0: every row at once); with --rng rows the samples "
+                     "do not depend on it")
+        ->capture_default_str();
     sub_->add_option("--out", a_.out, "Output .npy file for the samples [n, D]");
     sub_->add_option(
         "--plot", a_.plot,
@@ -294,6 +328,7 @@ class SampleCommand final : public Command {
     a_.sde = sde_with_shift(a_.sde, a_.shift, sub_->get_option("--shift")->count() > 0);
     return cmd_sample(a_, out);
   }
+  bool shards() const override { return true; }
 
  private:
   SampleArgs a_;

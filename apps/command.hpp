@@ -21,6 +21,12 @@ class Command {
   /// Runs it. `command_line` is the whole command line (recorded by commands that write
   /// results). Bad input throws std::invalid_argument (exit 2).
   virtual int run(const std::string& command_line, std::ostream& out, std::ostream& err) = 0;
+  /// Whether it runs over several processes (torchrun's environment, docs/theory.md section
+  /// 10); the others are refused there with a message.
+  virtual bool shards() const { return false; }
+  /// Whether run_cli joins the process group for it (false for `launch`, which starts one).
+  virtual bool joins_group() const { return shards(); }
+  std::string name() const { return sub_ ? sub_->get_name() : std::string(); }
 
  protected:
   CLI::App* sub_ = nullptr;
@@ -42,5 +48,6 @@ std::unique_ptr<Command> make_train_command();
 std::unique_ptr<Command> make_classifier_command();
 std::unique_ptr<Command> make_distill_command();
 std::unique_ptr<Command> make_fd_command();
+std::unique_ptr<Command> make_launch_command();
 
 }  // namespace sdekit

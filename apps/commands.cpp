@@ -17,6 +17,7 @@ std::vector<std::unique_ptr<Command>> all_commands() {
   c.push_back(make_classifier_command());
   c.push_back(make_distill_command());
   c.push_back(make_fd_command());
+  c.push_back(make_launch_command());
   return c;
 }
 

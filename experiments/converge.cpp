@@ -18,6 +18,7 @@
 #include "experiments/detail/report_util.hpp"
 #include "experiments/detail/spec_fields.hpp"
 #include "experiments/detail/study_runner.hpp"
+#include "experiments/distributed.hpp"
 #include "experiments/moments.hpp"
 #include "experiments/npy_io.hpp"
 #include "experiments/results_store.hpp"
@@ -375,7 +376,10 @@ ConvergeReport run_converge(const ConvergeSpec& spec_in, const std::string& out_
   };
   detail::StudyRunner<ConvergeCell> runner(out_dir, converge_spec_json(spec), fresh, derived,
                                            rep.cells, ops, progress, t_start);
-  const ResultsStore& store = runner.store();
+  // Over several processes rank 0 alone holds the results folder (docs/theory.md section 10): a
+  // stored reference goes from it to the others; one that is not stored is computed on every
+  // rank (the same arithmetic, so the same bits) and saved by rank 0.
+  const ResultsStore* store = dist::writer() ? &runner.store() : nullptr;
 
   bool need_ode = false, need_sde = false;
   for (const auto& c : rep.cells) {
@@ -387,6 +391,16 @@ ConvergeReport run_converge(const ConvergeSpec& spec_in, const std::string& out_
   std::vector<int64_t> shape = {spec.n};
   shape.insert(shape.end(), lm.event_shape.begin(), lm.event_shape.end());
   const at::Tensor xT = draw_prior(*sde, shape, gen, at::kDouble);
+  const auto load_shared = [&](const std::string& name, at::Tensor& x, ReferenceInfo& info) {
+    bool have = store && load_reference(*store, name, shape, x, info);
+    if (!dist::active()) return have;
+    have = dist::broadcast_text(have ? "1" : "0", "the stored " + name) == "1";
+    if (have) {
+      if (!store) x = at::empty(shape, at::kDouble);
+      dist::broadcast_tensor(x, "the stored " + name);
+    }
+    return have;
+  };
   const double a_end = kernel->alpha(t_end), s_end = kernel->sigma(t_end);
   // Weak errors need the exact moments: analytic models only.
   at::Tensor m_exact, C_exact;
@@ -403,7 +417,7 @@ ConvergeReport run_converge(const ConvergeSpec& spec_in, const std::string& out_
   }
 
   at::Tensor x_ode;
-  if (need_ode && !load_reference(store, "reference", shape, x_ode, rep.ode_reference)) {
+  if (need_ode && !load_shared("reference", x_ode, rep.ode_reference)) {
     runner.announce("ODE reference");
     const auto t0 = std::chrono::steady_clock::now();
     if (mixture && mixture->components() == 1) {
@@ -420,7 +434,7 @@ ConvergeReport run_converge(const ConvergeSpec& spec_in, const std::string& out_
     }
     rep.ode_reference.seconds =
         std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-    save_reference(store, "reference", x_ode, rep.ode_reference);
+    if (store) save_reference(*store, "reference", x_ode, rep.ode_reference);
   }
 
   // One Brownian path for every stochastic cell; its resolution is below the finest step of the
@@ -434,7 +448,7 @@ ConvergeReport run_converge(const ConvergeSpec& spec_in, const std::string& out_
       h_min = std::min(h_min, std::abs(fine[i] - fine[i + 1]));
     const double tol = std::max(h_min / 4.0, (T - t_end) * std::ldexp(1.0, -40));
     path = std::make_shared<VirtualBrownianTree>(t_end, T, spec.seed, tol);
-    if (!load_reference(store, "sde_reference", shape, x_sde, rep.sde_reference)) {
+    if (!load_shared("sde_reference", x_sde, rep.sde_reference)) {
       runner.announce("SDE reference");
       const auto t0 = std::chrono::steady_clock::now();
       const auto sra = make_sampler("sra");
@@ -447,7 +461,7 @@ ConvergeReport run_converge(const ConvergeSpec& spec_in, const std::string& out_
       // solve that estimates its error does not lose it.
       ReferenceInfo full_info;
       at::Tensor x_full;
-      if (!load_reference(store, "sde_reference_full", shape, x_full, full_info)) {
+      if (!(store && load_reference(*store, "sde_reference_full", shape, x_full, full_info))) {
         r.times = fine;
         const SampleResult full = sra->run(r);
         x_full = full.x;
@@ -455,7 +469,7 @@ ConvergeReport run_converge(const ConvergeSpec& spec_in, const std::string& out_
         full_info.nfe = full.nfe;
         full_info.seconds =
             std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-        save_reference(store, "sde_reference_full", x_full, full_info);
+        if (store) save_reference(*store, "sde_reference_full", x_full, full_info);
       }
       const auto t1 = std::chrono::steady_clock::now();
       r.times = grid_times(spec, *kernel, spec.sde_ref_steps / 2, T, t_end);
@@ -468,58 +482,60 @@ ConvergeReport run_converge(const ConvergeSpec& spec_in, const std::string& out_
       rep.sde_reference.seconds =
           full_info.seconds +
           std::chrono::duration<double>(std::chrono::steady_clock::now() - t1).count();
-      save_reference(store, "sde_reference", x_sde, rep.sde_reference);
+      if (store) save_reference(*store, "sde_reference", x_sde, rep.sde_reference);
     }
   }
 
   const at::Tensor x_init = xT.to(dtype);
-  runner.run([&](ConvergeCell& c) {
-    const std::string key = c.key();
-    SamplerOptions o = compat_options(spec_compat(spec), c.sampler);
-    if (c.kind == CellKind::Adaptive) {
-      o.rtol = o.atol = c.tol;
-    } else {
-      o.nfe_budget = c.target_nfe;
-    }
-    const auto sampler = make_sampler(c.sampler, o);
-    SampleRequest r;
-    r.model = &model;
-    r.sde = sde.get();
-    r.x_init = x_init;
-    r.times = c.kind == CellKind::Adaptive
-                  ? std::vector<double>{T, t_end}
-                  : grid_times(spec, *kernel, c.steps, T, t_end, sampler->grid_groups(c.steps));
-    const bool strong = c.kind == CellKind::Sde && strong_capable(c.sampler);
-    if (strong) {
-      r.brownian = path;
-    } else if (c.kind == CellKind::Sde) {
-      r.generator = at::make_generator<at::CPUGeneratorImpl>(spec.seed ^ fnv1a(key));
-    }
-    const auto t0 = std::chrono::steady_clock::now();
-    try {
-      const SampleResult res = sampler->run(r);
-      c.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-      c.nfe = res.nfe;
-      c.steps = res.steps;
-      const at::Tensor x = res.x.to(at::kDouble);
-      if (c.kind != CellKind::Sde || strong) {
-        const at::Tensor diff = x - (c.kind == CellKind::Sde ? x_sde : x_ode);
-        c.rms = diff.pow(2).mean().sqrt().item<double>();
-        c.max = diff.abs().max().item<double>();
-      }
-      if (mixture) {
-        const MomentErrors e = moment_errors(x.reshape({x.size(0), -1}), m_exact, C_exact);
-        c.mean_err = e.mean_err;
-        c.cov_err = e.cov_err;
-      } else {
-        c.mean_err = c.cov_err = std::numeric_limits<double>::quiet_NaN();
-      }
-    } catch (const NonFiniteError& e) {
-      c.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-      c.failure = e.what();
-      c.mean_err = c.cov_err = std::numeric_limits<double>::quiet_NaN();
-    }
-  });
+  runner.run(
+      [&](ConvergeCell& c) {
+        const std::string key = c.key();
+        SamplerOptions o = compat_options(spec_compat(spec), c.sampler);
+        if (c.kind == CellKind::Adaptive) {
+          o.rtol = o.atol = c.tol;
+        } else {
+          o.nfe_budget = c.target_nfe;
+        }
+        const auto sampler = make_sampler(c.sampler, o);
+        SampleRequest r;
+        r.model = &model;
+        r.sde = sde.get();
+        r.x_init = x_init;
+        r.times = c.kind == CellKind::Adaptive
+                      ? std::vector<double>{T, t_end}
+                      : grid_times(spec, *kernel, c.steps, T, t_end, sampler->grid_groups(c.steps));
+        const bool strong = c.kind == CellKind::Sde && strong_capable(c.sampler);
+        if (strong) {
+          r.brownian = path;
+        } else if (c.kind == CellKind::Sde) {
+          r.generator = at::make_generator<at::CPUGeneratorImpl>(spec.seed ^ fnv1a(key));
+        }
+        const auto t0 = std::chrono::steady_clock::now();
+        try {
+          const SampleResult res = sampler->run(r);
+          c.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+          c.nfe = res.nfe;
+          c.steps = res.steps;
+          const at::Tensor x = res.x.to(at::kDouble);
+          if (c.kind != CellKind::Sde || strong) {
+            const at::Tensor diff = x - (c.kind == CellKind::Sde ? x_sde : x_ode);
+            c.rms = diff.pow(2).mean().sqrt().item<double>();
+            c.max = diff.abs().max().item<double>();
+          }
+          if (mixture) {
+            const MomentErrors e = moment_errors(x.reshape({x.size(0), -1}), m_exact, C_exact);
+            c.mean_err = e.mean_err;
+            c.cov_err = e.cov_err;
+          } else {
+            c.mean_err = c.cov_err = std::numeric_limits<double>::quiet_NaN();
+          }
+        } catch (const NonFiniteError& e) {
+          c.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+          c.failure = e.what();
+          c.mean_err = c.cov_err = std::numeric_limits<double>::quiet_NaN();
+        }
+      },
+      detail::Share::Cells);
   rep.resumed = runner.resumed();
   rep.computed = runner.computed();
 

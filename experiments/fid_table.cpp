@@ -15,6 +15,7 @@
 #include "experiments/detail/report_util.hpp"
 #include "experiments/detail/spec_fields.hpp"
 #include "experiments/detail/study_runner.hpp"
+#include "experiments/distributed.hpp"
 #include "experiments/features.hpp"
 #include "experiments/frechet.hpp"
 #include "experiments/kid.hpp"
@@ -31,6 +32,7 @@
 #include "schedules/time_grid.hpp"
 #include "solvers/compat.hpp"
 #include "solvers/registry.hpp"
+#include "solvers/row_noise.hpp"
 #include "solvers/sample.hpp"
 
 namespace sdekit {
@@ -99,6 +101,32 @@ FidCell cell_from_json(const json& j) {
   return c;
 }
 
+// A cell's feature statistics over every rank's rows (docs/theory.md section 10.2): each rank
+// sends its count, sum and sum of outer products about the shift c (the reference mean, the same
+// on every rank), summed in float64 in one all-reduce; then mean = c + S1 / n and
+// M2 = S2 - S1 S1^T / n. In one process the same arithmetic with nothing to add.
+GaussianStats reduce_cell_stats(const at::Tensor& features, const at::Tensor& shift) {
+  GaussianStats local;
+  local.add(features);
+  const int64_t d = shift.size(0);
+  at::Tensor buf = at::zeros({1 + d + d * d}, at::kDouble);
+  if (local.count > 0) {
+    const double m = static_cast<double>(local.count);
+    const at::Tensor dm = local.mu - shift;
+    buf[0] = m;
+    buf.narrow(0, 1, d).copy_(dm * m);
+    buf.narrow(0, 1 + d, d * d).copy_((local.m2 + at::outer(dm, dm) * m).reshape({-1}));
+  }
+  dist::all_reduce_sum(buf, "the cell's feature statistics");
+  GaussianStats st;
+  st.count = static_cast<int64_t>(buf[0].item<double>());
+  const double n = static_cast<double>(st.count);
+  const at::Tensor s1 = buf.narrow(0, 1, d), s2 = buf.narrow(0, 1 + d, d * d).reshape({d, d});
+  st.mu = shift + s1 / n;
+  st.m2 = s2 - at::outer(s1, s1) / n;
+  return st;
+}
+
 std::string file_part(std::string key) {
   for (char& ch : key)
     if (ch == '/' || ch == '=') ch = '_';
@@ -153,6 +181,16 @@ void validate(const FidTableSpec& spec) {
                                 "' is not");
   if (kind != "toy" && !path.empty() && !fs::exists(path))
     throw std::invalid_argument("field 'reference': file '" + path + "' does not exist");
+  const RngKind rng = detail::with_field("rng", [&] { return parse_rng(spec.rng, "field 'rng'"); });
+  if (dist::active() && rng == RngKind::Generator)
+    throw std::invalid_argument(
+        "field 'rng': 'generator' draws a cell's noise from one stream that cannot be split over "
+        "processes (WORLD_SIZE=" +
+        std::to_string(dist::world()) + "); use rows");
+  if (dist::active() && spec.n < dist::world())
+    throw std::invalid_argument("field 'n': " + std::to_string(spec.n) + " samples per cell over " +
+                                std::to_string(dist::world()) +
+                                " processes leave a rank without rows");
   if (spec.kid_subsets < 1)
     throw std::invalid_argument("field 'kid_subsets': must be >= 1, got " +
                                 std::to_string(spec.kid_subsets));
@@ -180,6 +218,9 @@ const SpecSchema<FidTableSpec>& fid_spec_schema() {
        [](S& s, const std::string& text) { s.nfe = parse_nfe_list(text); }},
       {"n", &S::n, "Samples per cell"},
       {"seed", &S::seed, "Seed of x_T and the sampler noise (every cell)"},
+      {"rng", &S::rng,
+       "rows: row i's x_T and noise depend only on (seed, i), the same over any number of "
+       "processes | generator: one generator per cell (one process)"},
       {"dtype", &S::dtype, "float32 | float64"},
       {"grid", &S::grid, "Time grid (default: the schedule's)"},
       {"t_end",
@@ -289,7 +330,9 @@ FidTableReport run_fid_table(const FidTableSpec& spec, const std::string& out_di
   detail::StudyRunner<FidCell> runner(out_dir, fid_spec_json(spec), fresh,
                                       {"reference_stats.npz", "results.csv", "results.md"},
                                       rep.cells, ops, progress, t_start);
-  const ResultsStore& store = runner.store();
+  // Rank 0 alone holds the results folder and the reference (docs/theory.md section 10.2); the
+  // others need only the shift of the statistics, which it sends them.
+  const bool writer = dist::writer();
 
   // Reference features / statistics, and the floor.
   // Under k-diffusion's conventions the samples end at sigma = 0: the reference is the data.
@@ -298,7 +341,9 @@ FidTableReport run_fid_table(const FidTableSpec& spec, const std::string& out_di
                s = at_zero ? 0.0 : kernel->sigma(rep.t_end);
   at::Tensor ref_features;
   GaussianStats ref_stats;
-  if (ref_kind == "mixture" || ref_kind == "toy") {
+  if (!writer) {
+    // Nothing of the reference but the shift of the statistics (below).
+  } else if (ref_kind == "mixture" || ref_kind == "toy") {
     at::Generator g = at::make_generator<at::CPUGeneratorImpl>(spec.seed ^ 0x7ef5eedULL);
     // Exact samples of p(t_end): alpha x0 + sigma z, x0 from the mixture or the toy generator.
     auto draw = [&](int64_t count) {
@@ -379,48 +424,98 @@ FidTableReport run_fid_table(const FidTableSpec& spec, const std::string& out_di
         "not available for a statistics-file reference (no samples); KID needs "
         "samples too";
   }
-  rep.feature_dim = ref_stats.dim();
-  rep.reference_rows = ref_features.defined() ? ref_features.size(0) : ref_stats.count;
-  write_stats_npz(store.path("reference_stats.npz"), ref_stats);
-  fs::create_directories(store.path("stats"));
+  at::Tensor shift;
+  if (writer) {
+    rep.feature_dim = ref_stats.dim();
+    rep.reference_rows = ref_features.defined() ? ref_features.size(0) : ref_stats.count;
+    write_stats_npz(runner.store().path("reference_stats.npz"), ref_stats);
+    fs::create_directories(runner.store().path("stats"));
+    shift = ref_stats.mu.clone();
+  }
+  // Whether KID needs the cell's features gathered from every rank (a reference with samples).
+  bool need_kid = ref_features.defined();
+  if (dist::active()) {
+    const json info = json::parse(dist::broadcast_text(
+        json{{"d", rep.feature_dim}, {"kid", need_kid}}.dump(), "the reference statistics"));
+    need_kid = info.at("kid").get<bool>();
+    if (!writer) shift = at::empty({info.at("d").get<int64_t>()}, at::kDouble);
+    dist::broadcast_tensor(shift, "the reference statistics");
+  }
 
   const auto opts = at::TensorOptions().dtype(parse_dtype(spec.dtype));
-  runner.run([&](FidCell& c) {
-    SamplerOptions o = compat_options(compat, c.sampler);
-    const bool ss_to_zero = to_zero(c.sampler);
-    o.nfe_budget = ss_to_zero ? c.target_nfe - 1 : c.target_nfe;
-    const auto sampler = make_sampler(c.sampler, o);
-    SampleSpec ss;
-    ss.steps = c.steps;
-    ss.to_zero = ss_to_zero;
-    ss.grid = grid;
-    ss.grid_file = grid_file_of(spec.grid);
-    ss.t_end = rep.t_end;
-    ss.n = spec.n;
-    ss.event_shape = lm.event_shape;
-    ss.seed = spec.seed;
-    ss.options = opts;
-    const auto t0 = std::chrono::steady_clock::now();
-    try {
-      const SampleResult res = sample(*sampler, model, *sde, ss);
-      c.nfe = res.nfe;
-      const at::Tensor f = (*features)(res.x);
-      GaussianStats st;
-      st.add(f);
-      c.fd = frechet_distance(st, ref_stats);
-      if (ref_features.defined()) {
-        const KidResult k = kernel_inception_distance(
-            f, ref_features, spec.kid_subsets,
-            std::min({spec.kid_subset_size, spec.n, ref_features.size(0)}), spec.seed);
-        c.kid = k.mean;
-        c.kid_se = k.std_error;
-      }
-      write_stats_npz(store.path("stats/" + file_part(c.key()) + ".npz"), st);
-    } catch (const NonFiniteError& e) {
-      c.failure = e.what();
-    }
-    c.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-  });
+  const RngKind rng = parse_rng(spec.rng, "field 'rng'");
+  dist::reset_bytes_sent();
+  runner.run(
+      [&](FidCell& c) {
+        SamplerOptions o = compat_options(compat, c.sampler);
+        const bool ss_to_zero = to_zero(c.sampler);
+        o.nfe_budget = ss_to_zero ? c.target_nfe - 1 : c.target_nfe;
+        const auto sampler = make_sampler(c.sampler, o);
+        SampleSpec ss;
+        ss.steps = c.steps;
+        ss.to_zero = ss_to_zero;
+        ss.grid = grid;
+        ss.grid_file = grid_file_of(spec.grid);
+        ss.t_end = rep.t_end;
+        ss.n = spec.n;
+        ss.event_shape = lm.event_shape;
+        ss.seed = spec.seed;
+        ss.rng = rng;
+        ss.options = opts;
+        const auto t0 = std::chrono::steady_clock::now();
+        // This rank's rows of the cell (all of them in one process).
+        const auto [lo, hi] = dist::shard(spec.n);
+        at::Tensor f;
+        std::string failure;
+        try {
+          const SampleResult res = sample_rows(*sampler, model, *sde, ss, lo, hi);
+          c.nfe = res.nfe;
+          f = (*features)(res.x);
+        } catch (const NonFiniteError& e) {
+          failure = e.what();
+        }
+        // Every rank learns whether a rank's rows failed; rank 0 records the first such rank's reason.
+        if (dist::active()) {
+          at::Tensor bad = at::zeros({dist::world()}, at::kLong);
+          bad[dist::rank()] = failure.empty() ? 0 : 1;
+          dist::all_reduce_sum(bad, "the cell's outcome");
+          const at::Tensor failed = bad.nonzero();
+          if (failed.numel() > 0) {
+            const int first = static_cast<int>(failed[0][0].item<int64_t>());
+            const std::string k = "failure/" + c.key();
+            if (dist::rank() == first && first != 0) dist::put(k, failure);
+            if (writer && first != 0)
+              failure = "rank " + std::to_string(first) + ": " +
+                        dist::take_from(k, first, "the reason cell " + c.key() + " failed");
+            if (failure.empty()) failure = "rank " + std::to_string(first) + " failed";
+          }
+        }
+        if (failure.empty()) {
+          const GaussianStats st = reduce_cell_stats(f, shift);
+          at::Tensor all_f;
+          if (need_kid) all_f = dist::all_gather_rows(f.contiguous(), "the cell's features (KID)");
+          if (writer) {
+            c.fd = frechet_distance(st, ref_stats);
+            if (need_kid) {
+              const KidResult k = kernel_inception_distance(
+                  all_f, ref_features, spec.kid_subsets,
+                  std::min({spec.kid_subset_size, spec.n, ref_features.size(0)}), spec.seed);
+              c.kid = k.mean;
+              c.kid_se = k.std_error;
+            }
+            write_stats_npz(runner.store().path("stats/" + file_part(c.key()) + ".npz"), st);
+          }
+        } else {
+          c.failure = failure;
+        }
+        c.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+      },
+      detail::Share::Rows);
+  if (dist::active()) {
+    at::Tensor b = at::full({1}, static_cast<int64_t>(dist::bytes_sent()), at::kLong);
+    dist::all_reduce_sum(b, "the byte counts");
+    rep.bytes_sent = static_cast<uint64_t>(b.item<int64_t>());
+  }
   rep.resumed = runner.resumed();
   rep.computed = runner.computed();
   return rep;
@@ -430,7 +525,8 @@ std::string fid_protocol(const FidTableReport& r) {
   std::ostringstream os;
   os << "Model " << r.spec.model << ", SDE " << r.spec.sde << ", grid " << r.grid
      << ", t_end = " << r.t_end << ", " << r.spec.dtype << ". Every cell: n = " << r.spec.n
-     << " samples from the same x_T and noise seed (" << r.spec.seed << ").\n";
+     << " samples from the same x_T and noise seed (" << r.spec.seed << ", "
+     << (r.spec.rng == "generator" ? "one generator per cell" : "row-keyed") << ").\n";
   if (!r.spec.compat.empty() && r.spec.compat != "none")
     os << "Sampler conventions: " << r.spec.compat
        << (r.spec.compat == "k-diffusion"

@@ -37,6 +37,9 @@ struct FidTableSpec {
   std::vector<int> nfe = {5, 10, 20, 50};
   int64_t n = 2000;  // samples per cell
   uint64_t seed = 0;
+  /// "rows" (row-keyed x_T and noise: a cell's samples do not depend on how its rows are split
+  /// over processes) | "generator" (one generator per cell, one process only).
+  std::string rng = "rows";
   std::string dtype = "float32";
   std::string grid;     // empty: the schedule's default
   double t_end = -1.0;  // < 0: the SDE's default
@@ -94,6 +97,9 @@ struct FidTableReport {
   std::string floor_note;
   std::vector<FidCell> cells;
   std::size_t resumed = 0, computed = 0;
+  /// Over several processes: the bytes every rank sent through collectives and the store for
+  /// this run's cells, summed over the ranks (0 in one process).
+  uint64_t bytes_sent = 0;
 };
 
 using FidProgress = StudyProgress;

@@ -246,6 +246,9 @@ GuidanceTableReport run_guidance_table(const GuidanceTableSpec& spec, const std:
     ss.n = spec.n;
     ss.event_shape = lm.event_shape;
     ss.seed = spec.seed;
+    // One generator per row, as the results folders of this study have always been computed (it
+    // runs in one process; its spec has no rng field).
+    ss.rng = RngKind::Generator;
     const auto t0 = std::chrono::steady_clock::now();
     const SampleResult res = sample(*sampler, *lm.model, *sde, ss);
     r.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();

@@ -6,7 +6,7 @@ cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
 packages=(cmake g++ make libtorch-dev libopenblas0 libeigen3-dev libboost-dev catch2 libbenchmark-dev
           libcli11-dev nlohmann-json3-dev libxtensor-dev libzip-dev libstb-dev gnuplot-nox
-          zlib1g-dev libnlopt-cxx-dev dataset-fashion-mnist)
+          zlib1g-dev libnlopt-cxx-dev libgloo-dev dataset-fashion-mnist)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
