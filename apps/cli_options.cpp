@@ -4,6 +4,7 @@
 #include <stdexcept>
 
 #include "apps/cli_common.hpp"
+#include "experiments/distributed.hpp"
 
 #include "networks/guidance_classifiers.hpp"
 #include "solvers/compat.hpp"
@@ -109,7 +110,9 @@ ModelOptions ModelArgs::options() const {
   o.classifier_scale = classifier_scale;
   o.unconditional = unconditional;
   check_device(device);
-  o.device = device;
+  // Over several processes plain "cuda" is this rank's GPU, cuda:LOCAL_RANK.
+  o.device =
+      device == "cuda" && dist::active() ? "cuda:" + std::to_string(dist::local_rank()) : device;
   return o;
 }
 

@@ -236,6 +236,9 @@ int rank() {
 int world() {
   return g_session ? g_session->env.world : 1;
 }
+int local_rank() {
+  return g_session ? g_session->env.local_rank : 0;
+}
 
 at::Tensor& all_reduce_sum(at::Tensor& t, const std::string& what) {
   if (!g_session) return t;
@@ -423,6 +426,9 @@ int rank() {
 }
 int world() {
   return 1;
+}
+int local_rank() {
+  return 0;
 }
 at::Tensor& all_reduce_sum(at::Tensor& t, const std::string&) {
   return t;

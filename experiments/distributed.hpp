@@ -58,6 +58,8 @@ class Session {
 
 int rank();
 int world();
+/// LOCAL_RANK: the rank on this machine (the GPU a rank takes: cuda:LOCAL_RANK).
+int local_rank();
 inline bool active() {
   return world() > 1;
 }

@@ -275,6 +275,42 @@ TEST_CASE(
   fs::remove_all(dir);
 }
 
+TEST_CASE("a rank that hangs mid-cell stops the others within --dist-timeout, naming it",
+          "[distributed]") {
+  if (!sdekit::dist::gloo_available()) {
+    WARN("this build has no Gloo process group: nothing to run");
+    return;
+  }
+  const fs::path dir = scratch("hang");
+  const std::string args =
+      "fid-table --model gmm64 --samplers ddim,dpmpp-2m,euler-maruyama --nfe 10,20,40,80 --n 3000 "
+      "--n-ref 2000 --kid-subsets 2 --kid-subset-size 100 --quiet --dist-timeout 4 --out " +
+      (dir / "w2").string();
+  const int port = unused_port();
+  const pid_t r0 = start_rank(args, 0, 2, port, dir);
+  const pid_t r1 = start_rank(args, 1, 2, port, dir);
+  const auto until = std::chrono::steady_clock::now() + std::chrono::seconds(120);
+  while (results_lines(dir / "w2").empty() && std::chrono::steady_clock::now() < until)
+    std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  REQUIRE_FALSE(results_lines(dir / "w2").empty());
+  // Rank 1 stops without closing anything: rank 0 can only wait, up to the timeout.
+  ::kill(r1, SIGSTOP);
+  const auto t_stop = std::chrono::steady_clock::now();
+  const int rc0 = wait_for(r0, std::chrono::seconds(40));
+  const double waited =
+      std::chrono::duration<double>(std::chrono::steady_clock::now() - t_stop).count();
+  ::kill(r1, SIGKILL);
+  ::waitpid(r1, nullptr, 0);
+  const std::string err0 = slurp(dir / "rank0.err");
+  INFO("rank 0: " << err0);
+  CHECK(rc0 > 0);
+  CHECK(waited < 4.0 + 10.0);
+  CHECK_THAT(err0, Catch::Contains("within 4 s"));
+  CHECK_THAT(err0, Catch::Contains("rank 1"));
+  for (const auto& j : results_lines(dir / "w2")) CHECK(std::isfinite(j.at("fd").get<double>()));
+  fs::remove_all(dir);
+}
+
 TEST_CASE("a missing rank or an unreachable store ends the run with the rank and the address",
           "[distributed]") {
   if (!sdekit::dist::gloo_available()) {
