@@ -546,7 +546,7 @@ TEST_CASE(
   CHECK_THAT(bad.err, Catch::Contains("--threads"));
 }
 
-TEST_CASE("sample --noise replays the draws; too few blocks names how many the run draws",
+TEST_CASE("sample --noise replays the draws, too few blocks names how many the run draws",
           "[cli][noise]") {
   // euler-maruyama with 10 steps draws 10 blocks of [n, D].
   const fs::path dir = scratch("noise");
@@ -625,7 +625,7 @@ TEST_CASE("classifier guidance on the command line: sample, fid-table, converge"
   CHECK_THAT(init_alone.err, Catch::Contains("add --noisy"));
 }
 
-TEST_CASE("sample --sde flow --shift: the shifted schedule; other SDEs refuse --shift", "[cli]") {
+TEST_CASE("sample --sde flow --shift: the shifted schedule, other SDEs refuse --shift", "[cli]") {
   const CliRun r =
       cli({"sample", "--model", "ring2d", "--sde", "flow", "--shift", "3", "--sampler", "dpmpp-2m",
            "--steps", "10", "--n", "16", "--out",

@@ -302,7 +302,7 @@ TEST_CASE("the official singlestep rule: order schedules, inner nodes, exact bud
   }
 }
 
-TEST_CASE("adaptive DPM-Solver++ converges with the tolerance; the official controller",
+TEST_CASE("adaptive DPM-Solver++ converges with the tolerance, the official controller",
           "[compat]") {
   const sdekit::test::GaussianCase gc = sdekit::test::make_gaussian();
   const GaussianMixture mix = gc.mixture();

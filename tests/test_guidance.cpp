@@ -107,7 +107,7 @@ TEST_CASE("the exact classifier's closed-form gradient equals autograd through i
   }
 }
 
-TEST_CASE("scale 0 calls no classifier and leaves the prediction unchanged; counts are kept",
+TEST_CASE("scale 0 calls no classifier and leaves the prediction unchanged, counts are kept",
           "[guidance]") {
   const GaussianMixture mix = GaussianMixture::ring2d();
   const SDEPtr sde = make_sde("vp-linear");

@@ -75,7 +75,7 @@ TEST_CASE("ipndm-v: equal steps give the Adams-Bashforth tables (order 4: diff-s
 }
 
 TEST_CASE(
-    "DEIS coefficients: exact Lagrange integrals for sigma~ linear in t; diff-sampler's values",
+    "DEIS coefficients: exact Lagrange integrals for sigma~ linear in t, diff-sampler's values",
     "[deis]") {
   // sigma~(t) = 2 t + 1: C_j = 2 integral L_j.
   const std::array<double, 4> nodes = {0.5, 0.62, 0.8, 0.9};

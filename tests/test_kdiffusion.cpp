@@ -253,7 +253,7 @@ TEST_CASE("lower-order final steps: DPM-Solver's below-10 rule, off, and k-diffu
   CHECK_THROWS_WITH(parse_lower_order_final("never"), Catch::Contains("below-10, off, to-zero"));
 }
 
-TEST_CASE("NFE budgets: DPM-Solver-2 spends an odd budget with 2, ..., 2, 1; the rest is noted",
+TEST_CASE("NFE budgets: DPM-Solver-2 spends an odd budget with 2, ..., 2, 1, the rest is noted",
           "[kdiffusion][nfe]") {
   const GaussianMixture mix = GaussianMixture::ring2d();
   const SDEPtr sde = make_sde("vp-linear");
@@ -283,7 +283,7 @@ TEST_CASE("NFE budgets: DPM-Solver-2 spends an odd budget with 2, ..., 2, 1; the
   CHECK(make_sampler("dpm-solver-2")->steps_for_nfe(5) == 2);
 }
 
-TEST_CASE("replayed noise: the generator's draws as blocks give the same bits; too few is an error",
+TEST_CASE("replayed noise: the generator's draws as blocks give the same bits, too few is an error",
           "[kdiffusion][noise]") {
   const GaussianMixture mix = GaussianMixture::ring2d();
   const SDEPtr sde = make_sde("vp-linear");

@@ -71,7 +71,7 @@ TEST_CASE("the ODE likelihood with the exact prior equals the mixture's exact lo
 }
 
 TEST_CASE(
-    "Hutchinson's estimate: within 4 standard errors of the exact divergence's value; "
+    "Hutchinson's estimate: within 4 standard errors of the exact divergence's value, "
     "exact for a diagonal Gaussian with Rademacher probes",
     "[likelihood]") {
   const SDEPtr sde = make_sde("vp-linear");

@@ -30,7 +30,7 @@ SampleResult run(const std::string& name, const SamplerOptions& o, ScoreModel& m
 }
 }  // namespace
 
-TEST_CASE("restart without restarts is Heun in sigma~; its NFE with them", "[restart]") {
+TEST_CASE("restart without restarts is Heun in sigma~, its NFE with them", "[restart]") {
   const GaussianCase gc = make_gaussian();
   for (const char* name : {"vp-linear", "edm"}) {
     const SDEPtr sde = make_sde(name);
