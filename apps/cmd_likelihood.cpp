@@ -8,6 +8,7 @@
 #include "apps/command.hpp"
 #include "apps/plot.hpp"
 #include "apps/spec_flags.hpp"
+#include "experiments/distributed.hpp"
 #include "experiments/likelihood.hpp"
 #include "models/resources.hpp"
 
@@ -28,11 +29,12 @@ int cmd_likelihood(LikelihoodArgs& a, std::ostream& out, std::ostream& err) {
     spec = likelihood_spec_from_json(read_text_file(a.spec_file, "--spec"), a.spec_file);
   a.flags.apply(spec);
   validate(spec);
-  ProgressLine line(err, a.quiet);
+  ProgressLine line(err, a.quiet || !dist::writer());  // rank 0 alone reports
   const LikelihoodReport rep = run_likelihood(spec, a.out, a.fresh, [&](const StudyProgress& p) {
     line.update(p.done, p.total, p.cell.empty() ? std::string("done") : p.cell, p.elapsed, p.eta);
   });
   line.finish();
+  if (!dist::writer()) return 0;  // rank 0 alone writes the results folder
   write_likelihood_tables(rep, a.out);
   Series s{spec.sampler, {}, {}};
   for (const auto& c : rep.cells)
@@ -81,6 +83,7 @@ class LikelihoodCommand final : public Command {
   int run(const std::string&, std::ostream& out, std::ostream& err) override {
     return cmd_likelihood(a_, out, err);
   }
+  bool shards() const override { return true; }
 
  private:
   LikelihoodArgs a_;

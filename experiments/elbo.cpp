@@ -8,6 +8,7 @@
 #include <string>
 
 #include "models/param.hpp"
+#include "solvers/row_noise.hpp"
 
 namespace sdekit {
 
@@ -53,15 +54,37 @@ at::Tensor gaussian_kl_to_prior(const at::Tensor& m, double v, double p) {
   return elbo_sq(m).div(p * p).add(D * (r - 1.0 - std::log(r))).mul(0.5);
 }
 
+// The bound's row-keyed draws (docs/theory.md section 10.1): draw k of the stream, counted from 1
+// (draw 0 of a row is x_T's in sampling; here nothing is shared with it).
+struct ElboDraws {
+  const ElboOptions& o;
+  uint64_t next = 1;
+  at::Tensor normal(at::IntArrayRef shape) {
+    return row_normal(shape, at::kDouble, o.seed, o.first_row, next++);
+  }
+  // A uniform per row on (0, 1): Phi of a row-keyed normal, computed row by row.
+  at::Tensor uniform(int64_t n) {
+    at::Tensor z = normal({n});
+    auto a = z.accessor<double, 1>();
+    for (int64_t i = 0; i < n; ++i) a[i] = 0.5 * std::erfc(-a[i] * M_SQRT1_2);
+    return z;
+  }
+  // A uniform integer per row in [lo, hi).
+  at::Tensor integer(int64_t lo, int64_t hi, int64_t n) {
+    const at::Tensor u = uniform(n);
+    return (u * double(hi - lo)).floor_().clamp_(0.0, double(hi - lo - 1)).to(at::kLong) + lo;
+  }
+};
+
 // The prior term: the closed-form KL to the Gaussian prior, or with an exact prior a Monte Carlo
 // estimate of E_q[log q(x_T | data) - log p_T(x_T)] over K draws, q = N(a x, s^2 I).
 at::Tensor elbo_prior_term(const at::Tensor& x, double a, double s, const ElboOptions& o,
-                           at::Generator& gen) {
+                           ElboDraws& gen) {
   if (!o.log_prior) return gaussian_kl_to_prior(x * a, s * s, o.prior_std);
   const double D = double(x.size(1));
   at::Tensor acc = at::zeros({x.size(0)}, at::kDouble);
   for (int64_t k = 0; k < o.timesteps; ++k) {
-    const at::Tensor e = at::randn(x.sizes(), gen, at::kDouble);
+    const at::Tensor e = gen.normal(x.sizes());
     const at::Tensor xT = x * a + e * s;
     const at::Tensor log_q = elbo_sq(e).mul(-0.5).sub(0.5 * D * (kLog2Pi + 2.0 * std::log(s)));
     acc += log_q - o.log_prior(xT).to(at::kDouble);
@@ -82,11 +105,9 @@ at::Tensor cv_coefficients(const at::Tensor& rho, double log_v) {
   return at::sigmoid(rho + log_v).pow(2);
 }
 
-// The data's mean variance per coordinate (1 for a single row).
-double data_log_variance(const at::Tensor& x) {
-  if (x.size(0) < 2) return 0.0;
-  const double v = x.var(0).mean().item<double>();
-  return v > 0 ? std::log(v) : 0.0;
+// The control variate's log-variance: the given one, or the data's.
+double data_log_variance(const at::Tensor& x, const ElboOptions& o) {
+  return std::isnan(o.log_variance) ? elbo_data_log_variance(x) : o.log_variance;
 }
 
 void check_finite_rows(const at::Tensor& v, const char* what) {
@@ -96,6 +117,13 @@ void check_finite_rows(const at::Tensor& v, const char* what) {
 }
 
 }  // namespace
+
+double elbo_data_log_variance(const at::Tensor& x) {
+  if (x.size(0) < 2) return 0.0;
+  const at::Tensor f = x.to(at::kDouble).reshape({x.size(0), -1});
+  const double v = f.var(0).mean().item<double>();
+  return v > 0 ? std::log(v) : 0.0;
+}
 
 at::Tensor discretized_gaussian_log_prob(const at::Tensor& x, const at::Tensor& mean, double std) {
   const double half = 1.0 / 255.0;
@@ -133,9 +161,9 @@ ElboRows ddpm_elbo(ScoreModel& model, const VPDiscrete& k, const std::vector<int
           "field 'decoder': 'discretized' needs 8-bit data, values -1 + 2 b / 255 for b in "
           "0..255; the data has other values");
   }
-  at::Generator gen = at::make_generator<at::CPUGeneratorImpl>(o.seed);
+  ElboDraws gen{o};
   CountingModel m(model);
-  const double log_v = data_log_variance(x);
+  const double log_v = data_log_variance(x, o);
   // The table: abar_0..abar_N and beta_1..beta_N (index n).
   std::vector<double> abar(static_cast<size_t>(N + 1)), beta(static_cast<size_t>(N + 1), 0.0);
   for (int i = 0; i <= N; ++i) abar[size_t(i)] = k.alpha_bar(i);
@@ -151,10 +179,10 @@ ElboRows ddpm_elbo(ScoreModel& model, const VPDiscrete& k, const std::vector<int
   const int64_t K = o.timesteps, span = N - 1;
   for (int64_t j = 0; j < K; ++j) {
     const int64_t lo = 2 + (j * span) / K, hi = 2 + ((j + 1) * span) / K;  // [lo, hi)
-    const at::Tensor idx = at::randint(lo, hi, {n}, gen, at::kLong);
+    const at::Tensor idx = gen.integer(lo, hi, n);
     const at::Tensor ab = abar_t.index_select(0, idx), ab_prev = abar_t.index_select(0, idx - 1);
     const at::Tensor bt = beta_t.index_select(0, idx);
-    const at::Tensor e = at::randn(x.sizes(), gen, at::kDouble);
+    const at::Tensor e = gen.normal(x.sizes());
     const at::Tensor al = ab.sqrt(), sg = (1.0 - ab).sqrt();
     const at::Tensor xn = x * al.unsqueeze(1) + e * sg.unsqueeze(1);
     const at::Tensor score =
@@ -173,7 +201,7 @@ ElboRows ddpm_elbo(ScoreModel& model, const VPDiscrete& k, const std::vector<int
   // L_0 = -log p(x_0 | x_1), mean mu_theta(x_1, 1), variance beta_1.
   {
     const double b1 = beta[1], al = std::sqrt(abar[1]), sg = std::sqrt(1.0 - abar[1]);
-    const at::Tensor e = at::randn(x.sizes(), gen, at::kDouble);
+    const at::Tensor e = gen.normal(x.sizes());
     const at::Tensor x1 = x * al + e * sg;
     const at::Tensor score =
         elbo_score(m, x1, at::full({n}, 1.0 / N, at::kDouble), at::full({n}, al, at::kDouble),
@@ -232,9 +260,9 @@ ElboRows continuous_elbo(ScoreModel& model, const NoiseSchedule& k,
     p.s = p.a * std::exp(-0.5 * rho);
     return p;
   };
-  at::Generator gen = at::make_generator<at::CPUGeneratorImpl>(o.seed);
+  ElboDraws gen{o};
   CountingModel m(model);
-  const double log_v = data_log_variance(y);
+  const double log_v = data_log_variance(y, o);
   ElboRows r;
   {
     const Point pT = point(rho_T);
@@ -244,7 +272,7 @@ ElboRows continuous_elbo(ScoreModel& model, const NoiseSchedule& k,
   const double width = rho_1 - rho_T;
   const int64_t K = o.timesteps;
   for (int64_t j = 0; j < K; ++j) {
-    const at::Tensor u = at::rand({n}, gen, at::kDouble);
+    const at::Tensor u = gen.uniform(n);
     const at::Tensor rho = (u + double(j)) * (width / double(K)) + rho_T;
     const auto un = static_cast<size_t>(n);
     std::vector<double> t(un), a(un), s(un), al(un), sg(un);
@@ -259,7 +287,7 @@ ElboRows continuous_elbo(ScoreModel& model, const NoiseSchedule& k,
     }
     const at::Tensor at_ = at::tensor(a, at::kDouble).unsqueeze(1);
     const at::Tensor st = at::tensor(s, at::kDouble).unsqueeze(1);
-    const at::Tensor e = at::randn(y.sizes(), gen, at::kDouble);
+    const at::Tensor e = gen.normal(y.sizes());
     const at::Tensor xt = y * at_ + e * st;
     const at::Tensor score =
         elbo_score(m, xt, at::tensor(t, at::kDouble), at::tensor(al, at::kDouble),
@@ -269,7 +297,7 @@ ElboRows continuous_elbo(ScoreModel& model, const NoiseSchedule& k,
   }
   {
     const Point p1 = point(rho_1);
-    const at::Tensor e = at::randn(y.sizes(), gen, at::kDouble);
+    const at::Tensor e = gen.normal(y.sizes());
     const at::Tensor x1 = y * p1.a + e * p1.s;
     const at::Tensor score =
         elbo_score(m, x1, at::full({n}, p1.t, at::kDouble), at::full({n}, p1.alpha, at::kDouble),

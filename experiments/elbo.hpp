@@ -23,6 +23,7 @@
 
 #include <cstdint>
 #include <functional>
+#include <limits>
 #include <vector>
 
 #include "models/score_model.hpp"
@@ -40,9 +41,19 @@ struct ElboOptions {
   /// Optional exact prior: log p_T(x) per row of x [n, D] (then L_T is a Monte Carlo estimate of
   /// E_q[log q(x_T | data) - log p_T(x_T)] over K draws).
   std::function<at::Tensor(const at::Tensor&)> log_prior;
+  /// The draws are row-keyed (docs/theory.md section 10.1): row i of x is row first_row + i of
+  /// the run, and its times and noise depend only on (seed, first_row + i), so a run split into
+  /// parts gives each row the bound the whole run gives it.
   uint64_t seed = 0;
+  int64_t first_row = 0;
+  /// The log of the data's mean variance per coordinate for the control variate (NaN: from x;
+  /// a split run gives the whole data's, elbo_data_log_variance).
+  double log_variance = std::numeric_limits<double>::quiet_NaN();
   at::ScalarType dtype = at::kDouble;  // of the model's inputs
 };
+
+/// log of the mean variance per coordinate of data x [n, ...] (0 for a single row).
+double elbo_data_log_variance(const at::Tensor& x);
 
 /// Per-row terms [n] in nats (float64) and the model calls of the whole batch.
 struct ElboRows {

@@ -179,7 +179,8 @@ void validate(const FidTableSpec& spec) {
   if (kind == "toy" && lm.event_shape != std::vector<int64_t>{2})
     throw std::invalid_argument("field 'reference': toy data sets are 2-D; model '" + spec.model +
                                 "' is not");
-  if (kind != "toy" && !path.empty() && !fs::exists(path))
+  // The reference is rank 0's alone (the others need not have its file).
+  if (dist::writer() && kind != "toy" && !path.empty() && !fs::exists(path))
     throw std::invalid_argument("field 'reference': file '" + path + "' does not exist");
   const RngKind rng = detail::with_field("rng", [&] { return parse_rng(spec.rng, "field 'rng'"); });
   if (dist::active() && rng == RngKind::Generator)

@@ -15,6 +15,7 @@
 #include "experiments/detail/report_util.hpp"
 #include "experiments/detail/spec_fields.hpp"
 #include "experiments/detail/study_runner.hpp"
+#include "experiments/distributed.hpp"
 #include "experiments/elbo.hpp"
 #include "experiments/npy_io.hpp"
 #include "experiments/order_fit.hpp"
@@ -27,6 +28,7 @@
 #include "schedules/time_grid.hpp"
 #include "schedules/vp_discrete.hpp"
 #include "solvers/registry.hpp"
+#include "solvers/row_noise.hpp"
 #include "solvers/sample.hpp"
 
 namespace sdekit {
@@ -214,6 +216,10 @@ void validate(const LikelihoodSpec& spec) {
   detail::with_field("dtype", [&] { return parse_dtype(spec.dtype); });
   if (spec.n < 1)
     throw std::invalid_argument("field 'n': needs >= 1 rows, got " + std::to_string(spec.n));
+  if (dist::active() && spec.n < dist::world())
+    throw std::invalid_argument("field 'n': " + std::to_string(spec.n) + " rows over " +
+                                std::to_string(dist::world()) +
+                                " processes leave a rank without rows");
   if (spec.divergence != "auto" && spec.divergence != "exact" && spec.divergence != "hutchinson")
     throw std::invalid_argument("field 'divergence': '" + spec.divergence +
                                 "'; valid: auto, exact, hutchinson");
@@ -456,93 +462,129 @@ LikelihoodReport run_likelihood(const LikelihoodSpec& spec, const std::string& o
   detail::StudyRunner<LikelihoodCell> runner(out_dir, likelihood_spec_json(spec), fresh,
                                              {"results.csv", "results.md", "nll.npy"}, rep.cells,
                                              ops, progress, t_start);
-  const ResultsStore& store = runner.store();
-  fs::create_directories(store.path("cells"));
+  // Over several processes (docs/theory.md section 10) every rank takes rows [lo, hi) of each
+  // cell, with row-keyed probes and draws; rank 0 gathers the per-row results and alone writes.
+  const bool writer = dist::writer();
+  if (writer) fs::create_directories(runner.store().path("cells"));
+  const auto [row_lo, row_hi] = dist::shard(spec.n);
+  const int64_t m_rows = row_hi - row_lo;
+  const at::Tensor x_mine = x.narrow(0, row_lo, m_rows), x64_mine = x64.narrow(0, row_lo, m_rows);
+  // The per-row columns of a cell, every rank's rows in order.
+  const auto gathered = [&](const at::Tensor& cols) {
+    return dist::all_gather_rows(cols.contiguous(), "the cell's per-row results");
+  };
 
-  runner.run([&](LikelihoodCell& c) {
-    if (c.elbo) {
-      ElboOptions eo;
-      eo.timesteps = spec.timesteps;
-      eo.posterior_variance = spec.variance == "posterior";
-      eo.discretized = discretized;
-      eo.decoder_std = spec.decoder_std;
-      eo.prior_std = sde->prior_std();
-      eo.seed = spec.seed ^ 0x5851f42d4c957f2dULL;
-      eo.dtype = dtype;
-      if (spec.prior == "exact")
-        eo.log_prior = [&](const at::Tensor& z) {
-          return lm.mixture->log_prob(z, kernel->alpha(T), kernel->sigma(T));
-        };
-      const auto t0 = std::chrono::steady_clock::now();
-      const ElboRows er =
-          ddpm ? ddpm_elbo(*lm.model, *vpd, lm.event_shape, x64, eo)
-               : continuous_elbo(*lm.model, *kernel, lm.event_shape, x64, rep.t_end, T, eo);
-      c.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-      c.nfe = er.nfe;
-      c.mean_nll = er.total.mean().item<double>();
-      c.se_nll = spec.n > 1 ? er.total.std().item<double>() / std::sqrt(double(spec.n)) : 0.0;
-      c.bpd = c.mean_nll / (double(D) * kLn2) + rep.bpd_offset;
-      c.mean_prior = er.prior.mean().item<double>();
-      c.mean_delta = er.diffusion.mean().item<double>();
-      c.mean_decoder = er.decoder.mean().item<double>();
-      c.hutchinson_se = 0.0;
-      write_npy(store.path(cell_file(c.key())),
-                at::stack({er.total.neg(), er.prior, er.diffusion, er.decoder}, 1));
-      return;
-    }
-    SamplerOptions o;
-    std::vector<double> times;
-    if (adaptive) {
-      o.rtol = o.atol = c.tolerance;
-      times = {rep.t_end, T};
-    } else {
-      SampleSpec ss;
-      ss.steps = make_sampler(spec.sampler)->steps_for_nfe(c.target_nfe);
-      ss.grid = grid;
-      ss.grid_file = grid_file_of(spec.grid);
-      ss.t_end = rep.t_end;
-      const std::vector<double> down = spec_grid(*sde, ss);
-      times.assign(down.rbegin(), down.rend());
-    }
-    const auto sampler = make_sampler(spec.sampler, o);
-    AugmentedFlowModel aug(*lm.model, kernel, lm.event_shape, spec.n,
-                           exact_div ? Divergence::Exact : Divergence::Hutchinson, spec.probes,
-                           spec.probe == "gaussian", spec.seed ^ 0x9e3779b97f4a7c15ULL, dtype);
-    SampleRequest r;
-    r.model = &aug;
-    r.sde = sde.get();
-    r.times = times;
-    r.x_init = aug.augment(x);
-    const auto t0 = std::chrono::steady_clock::now();
-    const SampleResult res = sampler->run(r);
-    c.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-    c.nfe = res.nfe;
-    const at::Tensor z = res.x.to(at::kDouble);
-    const at::Tensor xT = z.narrow(1, 0, D), l = z.narrow(1, D, aug.columns());
-    const at::Tensor prior = spec.prior == "exact"
-                                 ? lm.mixture->log_prob(xT, kernel->alpha(T), kernel->sigma(T))
-                                 : gaussian_log_prior(xT, sde->prior_std());
-    if (lm.mixture && spec.prior == "gaussian")
-      c.prior_mismatch = (lm.mixture->log_prob(xT, kernel->alpha(T), kernel->sigma(T)) - prior)
-                             .mean()
-                             .item<double>();
-    const at::Tensor delta = l.mean(1);
-    const at::Tensor row_se = aug.columns() > 1 ? l.std(1) / std::sqrt(double(aug.columns()))
-                                                : at::zeros({spec.n}, at::kDouble);
-    const at::Tensor logp = prior + delta;
-    require_finite(logp, "the log-likelihood of cell " + c.key());
-    c.mean_nll = -logp.mean().item<double>();
-    c.se_nll = spec.n > 1 ? logp.std().item<double>() / std::sqrt(double(spec.n)) : 0.0;
-    c.bpd = c.mean_nll / (double(D) * kLn2) + rep.bpd_offset;
-    c.mean_prior = prior.mean().item<double>();
-    c.mean_delta = delta.mean().item<double>();
-    // The probes' error of the mean: exact divergence none, one probe per row no estimate.
-    c.hutchinson_se = exact_div ? 0.0
-                      : aug.columns() == 1
-                          ? std::numeric_limits<double>::quiet_NaN()
-                          : row_se.pow(2).sum().sqrt().item<double>() / double(spec.n);
-    write_npy(store.path(cell_file(c.key())), at::stack({logp, prior, delta, row_se}, 1));
-  });
+  runner.run(
+      [&](LikelihoodCell& c) {
+        if (c.elbo) {
+          ElboOptions eo;
+          eo.timesteps = spec.timesteps;
+          eo.posterior_variance = spec.variance == "posterior";
+          eo.discretized = discretized;
+          eo.decoder_std = spec.decoder_std;
+          eo.prior_std = sde->prior_std();
+          eo.seed = spec.seed ^ 0x5851f42d4c957f2dULL;
+          eo.first_row = row_lo;
+          eo.log_variance = elbo_data_log_variance(x64);
+          eo.dtype = dtype;
+          if (spec.prior == "exact")
+            eo.log_prior = [&](const at::Tensor& z) {
+              return lm.mixture->log_prob(z, kernel->alpha(T), kernel->sigma(T));
+            };
+          const auto t0 = std::chrono::steady_clock::now();
+          const ElboRows er = ddpm ? ddpm_elbo(*lm.model, *vpd, lm.event_shape, x64_mine, eo)
+                                   : continuous_elbo(*lm.model, *kernel, lm.event_shape, x64_mine,
+                                                     rep.t_end, T, eo);
+          const at::Tensor rows =
+              gathered(at::stack({er.total.neg(), er.prior, er.diffusion, er.decoder}, 1));
+          const at::Tensor total = rows.select(1, 0).neg();
+          c.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+          c.nfe = er.nfe;
+          c.mean_nll = total.mean().item<double>();
+          c.se_nll = spec.n > 1 ? total.std().item<double>() / std::sqrt(double(spec.n)) : 0.0;
+          c.bpd = c.mean_nll / (double(D) * kLn2) + rep.bpd_offset;
+          c.mean_prior = rows.select(1, 1).mean().item<double>();
+          c.mean_delta = rows.select(1, 2).mean().item<double>();
+          c.mean_decoder = rows.select(1, 3).mean().item<double>();
+          c.hutchinson_se = 0.0;
+          if (writer) write_npy(runner.store().path(cell_file(c.key())), rows);
+          return;
+        }
+        SamplerOptions o;
+        std::vector<double> times;
+        if (adaptive) {
+          o.rtol = o.atol = c.tolerance;
+          times = {rep.t_end, T};
+        } else {
+          SampleSpec ss;
+          ss.steps = make_sampler(spec.sampler)->steps_for_nfe(c.target_nfe);
+          ss.grid = grid;
+          ss.grid_file = grid_file_of(spec.grid);
+          ss.t_end = rep.t_end;
+          const std::vector<double> down = spec_grid(*sde, ss);
+          times.assign(down.rbegin(), down.rend());
+        }
+        const auto sampler = make_sampler(spec.sampler, o);
+        // Row-keyed probes: row i's are draw 0 of the stream (probe seed, i), [P, D] (Rademacher:
+        // the signs of standard normals).
+        at::Tensor probes;
+        if (!exact_div) {
+          probes = row_normal({m_rows, spec.probes, D}, at::kDouble,
+                              spec.seed ^ 0x9e3779b97f4a7c15ULL, row_lo, 0)
+                       .permute({1, 0, 2});
+          if (spec.probe != "gaussian")
+            probes = at::where(probes >= 0.0, 1.0, -1.0).to(at::kDouble);
+        }
+        AugmentedFlowModel aug(*lm.model, kernel, lm.event_shape, m_rows,
+                               exact_div ? Divergence::Exact : Divergence::Hutchinson, spec.probes,
+                               spec.probe == "gaussian", spec.seed ^ 0x9e3779b97f4a7c15ULL, dtype,
+                               probes);
+        SampleRequest r;
+        r.model = &aug;
+        r.sde = sde.get();
+        r.times = times;
+        r.x_init = aug.augment(x_mine);
+        const auto t0 = std::chrono::steady_clock::now();
+        const SampleResult res = sampler->run(r);
+        c.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+        c.nfe = res.nfe;
+        const at::Tensor z = res.x.to(at::kDouble);
+        const at::Tensor xT = z.narrow(1, 0, D), l = z.narrow(1, D, aug.columns());
+        const at::Tensor prior_mine =
+            spec.prior == "exact" ? lm.mixture->log_prob(xT, kernel->alpha(T), kernel->sigma(T))
+                                  : gaussian_log_prior(xT, sde->prior_std());
+        const at::Tensor mismatch_mine =
+            lm.mixture && spec.prior == "gaussian"
+                ? lm.mixture->log_prob(xT, kernel->alpha(T), kernel->sigma(T)) - prior_mine
+                : at::zeros({m_rows}, at::kDouble);
+        const at::Tensor row_se_mine = aug.columns() > 1
+                                           ? l.std(1) / std::sqrt(double(aug.columns()))
+                                           : at::zeros({m_rows}, at::kDouble);
+        const at::Tensor all =
+            gathered(at::stack({prior_mine, l.mean(1), row_se_mine, mismatch_mine}, 1));
+        const at::Tensor prior = all.select(1, 0), delta = all.select(1, 1),
+                         row_se = all.select(1, 2);
+        if (lm.mixture && spec.prior == "gaussian")
+          c.prior_mismatch = all.select(1, 3).mean().item<double>();
+        const at::Tensor logp = prior + delta;
+        require_finite(logp, "the log-likelihood of cell " + c.key());
+        c.mean_nll = -logp.mean().item<double>();
+        c.se_nll = spec.n > 1 ? logp.std().item<double>() / std::sqrt(double(spec.n)) : 0.0;
+        c.bpd = c.mean_nll / (double(D) * kLn2) + rep.bpd_offset;
+        c.mean_prior = prior.mean().item<double>();
+        c.mean_delta = delta.mean().item<double>();
+        // The probes' error of the mean: exact divergence none, one probe per row no estimate.
+        c.hutchinson_se = exact_div ? 0.0
+                          : aug.columns() == 1
+                              ? std::numeric_limits<double>::quiet_NaN()
+                              : row_se.pow(2).sum().sqrt().item<double>() / double(spec.n);
+        if (writer)
+          write_npy(runner.store().path(cell_file(c.key())),
+                    at::stack({logp, prior, delta, row_se}, 1));
+      },
+      detail::Share::Rows);
+  if (!writer) return rep;  // rank 0 reports
+  const ResultsStore& store = runner.store();
   rep.resumed = runner.resumed();
   rep.computed = runner.computed();
 

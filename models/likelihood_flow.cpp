@@ -15,7 +15,8 @@ namespace sdekit {
 AugmentedFlowModel::AugmentedFlowModel(ScoreModel& model, SchedulePtr kernel,
                                        std::vector<int64_t> event_shape, int64_t n,
                                        Divergence divergence, int64_t probes, bool gaussian,
-                                       uint64_t seed, at::ScalarType dtype)
+                                       uint64_t seed, at::ScalarType dtype,
+                                       const at::Tensor& probe_values)
     : model_(model),
       kernel_(std::move(kernel)),
       event_shape_(std::move(event_shape)),
@@ -32,12 +33,20 @@ AugmentedFlowModel::AugmentedFlowModel(ScoreModel& model, SchedulePtr kernel,
     if (probes < 1)
       throw std::invalid_argument("--probes must be >= 1, got " + std::to_string(probes));
     columns_ = probes;
-    at::Generator g = at::make_generator<at::CPUGeneratorImpl>(seed);
-    probes_ =
-        gaussian
-            ? at::randn({probes, n, dim_}, g, at::kDouble)
-            : at::bernoulli(at::full({probes, n, dim_}, 0.5, at::kDouble), g).mul_(2.0).sub_(1.0);
-    probes_ = probes_.to(dtype);
+    if (probe_values.defined()) {
+      if (probe_values.sizes() != at::IntArrayRef({probes, n, dim_}))
+        throw std::invalid_argument("the likelihood's probes: expected [" + std::to_string(probes) +
+                                    ", " + std::to_string(n) + ", " + std::to_string(dim_) +
+                                    "], got " + std::to_string(probe_values.dim()) + "-d values");
+      probes_ = probe_values.to(dtype).contiguous();
+    } else {
+      at::Generator g = at::make_generator<at::CPUGeneratorImpl>(seed);
+      probes_ =
+          gaussian
+              ? at::randn({probes, n, dim_}, g, at::kDouble)
+              : at::bernoulli(at::full({probes, n, dim_}, 0.5, at::kDouble), g).mul_(2.0).sub_(1.0);
+      probes_ = probes_.to(dtype);
+    }
   }
 }
 

@@ -31,10 +31,12 @@ class AugmentedFlowModel final : public ScoreModel {
  public:
   /// `model` on samples of `event_shape`, under the affine SDE of `kernel`, for batches of n
   /// rows. Hutchinson: `probes` probes per row drawn from `seed` in `dtype` (Rademacher, or
-  /// standard normal with gaussian = true). Throws std::invalid_argument for probes < 1.
+  /// standard normal with gaussian = true), or the given `probe_values` [probes, n, D] (any
+  /// floating dtype). Throws std::invalid_argument for probes < 1 or probe values of another
+  /// shape.
   AugmentedFlowModel(ScoreModel& model, SchedulePtr kernel, std::vector<int64_t> event_shape,
                      int64_t n, Divergence divergence, int64_t probes, bool gaussian, uint64_t seed,
-                     at::ScalarType dtype);
+                     at::ScalarType dtype, const at::Tensor& probe_values = at::Tensor());
   Param param() const override { return Param::Score; }
   std::string name() const override { return model_.name() + " (augmented with its divergence)"; }
   at::Tensor predict(const at::Tensor& z, const at::Tensor& t) override;
