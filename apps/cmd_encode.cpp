@@ -118,7 +118,7 @@ class EncodeCommand final : public Command {
     sub_->add_option("--grid", a_.grid, "Time grid (default: karras for edm, uniform-t otherwise)");
     sub_->add_option("--x0", a_.x0,
                      "Points to encode, a .npy array [n, D] (default: exact samples at --t-start)");
-    sub_->add_option("--n", a_.n, "Number of exact samples to encode without --x0")
+    sub_->add_option("-n,--n", a_.n, "Number of exact samples to encode without --x0")
         ->capture_default_str();
     sub_->add_option("--seed", a_.seed, "Seed of those samples")->capture_default_str();
     sub_->add_option("--t-start", a_.t_start, "Start time in (0, T) (default: the SDE's end time)");

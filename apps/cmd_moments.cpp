@@ -70,7 +70,7 @@ class MomentsCommand final : public Command {
         ->delimiter(',');
     sub_->add_option("--grid", a_.grid, "Time grid (default: karras for edm, uniform-t otherwise)");
     sub_->add_option("--steps", a_.steps, "Number of steps")->capture_default_str();
-    sub_->add_option("--n", a_.n, "Number of samples")->capture_default_str();
+    sub_->add_option("-n,--n", a_.n, "Number of samples")->capture_default_str();
     sub_->add_option("--seed", a_.seed, "Seed")->capture_default_str();
     sub_->add_option("--dtype", a_.dtype, "float32 | float64")->capture_default_str();
   }

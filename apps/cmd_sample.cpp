@@ -286,7 +286,7 @@ class SampleCommand final : public Command {
     add_model_options(sub_, a_.m);
     sub_->add_option("--steps", a_.steps, "Number of steps")->capture_default_str();
     sub_->add_option("--grid", a_.grid, "Time grid (default: karras for edm, uniform-t otherwise)");
-    n_opt_ = sub_->add_option("--n", a_.n, "Number of samples (ignored with --x-init)")
+    n_opt_ = sub_->add_option("-n,--n", a_.n, "Number of samples (ignored with --x-init)")
                  ->capture_default_str();
     sub_->add_option("--seed", a_.seed, "Seed of the prior draw and the sampler noise")
         ->capture_default_str();

@@ -24,6 +24,8 @@ class SpecFlags {
     for (const auto& f : schema) {
       std::string flag = "--" + f.name;
       std::replace(flag.begin(), flag.end(), '_', '-');
+      // -n as well: torchrun's parser takes a later "--n" for an abbreviation of its own flags.
+      if (f.name == "n") flag = "-n," + flag;
       CLI::Option* o = nullptr;
       if (f.from_text) {
         o = cmd->add_option(flag, texts_[f.name], f.meaning);

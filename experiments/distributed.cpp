@@ -9,6 +9,7 @@
 #ifndef USE_C10D_GLOO
 #define USE_C10D_GLOO
 #endif
+#include <torch/csrc/distributed/c10d/PrefixStore.hpp>
 #include <torch/csrc/distributed/c10d/ProcessGroupGloo.hpp>
 #include <torch/csrc/distributed/c10d/TCPStore.hpp>
 #endif
@@ -46,6 +47,9 @@ LaunchEnv launch_env() {
   e.local_rank = env_int("LOCAL_RANK", e.rank);
   e.port = env_int("MASTER_PORT", 29500, &port_given);
   if (const char* a = std::getenv("MASTER_ADDR"); a && *a) e.addr = a;
+  if (const char* a = std::getenv("TORCHELASTIC_USE_AGENT_STORE"); a && std::string(a) == "True")
+    e.agent_store = true;
+  e.attempt = env_int("TORCHELASTIC_RESTART_COUNT", 0);
   if (e.world > 1) {
     if (!rank_given)
       throw std::invalid_argument("WORLD_SIZE=" + std::to_string(e.world) +
@@ -79,7 +83,9 @@ struct Session::Impl {
   uint64_t bytes = 0;
 
   std::string where() const { return env.addr + ":" + std::to_string(env.port); }
-  std::string key(const std::string& k) const { return "sdekit/" + k; }
+  std::string key(const std::string& k) const {
+    return "sdekit/attempt_" + std::to_string(env.attempt) + "/" + k;
+  }
 
   // Why the others did not answer: ranks whose heartbeat stopped (gone or stopped) and ranks
   // that entered fewer collectives than this one (behind), read from the store.
@@ -113,7 +119,9 @@ struct Session::Impl {
                " is alive but did not reach this point";
       return out.empty() ? "every rank still beats; the cause is in the message above" : out;
     } catch (const std::exception&) {
-      return "the store at " + where() + " is gone: rank 0, which hosts it, has stopped";
+      return "the store at " + where() + " is gone: " +
+             (env.agent_store ? std::string("torchrun's agent, which hosts it, has stopped")
+                              : std::string("rank 0, which hosts it, has stopped"));
     }
   }
 
@@ -159,7 +167,7 @@ std::unique_ptr<Session> Session::start(const LaunchEnv& env, std::chrono::milli
   impl->timeout = timeout;
   c10d::TCPStoreOptions o;
   o.port = static_cast<std::uint16_t>(env.port);
-  o.isServer = env.rank == 0;
+  o.isServer = env.rank == 0 && !env.agent_store;
   o.numWorkers = env.world;
   o.waitWorkers = false;
   o.timeout = timeout;
@@ -173,7 +181,8 @@ std::unique_ptr<Session> Session::start(const LaunchEnv& env, std::chrono::milli
     std::string msg = e.what();
     if (const auto nl = msg.find('\n'); nl != std::string::npos) msg = msg.substr(0, nl);
     throw DistributedError(
-        who + ": cannot " + (env.rank == 0 ? std::string("open") : std::string("reach")) +
+        who + ": cannot " +
+        (env.rank == 0 && !env.agent_store ? std::string("open") : std::string("reach")) +
         " the rendezvous store at " + impl->where() + " (MASTER_ADDR:MASTER_PORT) within " +
         seconds_text(timeout) + ": " + msg);
   }
@@ -201,7 +210,8 @@ std::unique_ptr<Session> Session::start(const LaunchEnv& env, std::chrono::milli
     else
       opts->devices.push_back(c10d::ProcessGroupGloo::createDefaultDevice());
     opts->threads = 1;
-    c10::intrusive_ptr<c10d::Store> s = p->store;
+    c10::intrusive_ptr<c10d::Store> s =
+        c10::make_intrusive<c10d::PrefixStore>(p->key("pg"), p->store);
     p->pg = c10::make_intrusive<c10d::ProcessGroupGloo>(s, env.rank, env.world, opts);
   } catch (const std::exception& e) {
     p->stop = true;

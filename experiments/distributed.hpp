@@ -31,6 +31,11 @@ struct LaunchEnv {
   int rank = 0, world = 1, local_rank = 0;
   std::string addr = "127.0.0.1";
   int port = 29500;
+  /// torchrun's static rendezvous (TORCHELASTIC_USE_AGENT_STORE=True): its agent already hosts
+  /// the store at MASTER_ADDR:MASTER_PORT, so every rank joins it as a client; the keys of this
+  /// attempt (TORCHELASTIC_RESTART_COUNT) are kept apart from earlier ones.
+  bool agent_store = false;
+  int attempt = 0;
 };
 /// Reads the environment; std::invalid_argument naming the variable for a malformed value, a
 /// rank outside [0, WORLD_SIZE), or WORLD_SIZE > 1 without MASTER_ADDR / MASTER_PORT.

@@ -156,6 +156,45 @@ TEST_CASE("sample writes the same .npy bytes at world size 1, 2 and 3 and at bat
   fs::remove_all(dir);
 }
 
+TEST_CASE("torchrun starts sdekit as it starts Python workers: static and c10d rendezvous",
+          "[distributed]") {
+  if (!sdekit::dist::gloo_available()) {
+    WARN("this build has no Gloo process group: nothing to run");
+    return;
+  }
+  if (std::system("command -v torchrun > /dev/null 2>&1") != 0) {
+    WARN("torchrun is not installed (Debian's python3-torch): nothing to run");
+    return;
+  }
+  const fs::path dir = scratch("torchrun");
+  // -n for --n: torchrun's parser would take "--n" for an abbreviation of its own flags.
+  const std::string cmd = "sample --model gmm64 --sampler euler-maruyama --steps 6 -n 50 --out ";
+  REQUIRE(run_sdekit(cmd + (dir / "one.npy").string(), dir, "one") == 0);
+  const std::string ref = slurp(dir / "one.npy");
+  // Static rendezvous: torchrun's agent hosts the store at the master port
+  // (TORCHELASTIC_USE_AGENT_STORE=True); c10d rendezvous: rank 0 hosts one on a port of its own.
+  // (--redirects 1 --tee 1 --log_dir: Debian's torchrun of PyTorch 1.13 under Python 3.11 fails
+  // on its default "0" for both.)
+  const std::string logs = " --redirects 1 --tee 1 --log_dir " + (dir / "logs").string();
+  const std::vector<std::string> launchers = {
+      "torchrun --no_python --nproc_per_node 2 --master_addr 127.0.0.1 --master_port " +
+          std::to_string(unused_port()) + logs + "_0",
+      "torchrun --no_python --nnodes 1 --nproc_per_node 3 --rdzv_backend c10d --rdzv_endpoint "
+      "127.0.0.1:" +
+          std::to_string(unused_port()) + logs + "_1"};
+  for (std::size_t i = 0; i < launchers.size(); ++i) {
+    const fs::path out = dir / ("t" + std::to_string(i) + ".npy");
+    const std::string line =
+        "env -u WORLD_SIZE -u RANK -u LOCAL_RANK -u MASTER_ADDR -u MASTER_PORT " + launchers[i] +
+        " " + kBin + " " + cmd + out.string() + " > " + (dir / "t.out").string() + " 2>&1";
+    const int rc = std::system(line.c_str());
+    INFO(launchers[i] << "\n" << slurp(dir / "t.out"));
+    REQUIRE(rc == 0);
+    CHECK(slurp(out) == ref);
+  }
+  fs::remove_all(dir);
+}
+
 TEST_CASE("fid-table over 2 and 3 processes equals the single-process table", "[distributed]") {
   if (!sdekit::dist::gloo_available()) {
     WARN("this build has no Gloo process group: nothing to run");
