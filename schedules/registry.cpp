@@ -20,6 +20,10 @@ const std::vector<ScheduleInfo>& schedule_registry() {
        [] { return SchedulePtr(std::make_shared<VPCosine>()); }},
       {"vp-discrete", "VP, DDPM table of 1000 betas 1e-4..0.02, t_n = n/1000",
        [] { return SchedulePtr(std::make_shared<VPDiscrete>(VPDiscrete::linear())); }},
+      {"vp-sd",
+       "VP, Stable Diffusion's scaled-linear table (sqrt(beta) linear, 0.00085..0.012, 1000 "
+       "steps), t_n = n/1000",
+       [] { return SchedulePtr(std::make_shared<VPDiscrete>(VPDiscrete::scaled_linear())); }},
       {"sub-vp", "sub-VP, sigma = 1 - exp(-B(t)), beta linear 0.1..20",
        [] { return SchedulePtr(std::make_shared<SubVP>()); }},
       {"ve", "VE (NCSN), sigma 0.01..50 geometric in t on [0, 1]",

@@ -8,6 +8,8 @@
 #include <sstream>
 #include <stdexcept>
 
+#include <boost/math/special_functions/beta.hpp>
+
 #include "schedules/vp_discrete.hpp"
 
 namespace sdekit {
@@ -23,6 +25,16 @@ const std::vector<GridInfo>& grid_registry() {
        "quadratically spaced integer steps of a vp-discrete table"},
       {GridKind::KlOptimal, "kl-optimal",
        "atan(sigma/alpha) uniform (Align Your Steps' KL-optimal schedule)"},
+      {GridKind::Beta, "beta",
+       "t at the quantiles of Beta(0.6, 0.6) (Lee et al. 2024, 'Beta sampling is all you need')"},
+      {GridKind::LinearQuadratic, "linear-quadratic",
+       "linear through the first 2.5% of the range for half the steps, then quadratic (Mochi)"},
+      {GridKind::AysSd1, "ays-sd1",
+       "Align Your Steps' sigmas for Stable Diffusion 1.5 (--sde vp-sd, sigma 0.0292..14.6)"},
+      {GridKind::AysSdxl, "ays-sdxl",
+       "Align Your Steps' sigmas for SDXL (--sde vp-sd, sigma 0.0292..14.6)"},
+      {GridKind::AysSvd, "ays-svd",
+       "Align Your Steps' sigmas for Stable Video Diffusion (sigma 0.002..700)"},
       {GridKind::File, "file:GRID.json",
        "stored times {\"times\": [T, ..., t_end]} (sdekit optimize-grid writes them)"},
   };
@@ -101,6 +113,29 @@ std::string grid_name(GridKind kind) {
 
 GridKind default_grid(const NoiseSchedule& schedule) {
   return parse_grid(schedule.default_grid_name());
+}
+
+const std::vector<double>& ays_table(GridKind kind) {
+  // The 10-step tables of sigma/alpha published with Align Your Steps (Sabour, Fidler and Kreis,
+  // 2024; the project page's "how to" section), docs/theory.md section 6.1.
+  static const std::vector<double> sd1 = {14.6146412293, 6.4745760956, 3.8636745985, 2.6946151520,
+                                          1.8841921177,  1.3943805092, 0.9642583904, 0.6523686016,
+                                          0.3977456272,  0.1515232662, 0.0291671582};
+  static const std::vector<double> sdxl = {14.6146412293, 6.3184485287, 3.7681790315, 2.1811480769,
+                                           1.3405244945,  0.8620721141, 0.5550693289, 0.3798540708,
+                                           0.2332364134,  0.1114188177, 0.0291671582};
+  static const std::vector<double> svd = {700.00, 54.5,  15.886, 7.977, 4.248, 1.789,
+                                          0.981,  0.403, 0.173,  0.034, 0.002};
+  switch (kind) {
+    case GridKind::AysSd1:
+      return sd1;
+    case GridKind::AysSdxl:
+      return sdxl;
+    case GridKind::AysSvd:
+      return svd;
+    default:
+      throw std::invalid_argument("ays_table: " + grid_name(kind) + " has no table");
+  }
 }
 
 namespace {
@@ -191,6 +226,66 @@ std::vector<double> make_time_grid(GridKind kind, const NoiseSchedule& schedule,
       const double a = std::atan(smax), b = std::atan(smin);
       for (int i = 0; i <= steps; ++i)
         g[i] = schedule.t_of_lambda(-std::log(std::tan(a + (i / N) * (b - a))));
+      break;
+    }
+    case GridKind::Beta: {
+      // Lee et al. (2024): the fraction of the way from t_end to t_start at step i is the
+      // Beta(0.6, 0.6) quantile of 1 - i/N (docs/theory.md section 6.1).
+      for (int i = 0; i <= steps; ++i) {
+        const double p = 1.0 - i / N;
+        const double q = p <= 0.0 ? 0.0 : p >= 1.0 ? 1.0 : boost::math::ibeta_inv(0.6, 0.6, p);
+        g[i] = t_end + q * (t_start - t_end);
+      }
+      break;
+    }
+    case GridKind::LinearQuadratic: {
+      // Mochi's schedule (docs/theory.md section 6.1): v_i, the fraction of the way from t_start
+      // to t_end, rises linearly to 0.025 over the first L = floor(N/2) steps, then follows the
+      // quadratic in i that joins it with the same slope at i = L and reaches 1 at i = N.
+      const double thr = 0.025;
+      const int L = steps / 2, Q = steps - L;
+      for (int i = 0; i <= steps; ++i) {
+        double v = 1.0;
+        if (steps > 1 && i < L) {
+          v = i * thr / L;
+        } else if (steps > 1 && i < steps) {
+          const double d = L - thr * steps;
+          const double qc = d / (L * static_cast<double>(Q) * Q);
+          const double lc = thr / L - 2.0 * d / (static_cast<double>(Q) * Q);
+          v = qc * i * i + lc * i + qc * L * L;
+        } else if (i == 0) {
+          v = 0.0;
+        }
+        g[i] = t_start + v * (t_end - t_start);
+      }
+      break;
+    }
+    case GridKind::AysSd1:
+    case GridKind::AysSdxl:
+    case GridKind::AysSvd: {
+      const std::vector<double>& tab = ays_table(kind);
+      const double smax = std::exp(-schedule.lambda(t_start)),
+                   smin = std::exp(-schedule.lambda(t_end));
+      auto near = [](double a, double b) { return std::abs(a - b) <= 1e-3 * b; };
+      if (!near(smax, tab.front()) || !near(smin, tab.back())) {
+        std::ostringstream os;
+        os.precision(6);
+        os << who << ": the table is Align Your Steps' for sigma/alpha from " << tab.front()
+           << " to " << tab.back() << "; this run goes from " << smax << " (t = " << t_start
+           << ") to " << smin << " (t = " << t_end << ")"
+           << (kind == GridKind::AysSvd ? "" : " (use --sde vp-sd with its default --t-end)");
+        throw std::invalid_argument(os.str());
+      }
+      // Other step counts: log sigma interpolated linearly in the step fraction.
+      const double M = static_cast<double>(tab.size() - 1);
+      for (int i = 0; i <= steps; ++i) {
+        const double x = (i / N) * M;
+        const int j = std::min(static_cast<int>(std::floor(x)), static_cast<int>(M) - 1);
+        const double w = x - j;
+        const double ls = (1.0 - w) * std::log(tab[static_cast<size_t>(j)]) +
+                          w * std::log(tab[static_cast<size_t>(j) + 1]);
+        g[i] = schedule.t_of_lambda(-ls);
+      }
       break;
     }
     case GridKind::UniformT:

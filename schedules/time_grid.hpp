@@ -10,14 +10,19 @@
 namespace sdekit {
 
 enum class GridKind {
-  UniformT,       // t_i = t_start + (i/N)(t_end - t_start)
-  UniformLambda,  // lambda uniform between lambda(t_start) and lambda(t_end) (logSNR)
-  Quadratic,      // sqrt(t) uniform (DPM-Solver's "time_quadratic")
-  Karras,         // (s_max^(1/rho) + (i/N)(s_min^(1/rho) - s_max^(1/rho)))^rho in s = sigma/alpha
-  DdpmUniform,    // integer knots n of a vp-discrete table, evenly spaced (rounded)
-  DdpmQuadratic,  // integer knots n, quadratic in n (DDIM's "quad" skip)
-  KlOptimal,      // atan(s) uniform in s = sigma/alpha (Align Your Steps' KL-optimal schedule)
-  File,           // "file:GRID.json": stored times (GridOptions::file)
+  UniformT,         // t_i = t_start + (i/N)(t_end - t_start)
+  UniformLambda,    // lambda uniform between lambda(t_start) and lambda(t_end) (logSNR)
+  Quadratic,        // sqrt(t) uniform (DPM-Solver's "time_quadratic")
+  Karras,           // (s_max^(1/rho) + (i/N)(s_min^(1/rho) - s_max^(1/rho)))^rho in s = sigma/alpha
+  DdpmUniform,      // integer knots n of a vp-discrete table, evenly spaced (rounded)
+  DdpmQuadratic,    // integer knots n, quadratic in n (DDIM's "quad" skip)
+  KlOptimal,        // atan(s) uniform in s = sigma/alpha (Align Your Steps' KL-optimal schedule)
+  Beta,             // t at the Beta(0.6, 0.6) quantiles of 1 - i/N (Lee et al. 2024)
+  LinearQuadratic,  // Mochi's schedule: linear through the first 2.5% of [t_end, T], then quadratic
+  AysSd1,           // Align Your Steps' tabulated sigmas for Stable Diffusion 1.5 (vp-sd)
+  AysSdxl,          // Align Your Steps' tabulated sigmas for SDXL (vp-sd)
+  AysSvd,  // Align Your Steps' tabulated sigmas for Stable Video Diffusion (sigma 0.002..700)
+  File,    // "file:GRID.json": stored times (GridOptions::file)
 };
 
 struct GridInfo {
@@ -67,10 +72,14 @@ std::vector<double> read_grid_file(const std::string& path);
 void write_grid_file(const std::string& path, const std::vector<double>& times,
                      const std::string& sde, const std::string& extra = "");
 
+/// Align Your Steps' 10-step table of sigma/alpha for an Ays* kind (11 values, decreasing).
+const std::vector<double>& ays_table(GridKind kind);
+
 /// Builds the grid. Throws std::invalid_argument for steps < 1, t_end not in (lo, t_start),
 /// t_start outside the domain, rho <= 0, DDPM grids on a schedule that is not vp-discrete or with
 /// more steps than integer knots between t_end and t_start, a grid file with another number of
-/// steps or other ends than the run's.
+/// steps or other ends than the run's, an Align Your Steps grid on a run whose sigma/alpha range is
+/// not its table's (within 0.1%).
 std::vector<double> make_time_grid(GridKind kind, const NoiseSchedule& schedule, int steps,
                                    double t_start, double t_end, const GridOptions& opt = {});
 

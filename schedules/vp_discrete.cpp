@@ -9,13 +9,13 @@
 
 namespace sdekit {
 
-VPDiscrete::VPDiscrete(std::vector<double> betas) : betas_(std::move(betas)) {
-  if (betas_.empty()) throw std::invalid_argument("vp-discrete: the beta table is empty");
+VPDiscrete::VPDiscrete(std::vector<double> betas, std::string name)
+    : betas_(std::move(betas)), name_(std::move(name)) {
+  if (betas_.empty()) throw std::invalid_argument(name_ + ": the beta table is empty");
   log_alpha_.assign(betas_.size() + 1, 0.0);
   for (size_t n = 0; n < betas_.size(); ++n) {
     const double b = betas_[n];
-    require_param("vp-discrete", "betas[" + std::to_string(n) + "]", b, b > 0.0 && b < 1.0,
-                  "in (0, 1)");
+    require_param(name_, "betas[" + std::to_string(n) + "]", b, b > 0.0 && b < 1.0, "in (0, 1)");
     log_alpha_[n + 1] = log_alpha_[n] + 0.5 * std::log1p(-b);
   }
 }
@@ -26,6 +26,17 @@ VPDiscrete VPDiscrete::linear(int N, double beta_1, double beta_N) {
   for (int n = 0; n < N; ++n)
     b[static_cast<size_t>(n)] = N == 1 ? beta_1 : beta_1 + (beta_N - beta_1) * n / (N - 1.0);
   return VPDiscrete(std::move(b));
+}
+
+VPDiscrete VPDiscrete::scaled_linear(int N, double beta_1, double beta_N) {
+  if (N < 1) throw std::invalid_argument("vp-sd: N must be >= 1, got " + std::to_string(N));
+  std::vector<double> b(static_cast<size_t>(N));
+  const double a = std::sqrt(beta_1), c = std::sqrt(beta_N);
+  for (int n = 0; n < N; ++n) {
+    const double r = N == 1 ? a : a + (c - a) * n / (N - 1.0);
+    b[static_cast<size_t>(n)] = r * r;
+  }
+  return VPDiscrete(std::move(b), "vp-sd");
 }
 
 double VPDiscrete::alpha_bar(int n) const {

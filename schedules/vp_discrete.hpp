@@ -1,4 +1,5 @@
 #pragma once
+#include <string>
 #include <vector>
 
 #include "schedules/noise_schedule.hpp"
@@ -11,12 +12,16 @@ namespace sdekit {
 /// constant (the slope of the segment [t_n, t_{n+1}) holding t) and g2 = -2 f.
 class VPDiscrete final : public NoiseSchedule {
  public:
-  /// betas: beta_1..beta_N, each in (0, 1).
-  explicit VPDiscrete(std::vector<double> betas);
+  /// betas: beta_1..beta_N, each in (0, 1); name: the schedule's name in errors and results.
+  explicit VPDiscrete(std::vector<double> betas, std::string name = "vp-discrete");
   /// The DDPM table: N betas linear from beta_1 to beta_N (defaults 1e-4 .. 0.02, N = 1000).
   static VPDiscrete linear(int N = 1000, double beta_1 = 1e-4, double beta_N = 0.02);
+  /// Stable Diffusion's "scaled linear" table (Rombach et al. 2022): sqrt(beta) linear from
+  /// sqrt(beta_1) to sqrt(beta_N) (defaults 0.00085 .. 0.012, N = 1000), named "vp-sd"; its
+  /// sigma/alpha runs from 0.0291672 at t_1 to 14.6146 at t_N = 1.
+  static VPDiscrete scaled_linear(int N = 1000, double beta_1 = 0.00085, double beta_N = 0.012);
 
-  std::string name() const override { return "vp-discrete"; }
+  std::string name() const override { return name_; }
   Interval domain() const override { return {0.0, 1.0}; }
   /// t_1 = 1/N, the first noisy knot.
   double default_t_end() const override { return 1.0 / static_cast<double>(steps()); }
@@ -35,6 +40,7 @@ class VPDiscrete final : public NoiseSchedule {
 
  private:
   std::vector<double> betas_;
+  std::string name_;
   std::vector<double> log_alpha_;  // knots n = 0..N
 };
 

@@ -1,7 +1,9 @@
 // Stored and optimized time grids (schedules/time_grid.hpp, experiments/optimize_grid.hpp;
 // docs/theory.md section 6.1): grid files round-trip and are checked (monotone, the run's ends
 // and step count), a stored grid samples exactly like the grid it holds, the KL-optimal grid is
-// uniform in atan(sigma~), and the optimizer is deterministic and never worse than its start.
+// uniform in atan(sigma~), the beta, linear-quadratic and Align Your Steps grids follow their
+// published definitions, and the optimizer is deterministic and never worse than its start.
+#include <boost/math/special_functions/beta.hpp>
 #include <catch2/catch.hpp>
 #include <cmath>
 #include <filesystem>
@@ -89,6 +91,100 @@ TEST_CASE("the KL-optimal grid is uniform in atan(sigma~)", "[grid]") {
             Approx(a + (b - a) * i / 10.0).epsilon(1e-9).margin(1e-12));
     }
   }
+}
+
+TEST_CASE("the beta grid sits at the Beta(0.6, 0.6) quantiles, symmetric about the middle",
+          "[grid]") {
+  const SchedulePtr k = make_schedule("flow");
+  const double T = 0.9, e = 0.01;
+  for (int N : {1, 2, 7, 10}) {
+    const auto g = make_time_grid(GridKind::Beta, *k, N, T, e);
+    REQUIRE(g.size() == size_t(N) + 1);
+    CHECK(g.front() == T);
+    CHECK(g.back() == e);
+    for (int i = 0; i <= N; ++i) {
+      INFO("N = " << N << ", i = " << i);
+      const double q = (g[size_t(i)] - e) / (T - e);
+      // The regularized incomplete beta function (the CDF) at the node is 1 - i/N.
+      CHECK(boost::math::ibeta(0.6, 0.6, q) == Approx(1.0 - double(i) / N).margin(1e-12));
+      // Beta(a, a) is symmetric: node N - i mirrors node i.
+      const double qm = (g[size_t(N - i)] - e) / (T - e);
+      CHECK(q + qm == Approx(1.0).margin(1e-12));
+    }
+  }
+  // Beta(0.6, 0.6) puts more nodes near both ends than a uniform grid: the first step is
+  // shorter than 1/N of the range.
+  const auto g = make_time_grid(GridKind::Beta, *k, 10, T, e);
+  CHECK(g[0] - g[1] < 0.5 * (T - e) / 10);
+  CHECK(g[9] - g[10] < 0.5 * (T - e) / 10);
+}
+
+TEST_CASE("the linear-quadratic grid: linear to 2.5% over half the steps, then a tangent quadratic",
+          "[grid]") {
+  const SchedulePtr k = make_schedule("flow");
+  const double T = 0.999, e = 1e-3;
+  for (int N : {2, 3, 8, 10, 25, 50}) {
+    INFO("N = " << N);
+    const auto g = make_time_grid(GridKind::LinearQuadratic, *k, N, T, e);
+    REQUIRE(g.size() == size_t(N) + 1);
+    std::vector<double> v(g.size());
+    for (size_t i = 0; i < g.size(); ++i) v[i] = (T - g[i]) / (T - e);
+    const int L = N / 2;
+    for (int i = 0; i <= L; ++i) CHECK(v[size_t(i)] == Approx(0.025 * i / L).margin(1e-13));
+    CHECK(v[size_t(N)] == 1.0);
+    if (N - L >= 2) {
+      // A quadratic in i on [L, N]: constant second differences ...
+      const double c2 = v[size_t(L) + 2] - 2 * v[size_t(L) + 1] + v[size_t(L)];
+      for (int i = L; i + 2 <= N; ++i)
+        CHECK(v[size_t(i) + 2] - 2 * v[size_t(i) + 1] + v[size_t(i)] == Approx(c2).margin(1e-12));
+      // ... whose slope at i = L is the linear part's, 0.025 / L.
+      CHECK(v[size_t(L) + 1] - v[size_t(L)] - c2 / 2 == Approx(0.025 / L).margin(1e-12));
+    }
+  }
+  const auto one = make_time_grid(GridKind::LinearQuadratic, *k, 1, T, e);
+  CHECK(one == std::vector<double>{T, e});
+}
+
+TEST_CASE("vp-sd is Stable Diffusion's table, Align Your Steps' grids are its published sigmas",
+          "[grid]") {
+  const SchedulePtr k = make_schedule("vp-sd");
+  REQUIRE(k->name() == "vp-sd");
+  const double T = 1.0, e = k->default_t_end();
+  auto sig = [&](double t) { return std::exp(-k->lambda(t)); };
+  // Stable Diffusion's published sigma range (its k-diffusion wrapper's sigma_max, sigma_min).
+  CHECK(sig(T) == Approx(14.6146412293).epsilon(1e-9));
+  CHECK(sig(e) == Approx(0.0291671582).epsilon(1e-8));
+  for (GridKind kind : {GridKind::AysSd1, GridKind::AysSdxl}) {
+    const std::vector<double>& tab = ays_table(kind);
+    REQUIRE(tab.size() == 11);
+    const auto g10 = make_time_grid(kind, *k, 10, T, e);
+    CHECK(g10.front() == T);
+    CHECK(g10.back() == e);
+    for (int i = 1; i < 10; ++i) {
+      INFO(grid_name(kind) << " i = " << i);
+      CHECK(sig(g10[size_t(i)]) == Approx(tab[size_t(i)]).epsilon(1e-9));
+    }
+    // 20 steps: the table's nodes and, between them, their geometric means (log-linear).
+    const auto g20 = make_time_grid(kind, *k, 20, T, e);
+    for (int i = 1; i < 20; ++i) {
+      INFO(grid_name(kind) << " 20 steps, i = " << i);
+      const double want =
+          i % 2 == 0 ? tab[size_t(i / 2)] : std::sqrt(tab[size_t(i / 2)] * tab[size_t(i / 2) + 1]);
+      CHECK(sig(g20[size_t(i)]) == Approx(want).epsilon(1e-9));
+    }
+    // 5 steps: every other node of the table.
+    const auto g5 = make_time_grid(kind, *k, 5, T, e);
+    for (int i = 1; i < 5; ++i)
+      CHECK(sig(g5[size_t(i)]) == Approx(tab[size_t(2 * i)]).epsilon(1e-9));
+  }
+  // A run over another sigma range is refused, naming the table's range and the run's.
+  const SchedulePtr vp = make_schedule("vp-linear");
+  CHECK_THROWS_WITH(make_time_grid(GridKind::AysSd1, *vp, 10, 1.0, 1e-3),
+                    Catch::Contains("14.6146") && Catch::Contains("vp-sd"));
+  CHECK_THROWS_WITH(make_time_grid(GridKind::AysSd1, *k, 10, T, 0.05),
+                    Catch::Contains("0.0291672"));
+  CHECK_THROWS_WITH(make_time_grid(GridKind::AysSvd, *k, 10, T, e), Catch::Contains("700"));
+  CHECK(ays_table(GridKind::AysSvd).front() == 700.0);
 }
 
 TEST_CASE("optimize-grid: deterministic, never worse than its start, better on held-out rows",

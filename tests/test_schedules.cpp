@@ -202,9 +202,9 @@ double max_abs_diff(const at::Tensor& a, const at::Tensor& b) {
 // 1. f, g2, alpha, sigma
 // ---------------------------------------------------------------------------------------------
 
-TEST_CASE("registry holds the seven built-in schedules under their names", "[schedules]") {
-  const std::vector<std::string> want = {"vp-linear", "vp-cosine", "vp-discrete", "sub-vp",
-                                         "ve",        "edm",       "flow"};
+TEST_CASE("registry holds the eight built-in schedules under their names", "[schedules]") {
+  const std::vector<std::string> want = {"vp-linear", "vp-cosine", "vp-discrete", "vp-sd",
+                                         "sub-vp",    "ve",        "edm",         "flow"};
   const auto& reg = schedule_registry();
   REQUIRE(reg.size() == want.size());
   for (size_t i = 0; i < want.size(); ++i) {
@@ -222,9 +222,9 @@ TEST_CASE("registry holds the seven built-in schedules under their names", "[sch
     double lo, hi, t_end;
   };
   for (const Dom& d : {Dom{"vp-linear", 0.0, 1.0, 1e-3}, Dom{"vp-cosine", 0.0, kCosT, 1e-3},
-                       Dom{"vp-discrete", 0.0, 1.0, 1.0 / kDdpmN}, Dom{"sub-vp", 0.0, 1.0, 1e-3},
-                       Dom{"ve", 0.0, 1.0, 1e-5}, Dom{"edm", 0.0, kEdmMax, kEdmMin},
-                       Dom{"flow", 0.0, 0.999, 1e-3}}) {
+                       Dom{"vp-discrete", 0.0, 1.0, 1.0 / kDdpmN}, Dom{"vp-sd", 0.0, 1.0, 1e-3},
+                       Dom{"sub-vp", 0.0, 1.0, 1e-3}, Dom{"ve", 0.0, 1.0, 1e-5},
+                       Dom{"edm", 0.0, kEdmMax, kEdmMin}, Dom{"flow", 0.0, 0.999, 1e-3}}) {
     const auto s = make_schedule(d.name);
     INFO(d.name);
     CHECK(s->domain().lo == d.lo);
@@ -236,13 +236,13 @@ TEST_CASE("registry holds the seven built-in schedules under their names", "[sch
 TEST_CASE("f and g2 match finite differences of log alpha and sigma^2", "[schedules]") {
   for (const auto& s : all_builtin()) {
     const Interval d = s->domain();
-    if (s->name() == "vp-discrete") {
+    if (s->name() == "vp-discrete" || s->name() == "vp-sd") {
       // f is piecewise constant: evaluate mid-segment with a step well inside the segment.
       const int N = kDdpmN;
       for (int n : {0, 1, 2, 10, 99, 250, 500, 777, 998, 999}) {
         const double t = (n + 0.5) / N;
         const auto fd = fd_f_g2(*s, t, 0.1 / N);
-        INFO("vp-discrete t = " << t);
+        INFO(s->name() << " t = " << t);
         CHECK(close(s->f(t), fd.first, 1e-6));
         CHECK(close(s->g2(t), fd.second, 1e-6));
       }
@@ -261,7 +261,7 @@ TEST_CASE("f and g2 match finite differences of log alpha and sigma^2", "[schedu
 
 TEST_CASE("f, g2, alpha and sigma match the closed forms of docs/theory.md", "[schedules]") {
   for (const auto& s : all_builtin()) {
-    if (s->name() == "vp-discrete") continue;  // own test below
+    if (s->name() == "vp-discrete" || s->name() == "vp-sd") continue;  // own tests below
     const Interval d = s->domain();
     std::vector<double> ts = interior_times(*s);
     ts.push_back(d.hi);
@@ -366,7 +366,7 @@ TEST_CASE("t_of_lambda inverts lambda on [t_end, T] for every schedule", "[sched
       ts.push_back(a + (b - a) * i / M);                 // uniform
       ts.push_back(a * std::pow(b / a, double(i) / M));  // geometric (dense near t_end)
     }
-    if (s->name() == "vp-discrete")
+    if (s->name() == "vp-discrete" || s->name() == "vp-sd")
       for (int n = 1; n <= kDdpmN; n += 37) ts.push_back(double(n) / kDdpmN);  // knots
     for (double t : ts) {
       t = std::min(std::max(t, a), b);
@@ -633,6 +633,30 @@ TEST_CASE("karras grid on EDM is the EDM sigma formula", "[schedules][grid]") {
   for (int i = 0; i <= 10; ++i) CHECK(close(g[i], std::pow(a + i / 10.0 * (b - a), 7.0), 1e-12));
 }
 
+TEST_CASE("vp-sd: Stable Diffusion's scaled-linear table", "[schedules][vp-discrete]") {
+  const auto s = make_schedule("vp-sd");
+  const auto* d = dynamic_cast<const VPDiscrete*>(s.get());
+  REQUIRE(d);
+  REQUIRE(d->steps() == kDdpmN);
+  // beta_n = (sqrt(0.00085) + (n - 1)/(N - 1) (sqrt(0.012) - sqrt(0.00085)))^2, computed here.
+  double prod = 1.0;
+  for (int n = 1; n <= kDdpmN; ++n) {
+    const double r =
+        std::sqrt(0.00085) + (n - 1.0) / (kDdpmN - 1.0) * (std::sqrt(0.012) - std::sqrt(0.00085));
+    INFO("n = " << n);
+    CHECK(close(d->beta(n), r * r, 1e-14));
+    prod *= 1.0 - r * r;
+    CHECK(close(d->alpha_bar(n), prod, 1e-12));
+  }
+  CHECK(s->default_t_end() == 1.0 / kDdpmN);
+  // The sigma/alpha range every Stable Diffusion sampler reports: 0.0291672 .. 14.6146.
+  CHECK(std::exp(-s->lambda(1.0)) == Approx(14.6146412293).epsilon(1e-10));
+  CHECK(std::exp(-s->lambda(1.0 / kDdpmN)) == Approx(0.0291671582).epsilon(3e-9));  // 10 digits
+  // DDPM's integer grids apply to it as to vp-discrete.
+  const auto g = make_time_grid(GridKind::DdpmUniform, *s, 10, 1.0, 1.0 / kDdpmN);
+  for (double t : g) CHECK(std::abs(t * kDdpmN - std::round(t * kDdpmN)) < 1e-9);
+}
+
 TEST_CASE("ddpm grids give integer knots n/N on vp-discrete", "[schedules][grid]") {
   const auto s = make_schedule("vp-discrete");
   const int N = kDdpmN;
@@ -671,7 +695,7 @@ TEST_CASE("ddpm grids give integer knots n/N on vp-discrete", "[schedules][grid]
 
 TEST_CASE("grid names parse and round-trip", "[schedules][grid]") {
   const auto& reg = grid_registry();
-  REQUIRE(reg.size() == 8);
+  REQUIRE(reg.size() == 13);
   std::set<std::string> names;
   for (const auto& info : reg) {
     CHECK_FALSE(info.summary.empty());
@@ -685,7 +709,8 @@ TEST_CASE("grid names parse and round-trip", "[schedules][grid]") {
   }
   CHECK(names.size() == reg.size());
   for (const char* n : {"uniform-t", "uniform-lambda", "quadratic", "karras", "ddpm-uniform",
-                        "ddpm-quad", "kl-optimal", "file:GRID.json"})
+                        "ddpm-quad", "kl-optimal", "beta", "linear-quadratic", "ays-sd1",
+                        "ays-sdxl", "ays-svd", "file:GRID.json"})
     CHECK(names.count(n) == 1);
   REQUIRE_THROWS_AS(parse_grid("logsnr"), std::invalid_argument);
   for (const auto& info : reg) REQUIRE_THROWS_WITH(parse_grid("logsnr"), Contains(info.name));
