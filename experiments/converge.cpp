@@ -356,7 +356,7 @@ ConvergeReport run_converge(const ConvergeSpec& spec_in, const std::string& out_
     }
     if (probe->stochastic() && !strong_capable(name))
       notes[name] += std::string(notes[name].empty() ? "" : "; ") +
-                     "no strong error (its Langevin noise is not a Brownian increment)";
+                     "no strong error (its noise is not the reverse SDE's Brownian increment)";
   }
 
   std::vector<std::string> derived = {"reference.npy",

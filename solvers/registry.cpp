@@ -122,6 +122,15 @@ std::vector<SamplerInfo>& registry() {
        "Restart sampling: Heun in sigma with K forward re-noisings to restart-tmax and returns",
        make_restart,
        {"restart-tmin", "restart-tmax", "restart-k", "restart-steps"}},
+      {"er-sde",
+       "ER-SDE-Solver: extended reverse SDE in sigma~, noise-scale function phi, 1 to 3 stages",
+       make_er_sde,
+       {"er-sde-stages", "er-sde-noise", "er-sde-points", "s-noise"}},
+      {"sa-solver",
+       "SA-Solver: stochastic Adams predictor-corrector in lambda, tau controlling the noise",
+       make_sa_solver,
+       {"sa-predictor-order", "sa-corrector-order", "sa-tau", "sa-tau-min", "sa-tau-max", "s-noise",
+        "lower-order-final"}},
       {"dpmpp-2s-ancestral",
        "DPM-Solver++ 2S with ancestral noise",
        make_dpmpp_2s_ancestral,
@@ -339,6 +348,60 @@ const std::vector<SamplerOptionSpec>& sampler_option_specs() {
        ">= 1",
        [](SamplerOptions& o, const std::string& v) {
          o.restart_steps = parse_int("restart-steps", v, 1);
+       }},
+      {"er-sde-stages", "int", "3", "er-sde: the stages (Taylor terms of D in sigma~)", "1 .. 3",
+       [](SamplerOptions& o, const std::string& v) {
+         o.er_sde_stages = parse_int("er-sde-stages", v, 1);
+         if (o.er_sde_stages > 3)
+           throw std::invalid_argument("--er-sde-stages: at most 3, got " + v);
+       }},
+      {"er-sde-noise", "er5 | ode | sde", "er5",
+       "er-sde: the noise-scale function phi: u (e^{u^0.3} + 10) (er5, the paper's ER-SDE 5), u "
+       "(ode: the PF-ODE), u^2 (sde: the reverse SDE)",
+       "er5 | ode | sde",
+       [](SamplerOptions& o, const std::string& v) {
+         if (v == "er5")
+           o.er_sde_noise = ErSdeNoise::Default;
+         else if (v == "ode")
+           o.er_sde_noise = ErSdeNoise::Ode;
+         else if (v == "sde")
+           o.er_sde_noise = ErSdeNoise::Sde;
+         else
+           throw std::invalid_argument("--er-sde-noise: expected er5, ode or sde, got '" + v + "'");
+       }},
+      {"er-sde-points", "int", "0",
+       "er-sde: its integrals by a left Riemann sum of N points, as the reference implementations "
+       "(200); 0: exact",
+       ">= 0",
+       [](SamplerOptions& o, const std::string& v) {
+         o.er_sde_points = parse_int("er-sde-points", v, 0);
+       }},
+      {"sa-predictor-order", "int", "3", "sa-solver: the Adams-Bashforth predictor's order",
+       "1 .. 4",
+       [](SamplerOptions& o, const std::string& v) {
+         o.sa_predictor_order = parse_int("sa-predictor-order", v, 1);
+         if (o.sa_predictor_order > 4)
+           throw std::invalid_argument("--sa-predictor-order: at most 4, got " + v);
+       }},
+      {"sa-corrector-order", "int", "4",
+       "sa-solver: the Adams-Moulton corrector's order (0: no corrector)", "0 .. 4",
+       [](SamplerOptions& o, const std::string& v) {
+         o.sa_corrector_order = parse_int("sa-corrector-order", v, 0);
+         if (o.sa_corrector_order > 4)
+           throw std::invalid_argument("--sa-corrector-order: at most 4, got " + v);
+       }},
+      {"sa-tau", "real", "1",
+       "sa-solver: tau, the noise (0: the PF-ODE, 1: the reverse SDE) inside its interval", ">= 0",
+       [](SamplerOptions& o, const std::string& v) {
+         o.sa_tau = parse_real("sa-tau", v);
+         if (!(o.sa_tau >= 0.0)) throw std::invalid_argument("--sa-tau: must be >= 0, got " + v);
+       }},
+      {"sa-tau-min", "real", "0", "sa-solver: tau applies where sigma/alpha >= this", ">= 0",
+       [](SamplerOptions& o, const std::string& v) { o.sa_tau_min = parse_real("sa-tau-min", v); }},
+      {"sa-tau-max", "real", "inf", "sa-solver: tau applies where sigma/alpha <= this",
+       ">= sa-tau-min, or inf",
+       [](SamplerOptions& o, const std::string& v) {
+         o.sa_tau_max = v == "inf" ? HUGE_VAL : parse_real("sa-tau-max", v);
        }},
       {"lms-start", "rk4 | lower-order", "rk4",
        "lms: the first steps by Runge-Kutta 4 (keeps the order) or by lower orders (k-diffusion)",

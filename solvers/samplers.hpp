@@ -2,6 +2,7 @@
 // Options the built-in samplers take, and their factories (one sampler per .cpp). Users reach
 // them through the registry (solvers/registry.hpp).
 #include <array>
+#include <cmath>
 #include <functional>
 #include <memory>
 #include <string>
@@ -34,6 +35,10 @@ PCPredictor parse_pc_predictor(
 enum class LowerOrderFinal { Below10, Off, ToZero };
 LowerOrderFinal parse_lower_order_final(std::string_view name);  // "below-10" | "off" | "to-zero"
 
+/// ER-SDE's noise-scale function phi (er_sde.cpp): the paper's ER-SDE 5, phi(u) = u (e^{u^0.3} +
+/// 10) (Default); phi(u) = u, the PF-ODE (Ode); phi(u) = u^2, the reverse SDE (Sde).
+enum class ErSdeNoise { Default, Ode, Sde };
+
 struct SamplerOptions {
   double eta = 0.0;  // DDIM: 0 deterministic, 1 the posterior (ancestral) noise level
   // The ancestral and SDE samplers in sigma (euler-ancestral, dpmpp-2s-ancestral, dpmpp-sde,
@@ -49,6 +54,15 @@ struct SamplerOptions {
   double restart_tmin = 0.06, restart_tmax = 0.3;
   int restart_k = 2, restart_steps = 3;
   AncestralVariance variance = AncestralVariance::Posterior;
+  // er-sde: stages (1 to 3), the noise-scale function, and the points of the reference
+  // implementations' Riemann sums for its integrals (0: exact).
+  int er_sde_stages = 3;
+  ErSdeNoise er_sde_noise = ErSdeNoise::Default;
+  int er_sde_points = 0;
+  // sa-solver: predictor and corrector orders (corrector 0: none), tau, and the sigma~ interval
+  // where tau applies (0 outside).
+  int sa_predictor_order = 3, sa_corrector_order = 4;
+  double sa_tau = 1.0, sa_tau_min = 0.0, sa_tau_max = HUGE_VAL;
 
   // Adaptive samplers (Runge-Kutta and DPM-Solver-12/23): local error control.
   double rtol = 1e-5;
@@ -127,6 +141,13 @@ std::unique_ptr<Sampler> make_deis(int k, const SamplerOptions&);
 std::unique_ptr<Sampler> make_res_multistep(const SamplerOptions&);
 // Restart sampling: Heun in sigma~ with forward re-noising over one interval (restart.cpp).
 std::unique_ptr<Sampler> make_restart(const SamplerOptions&);
+// ER-SDE-Solver in sigma~ (er_sde.cpp) and SA-Solver in lambda (sa_solver.cpp).
+std::unique_ptr<Sampler> make_er_sde(const SamplerOptions&);
+std::unique_ptr<Sampler> make_sa_solver(const SamplerOptions&);
+/// SA-Solver's weights int_{ls}^{lt} c e^{-c (lt - l)} L_j(l) dl for the Lagrange basis on
+/// nodes[0..n) (n <= 5).
+std::array<double, 5> sa_solver_weights(const std::array<double, 5>& nodes, int n, double ls,
+                                        double lt, double c);
 /// ipndm-v's coefficients of order p (1..4) for the step h after the steps h1, h2, h3 (in
 /// sigma~, newest first), newest slope first.
 std::array<double, 4> ipndm_v_coefficients(int p, double h, double h1, double h2, double h3);
