@@ -50,8 +50,11 @@ namespace {
 // annealed-langevin) add noise that is not a Brownian increment of the reverse SDE: they get weak
 // errors only.
 const std::vector<std::string> kStrongSamplers = {
-    "euler-maruyama",     "ancestral", "sde-dpmpp-2m", "sra",         "euler-ancestral",
-    "dpmpp-2s-ancestral", "dpmpp-sde", "dpmpp-2m-sde", "dpmpp-3m-sde"};
+    "euler-maruyama",         "ancestral", "sde-dpmpp-2m", "sra",          "euler-ancestral",
+    "dpmpp-2s-ancestral",     "dpmpp-sde", "dpmpp-2m-sde", "dpmpp-3m-sde", "sa-solver",
+    "er-sde:er-sde-noise=sde"};
+// Deterministic limits of stochastic samplers, studied with the ODE samplers.
+const std::vector<std::string> kOdeVariants = {"er-sde:er-sde-noise=ode", "sa-solver:sa-tau=0"};
 
 // A strong error needs every noise draw to come from the shared Brownian path.
 bool strong_capable(const std::string& name) {
@@ -200,6 +203,7 @@ std::vector<std::string> default_converge_samplers() {
   std::vector<std::string> out;
   for (const auto& s : sampler_registry())
     if (!s.make(SamplerOptions{})->stochastic()) out.push_back(s.name);
+  out.insert(out.end(), kOdeVariants.begin(), kOdeVariants.end());
   out.insert(out.end(), kStrongSamplers.begin(), kStrongSamplers.end());
   return out;
 }

@@ -11,7 +11,8 @@
 //     form when the model is a single Gaussian, else dopri5 at rtol = atol = ref_tol (its own
 //     error estimate is reported as the floor: see reference_solve);
 //   - stochastic samplers whose every noise draw comes from the Brownian path (euler-maruyama,
-//     ancestral, sde-dpmpp-2m, sra, the ancestral and SDE samplers in sigma): the strong error against SRA with sde_ref_steps steps on the same
+//     ancestral, sde-dpmpp-2m, sra, the ancestral and SDE samplers in sigma, sa-solver with tau = 1,
+//     er-sde with phi = sigma^2): the strong error against SRA with sde_ref_steps steps on the same
 //     Brownian path (a VirtualBrownianTree seeded by `seed`); floor: max |x_ref - x_ref/2|, the
 //     difference to SRA at half the steps. Other stochastic samplers (Langevin correctors) get
 //     no strong error (NaN), only the weak one.
@@ -62,8 +63,10 @@ struct ConvergeSpec {
   int unconditional = 0;
 };
 
-/// Every deterministic sampler of the registry, then the SDE discretizations with a strong
-/// error (euler-maruyama, ancestral, sde-dpmpp-2m, sra).
+/// Every deterministic sampler of the registry, the deterministic limits of er-sde and sa-solver
+/// ("er-sde:er-sde-noise=ode", "sa-solver:sa-tau=0"), then the SDE discretizations with a strong
+/// error (euler-maruyama, ancestral, sde-dpmpp-2m, sra, the ancestral and SDE samplers in sigma,
+/// sa-solver, "er-sde:er-sde-noise=sde").
 std::vector<std::string> default_converge_samplers();
 
 /// Throws std::invalid_argument naming the field for: unknown model, SDE, sampler or grid; an

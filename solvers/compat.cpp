@@ -28,7 +28,8 @@ std::string compat_name(Compat c) {
   return "none";
 }
 
-std::map<std::string, std::string> compat_sampler_options(Compat c, std::string_view sampler) {
+std::map<std::string, std::string> compat_sampler_options(Compat c, std::string_view name) {
+  const std::string sampler = sampler_info(name).name;  // the base of "NAME:OPTION=VALUE"
   std::vector<std::pair<std::string, std::string>> preset;
   if (c == Compat::KDiffusion)
     preset = {{"lower-order-final", "to-zero"}, {"lms-start", "lower-order"}};

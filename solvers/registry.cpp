@@ -186,17 +186,66 @@ void register_sampler(SamplerInfo info) {
   registry().push_back(std::move(info));
 }
 
-const SamplerInfo& sampler_info(std::string_view name) {
-  std::string valid;
-  for (const auto& s : sampler_registry()) {
-    if (s.name == name) return s;
-    valid += (valid.empty() ? "" : ", ") + s.name;
+SamplerVariant parse_sampler_variant(std::string_view name) {
+  SamplerVariant v;
+  const std::size_t colon = name.find(':');
+  v.base = std::string(name.substr(0, colon));
+  if (colon == std::string_view::npos) return v;
+  const std::string rest(name.substr(colon + 1));
+  std::size_t pos = 0;
+  while (true) {
+    const std::size_t next = rest.find(':', pos);
+    const std::string item = rest.substr(pos, next == std::string::npos ? next : next - pos);
+    const std::size_t eq = item.find('=');
+    if (eq == std::string::npos || eq == 0)
+      throw std::invalid_argument("sampler '" + std::string(name) +
+                                  "': expected NAME:OPTION=VALUE[:OPTION=VALUE...], got '" + item +
+                                  "'");
+    for (const auto& [o, value] : v.options)
+      if (o == item.substr(0, eq))
+        throw std::invalid_argument("sampler '" + std::string(name) + "': option " + o +
+                                    " given twice");
+    v.options.emplace_back(item.substr(0, eq), item.substr(eq + 1));
+    if (next == std::string::npos) break;
+    pos = next + 1;
   }
-  throw std::invalid_argument("unknown sampler '" + std::string(name) + "'; valid: " + valid);
+  return v;
 }
 
+const SamplerInfo& sampler_info(std::string_view name) {
+  const std::string base = parse_sampler_variant(name).base;
+  std::string valid;
+  for (const auto& s : sampler_registry()) {
+    if (s.name == base) return s;
+    valid += (valid.empty() ? "" : ", ") + s.name;
+  }
+  throw std::invalid_argument("unknown sampler '" + base + "'; valid: " + valid);
+}
+
+namespace {
+// Applies one option to `o` for the sampler `info`, or throws naming it.
+void apply_sampler_option(const SamplerInfo& info, const std::string& option,
+                          const std::string& value, SamplerOptions& o) {
+  const SamplerOptionSpec* spec = nullptr;
+  for (const auto& s : sampler_option_specs())
+    if (s.name == option) spec = &s;
+  if (!spec) throw std::invalid_argument("unknown sampler option --" + option);
+  bool takes = false;
+  for (const auto& t : info.options) takes = takes || t == option;
+  if (!takes)
+    throw std::invalid_argument("--" + option + " does not apply to --sampler " + info.name +
+                                " (its options: " + sampler_option_list(info) + ")");
+  spec->apply(o, value);
+}
+}  // namespace
+
 std::unique_ptr<Sampler> make_sampler(std::string_view name, const SamplerOptions& options) {
-  return sampler_info(name).make(options);
+  const SamplerVariant v = parse_sampler_variant(name);
+  const SamplerInfo& info = sampler_info(v.base);
+  if (v.options.empty()) return info.make(options);
+  SamplerOptions o = options;
+  for (const auto& [option, value] : v.options) apply_sampler_option(info, option, value, o);
+  return info.make(o);
 }
 
 namespace {
@@ -441,20 +490,11 @@ std::string sampler_option_list(const SamplerInfo& info) {
 
 SamplerOptions sampler_options_for(std::string_view name,
                                    const std::map<std::string, std::string>& given) {
-  const SamplerInfo& info = sampler_info(name);
+  const SamplerVariant v = parse_sampler_variant(name);
+  const SamplerInfo& info = sampler_info(v.base);
   SamplerOptions o;
-  for (const auto& [option, value] : given) {
-    const SamplerOptionSpec* spec = nullptr;
-    for (const auto& s : sampler_option_specs())
-      if (s.name == option) spec = &s;
-    if (!spec) throw std::invalid_argument("unknown sampler option --" + option);
-    bool takes = false;
-    for (const auto& t : info.options) takes = takes || t == option;
-    if (!takes)
-      throw std::invalid_argument("--" + option + " does not apply to --sampler " + info.name +
-                                  " (its options: " + sampler_option_list(info) + ")");
-    spec->apply(o, value);
-  }
+  for (const auto& [option, value] : given) apply_sampler_option(info, option, value, o);
+  for (const auto& [option, value] : v.options) apply_sampler_option(info, option, value, o);
   return o;
 }
 

@@ -42,13 +42,25 @@ const std::vector<SamplerInfo>& sampler_registry();
 /// before sampling starts, from one thread. Throws std::invalid_argument for an empty name or
 /// factory, a name already taken, or an option that sampler_option_specs() does not declare.
 void register_sampler(SamplerInfo info);
-/// Unknown names throw std::invalid_argument listing the valid ones.
+/// A sampler name may carry options: "NAME:OPTION=VALUE[:OPTION=VALUE...]" (the flags of
+/// sampler_option_specs() without "--"), so that studies list variants of one sampler, e.g.
+/// "er-sde:er-sde-noise=ode". Throws std::invalid_argument for an item without '=' or an option
+/// given twice.
+struct SamplerVariant {
+  std::string base;
+  std::vector<std::pair<std::string, std::string>> options;
+};
+SamplerVariant parse_sampler_variant(std::string_view name);
+/// The registry entry of a name's base sampler. Unknown names throw std::invalid_argument
+/// listing the valid ones.
 const SamplerInfo& sampler_info(std::string_view name);
+/// The sampler of a name (with its options applied over `options`; unknown or inapplicable
+/// options throw naming the option and the sampler's options).
 std::unique_ptr<Sampler> make_sampler(std::string_view name, const SamplerOptions& options = {});
 
 /// The options of sampler `name` from the values given by option name (without "--"). An option
 /// the sampler does not take throws std::invalid_argument naming the option, the sampler and the
-/// options it takes.
+/// options it takes. Options in the name win over `given`.
 SamplerOptions sampler_options_for(std::string_view name,
                                    const std::map<std::string, std::string>& given);
 

@@ -293,3 +293,34 @@ TEST_CASE("er-sde and sa-solver refuse options they cannot use", "[er-sde][sa-so
   o.sa_tau = 0.5;
   CHECK_FALSE(make_sampler("sa-solver", o)->uses_brownian_path());
 }
+
+TEST_CASE("a sampler name carries options: NAME:OPTION=VALUE", "[er-sde][sa-solver][registry]") {
+  using Catch::Contains;
+  const GaussianCase gc = make_gaussian();
+  const SDEPtr sde = make_sde("vp-linear");
+  GaussianMixtureModel model(gc.mixture(), sde->schedule());
+  at::Generator g = at::make_generator<at::CPUGeneratorImpl>(2);
+  const at::Tensor xT = at::randn({8, 4}, g, at::kDouble);
+  const auto times = make_time_grid(GridKind::UniformLambda, *sde->schedule(), 10, 1.0, 1e-3);
+  SamplerOptions o;
+  o.er_sde_noise = ErSdeNoise::Ode;
+  o.er_sde_stages = 2;
+  SampleRequest r;
+  r.model = &model;
+  r.sde = sde.get();
+  r.times = times;
+  r.x_init = xT;
+  const at::Tensor named = make_sampler("er-sde:er-sde-noise=ode:er-sde-stages=2")->run(r).x;
+  CHECK(at::equal(named, make_sampler("er-sde", o)->run(r).x));
+  CHECK_FALSE(make_sampler("er-sde:er-sde-noise=ode")->stochastic());
+  CHECK(make_sampler("er-sde:er-sde-noise=sde")->uses_brownian_path());
+  CHECK(sampler_info("sa-solver:sa-tau=0").name == "sa-solver");
+  // The name's options win over the given ones.
+  CHECK(sampler_options_for("sa-solver:sa-tau=0", {{"sa-tau", "1"}}).sa_tau == 0.0);
+  CHECK_THROWS_WITH(make_sampler("er-sde:stages"), Contains("NAME:OPTION=VALUE"));
+  CHECK_THROWS_WITH(make_sampler("er-sde:eta=1"), Contains("does not apply to --sampler er-sde"));
+  CHECK_THROWS_WITH(make_sampler("er-sde:er-sde-stages=2:er-sde-stages=3"),
+                    Contains("given twice"));
+  CHECK_THROWS_WITH(make_sampler("nope:eta=1"), Contains("unknown sampler 'nope'"));
+  CHECK_THROWS_WITH(make_sampler("er-sde:er-sde-stages=9"), Contains("at most 3"));
+}
