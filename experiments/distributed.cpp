@@ -253,9 +253,13 @@ int local_rank() {
 at::Tensor& all_reduce_sum(at::Tensor& t, const std::string& what) {
   if (!g_session) return t;
   g_session->enter(what);
-  std::vector<at::Tensor> v{t};
-  g_session->bytes += t.nbytes();
+  // Gloo reduces contiguous host memory: anything else travels through a CPU copy.
+  const bool direct = t.is_cpu() && t.is_contiguous();
+  at::Tensor c = direct ? t : t.to(at::kCPU).contiguous();
+  std::vector<at::Tensor> v{c};
+  g_session->bytes += c.nbytes();
   g_session->run(what, g_session->pg->allreduce(v));
+  if (!direct) t.copy_(c);
   return t;
 }
 
@@ -268,7 +272,7 @@ at::Tensor all_gather_rows(const at::Tensor& local, const std::string& what) {
   const int64_t most = counts.max().item<int64_t>();
   std::vector<int64_t> shape(local.sizes().begin(), local.sizes().end());
   shape[0] = most;
-  at::Tensor padded = at::zeros(shape, local.options());
+  at::Tensor padded = at::zeros(shape, local.options().device(at::kCPU));
   padded.narrow(0, 0, local.size(0)).copy_(local);
   std::vector<std::vector<at::Tensor>> outs(1);
   for (int r = 0; r < W; ++r) outs[0].push_back(at::empty_like(padded));
@@ -278,18 +282,12 @@ at::Tensor all_gather_rows(const at::Tensor& local, const std::string& what) {
   g_session->run(what, g_session->pg->allgather(outs, in));
   std::vector<at::Tensor> parts;
   for (int r = 0; r < W; ++r) parts.push_back(outs[0][r].narrow(0, 0, counts[r].item<int64_t>()));
-  return at::cat(parts, 0);
-}
-
-void barrier(const std::string& what) {
-  if (!g_session) return;
-  at::Tensor t = at::zeros({1}, at::kLong);
-  all_reduce_sum(t, what);
+  return at::cat(parts, 0).to(local.device());
 }
 
 void broadcast_tensor(at::Tensor& t, const std::string& what) {
   if (!g_session) return;
-  at::Tensor c = t.contiguous();
+  at::Tensor c = t.to(at::kCPU).contiguous();
   std::vector<at::Tensor> v{c};
   g_session->enter(what);
   if (g_session->env.rank == 0) g_session->bytes += c.nbytes() * (g_session->env.world - 1);
@@ -446,7 +444,6 @@ at::Tensor& all_reduce_sum(at::Tensor& t, const std::string&) {
 at::Tensor all_gather_rows(const at::Tensor& local, const std::string&) {
   return local;
 }
-void barrier(const std::string&) {}
 void broadcast_tensor(at::Tensor&, const std::string&) {}
 std::string take_from(const std::string&, int, const std::string&) {
   throw std::logic_error("dist::take_from outside a distributed session");
@@ -476,13 +473,6 @@ void reset_bytes_sent() {}
 std::pair<int64_t, int64_t> shard(int64_t n) {
   const int64_t W = world(), r = rank();
   return {n * r / W, n * (r + 1) / W};
-}
-
-int owner_of_row(int64_t row, int64_t n) {
-  const int W = world();
-  for (int r = 0; r < W; ++r)
-    if (row < n * (r + 1) / W) return r;
-  return W - 1;
 }
 
 }  // namespace sdekit::dist

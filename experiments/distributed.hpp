@@ -74,17 +74,14 @@ inline bool writer() {
 }
 /// This rank's contiguous share [lo, hi) of n rows: lo = floor(n r / W).
 std::pair<int64_t, int64_t> shard(int64_t n);
-/// The rank that holds row `row` of n under shard().
-int owner_of_row(int64_t row, int64_t n);
 
-/// Sums a float64 (or int64) CPU tensor over the ranks, in place, and returns it. `what` names
-/// the collective in errors.
+/// Sums a float64 (or int64) tensor over the ranks, in place, and returns it (a tensor that is
+/// not a contiguous CPU tensor travels through a contiguous CPU copy). `what` names the collective
+/// in errors.
 at::Tensor& all_reduce_sum(at::Tensor& t, const std::string& what);
 /// Every rank's shard of rows (each [n_r, ...], same trailing shape and dtype), concatenated in
-/// rank order on every rank: the rows of shard() put back together.
+/// rank order on every rank, on `local`'s device: the rows of shard() put back together.
 at::Tensor all_gather_rows(const at::Tensor& local, const std::string& what);
-/// Waits until every rank arrives.
-void barrier(const std::string& what);
 /// Rank 0's tensor in `t` on every rank (same shape and dtype everywhere), in place.
 void broadcast_tensor(at::Tensor& t, const std::string& what);
 /// `text` of rank 0 on every rank.
