@@ -158,6 +158,9 @@ void validate(const LikelihoodSpec& spec) {
   if (!k)
     throw std::invalid_argument("field 'sde': '" + spec.sde +
                                 "' has no Gaussian kernel; the likelihood needs an affine SDE");
+  if (spec.rng != "rows")
+    throw std::invalid_argument("field 'rng': '" + spec.rng +
+                                "'; valid: rows (row-keyed draws, the only kind)");
   if (spec.method != "ode" && spec.method != "elbo")
     throw std::invalid_argument("field 'method': '" + spec.method + "'; valid: ode, elbo");
   if (spec.bound != "auto" && spec.bound != "ddpm" && spec.bound != "continuous")
@@ -281,6 +284,9 @@ const SpecSchema<LikelihoodSpec>& likelihood_spec_schema() {
        "npy:FILE.npy"},
       {"n", &S::n, "Rows"},
       {"seed", &S::seed, "Seed of the data draw (mixture samples, dequantization) and probes"},
+      {"rng", &S::rng,
+       "rows: row i's probes and bound draws depend only on (seed, i), the same over any number "
+       "of processes (the only kind)"},
       {"method", &S::method,
        "ode (the probability-flow ODE) | elbo (a variational bound, one Monte Carlo cell)"},
       {"bound", &S::bound,

@@ -29,6 +29,10 @@ struct LikelihoodSpec {
   std::string data = "mixture";  // mixture | fashion-mnist | npy:FILE.npy
   int64_t n = 64;
   uint64_t seed = 0;
+  // rows: every random draw of row i (Hutchinson probes, the bound's times and noise) depends only
+  // on (seed, i), the same over any number of processes (docs/theory.md section 10.1). The only
+  // kind; stored in spec.json so that results of an earlier convention are not resumed.
+  std::string rng = "rows";
   std::string method = "ode";     // ode | elbo
   std::string bound = "auto";     // elbo: auto (ddpm under vp-discrete) | ddpm | continuous
   int64_t timesteps = 64;         // elbo: stratified draws of the time per row

@@ -4,6 +4,8 @@
 #include <catch2/catch.hpp>
 #include <cmath>
 #include <filesystem>
+#include <fstream>
+#include <nlohmann/json.hpp>
 #include <vector>
 
 #include "experiments/likelihood.hpp"
@@ -181,6 +183,19 @@ TEST_CASE(
   const LikelihoodReport again = run_likelihood(spec, dir, false);
   CHECK(again.resumed == 2);
   CHECK(again.cells[1].mean_nll == rep.cells[1].mean_nll);
+  {
+    // A folder written before the row-keyed draws (its spec.json without "rng") is not resumed.
+    const std::string sp = dir + "/spec.json";
+    std::ifstream in(sp);
+    nlohmann::json j;
+    in >> j;
+    in.close();
+    REQUIRE(j.at("rng") == "rows");
+    j.erase("rng");
+    std::ofstream(sp) << j.dump(2);
+    CHECK_THROWS_WITH(run_likelihood(spec, dir, false), Catch::Contains("rng"));
+    CHECK(run_likelihood(spec, dir, true).cells[1].mean_nll == rep.cells[1].mean_nll);
+  }
   // The Gaussian prior: the most accurate cell differs from the exact value by the prior's
   // mismatch, to the solver's error.
   spec.prior = "gaussian";
@@ -202,6 +217,9 @@ TEST_CASE(
   bad = LikelihoodSpec{};
   bad.sampler = "euler-maruyama";
   CHECK_THROWS_WITH(validate(bad), Catch::Contains("not a deterministic ODE solver"));
+  bad = LikelihoodSpec{};
+  bad.rng = "generator";
+  CHECK_THROWS_WITH(validate(bad), Catch::Contains("field 'rng'"));
   bad = LikelihoodSpec{};
   bad.method = "iwae";
   CHECK_THROWS_WITH(validate(bad), Catch::Contains("field 'method'"));
