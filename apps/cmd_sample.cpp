@@ -152,8 +152,9 @@ int cmd_sample(const SampleArgs& a, std::ostream& out) {
     throw std::invalid_argument(
         "--plot: needs 2-D samples (a scatter) or square images (D = k^2, a PNG grid); model " +
         a.model + " has D = " + std::to_string(D));
-  if (!a.out.empty()) check_output_file("--out", a.out);  // before sampling, not after
-  if (!a.plot.empty()) check_output_file("--plot", a.plot);
+  // Before sampling, not after; on the rank that writes them (the others may not see its folder).
+  if (!a.out.empty() && dist::writer()) check_output_file("--out", a.out);
+  if (!a.plot.empty() && dist::writer()) check_output_file("--plot", a.plot);
   const int64_t n_rows = spec.x_init.defined() ? spec.x_init.size(0) : a.n;
   // This process's rows (all of them in one process), in batches of --batch.
   const auto [row_lo, row_hi] = dist::shard(n_rows);
