@@ -19,9 +19,9 @@
 #include <sstream>
 #include <string>
 #include <thread>
+#include <utility>
 #include <vector>
 
-#include "experiments/distributed.hpp"
 #include "experiments/npy_io.hpp"
 
 namespace fs = std::filesystem;
@@ -117,14 +117,23 @@ int unused_port() {
   return ntohs(a.sin_port);
 }
 
+// Starts `args` as ranks 0 and 1 of 2 and waits (up to 120 s) until the first cell's line is in
+// `out`'s results: then a rank is in the middle of another cell. Returns the two pids.
+std::pair<pid_t, pid_t> start_two_until_a_cell(const std::string& args, const fs::path& out,
+                                               const fs::path& dir) {
+  const int port = unused_port();
+  const pid_t r0 = start_rank(args, 0, 2, port, dir);
+  const pid_t r1 = start_rank(args, 1, 2, port, dir);
+  const auto until = std::chrono::steady_clock::now() + std::chrono::seconds(120);
+  while (results_lines(out).empty() && std::chrono::steady_clock::now() < until)
+    std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  return {r0, r1};
+}
+
 }  // namespace
 
 TEST_CASE("sample writes the same .npy bytes at world size 1, 2 and 3 and at batch 7 and 64",
           "[distributed]") {
-  if (!sdekit::dist::gloo_available()) {
-    WARN("this build has no Gloo process group: nothing to run");
-    return;
-  }
   const fs::path dir = scratch("sample");
   for (const char* sampler : {"dpmpp-2m", "euler-maruyama"}) {
     const std::string base = std::string("sample --model gmm64 --sampler ") + sampler +
@@ -158,14 +167,8 @@ TEST_CASE("sample writes the same .npy bytes at world size 1, 2 and 3 and at bat
 
 TEST_CASE("torchrun starts sdekit as it starts Python workers: static and c10d rendezvous",
           "[distributed]") {
-  if (!sdekit::dist::gloo_available()) {
-    WARN("this build has no Gloo process group: nothing to run");
-    return;
-  }
-  if (std::system("command -v torchrun > /dev/null 2>&1") != 0) {
-    WARN("torchrun is not installed (Debian's python3-torch): nothing to run");
-    return;
-  }
+  if (std::system("command -v torchrun > /dev/null 2>&1") != 0)
+    FAIL("torchrun is not installed: scripts/test.sh installs it (Debian's python3-torch)");
   const fs::path dir = scratch("torchrun");
   // -n for --n: torchrun's parser would take "--n" for an abbreviation of its own flags.
   const std::string cmd = "sample --model gmm64 --sampler euler-maruyama --steps 6 -n 50 --out ";
@@ -196,10 +199,6 @@ TEST_CASE("torchrun starts sdekit as it starts Python workers: static and c10d r
 }
 
 TEST_CASE("fid-table over 2 and 3 processes equals the single-process table", "[distributed]") {
-  if (!sdekit::dist::gloo_available()) {
-    WARN("this build has no Gloo process group: nothing to run");
-    return;
-  }
   const fs::path dir = scratch("fid");
   const std::string spec =
       " --model gmm64 --samplers ddim,euler-maruyama --nfe 5,10 --n 301 --n-ref 1000 "
@@ -234,10 +233,6 @@ TEST_CASE("fid-table over 2 and 3 processes equals the single-process table", "[
 
 TEST_CASE("converge over 2 and 3 processes gives the single-process errors bit for bit",
           "[distributed]") {
-  if (!sdekit::dist::gloo_available()) {
-    WARN("this build has no Gloo process group: nothing to run");
-    return;
-  }
   const fs::path dir = scratch("converge");
   const std::string spec =
       " --samplers heun,dpmpp-2m,euler-maruyama,ancestral --nfe 6,12,24 --n 64 --quiet --out ";
@@ -266,22 +261,13 @@ TEST_CASE("converge over 2 and 3 processes gives the single-process errors bit f
 TEST_CASE(
     "a rank killed mid-cell stops the others with its rank, and the rerun completes the table",
     "[distributed]") {
-  if (!sdekit::dist::gloo_available()) {
-    WARN("this build has no Gloo process group: nothing to run");
-    return;
-  }
   const fs::path dir = scratch("kill");
   const std::string spec =
       " --model gmm64 --samplers ddim,dpmpp-2m,euler-maruyama --nfe 10,20,40,80 --n 3000 "
       "--n-ref 2000 --kid-subsets 2 --kid-subset-size 100 --quiet --dist-timeout 20 --out ";
   const fs::path out = dir / "w2";
-  const int port = unused_port();
-  const pid_t r0 = start_rank("fid-table" + spec + out.string(), 0, 2, port, dir);
-  const pid_t r1 = start_rank("fid-table" + spec + out.string(), 1, 2, port, dir);
   // Once the first cell is stored, rank 1 is in the middle of another.
-  const auto until = std::chrono::steady_clock::now() + std::chrono::seconds(120);
-  while (results_lines(out).empty() && std::chrono::steady_clock::now() < until)
-    std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  const auto [r0, r1] = start_two_until_a_cell("fid-table" + spec + out.string(), out, dir);
   const std::size_t before = results_lines(out).size();
   REQUIRE(before >= 1);
   ::kill(r1, SIGKILL);
@@ -317,10 +303,6 @@ TEST_CASE(
 
 TEST_CASE("likelihood over 2 and 3 processes gives the single-process per-row results",
           "[distributed]") {
-  if (!sdekit::dist::gloo_available()) {
-    WARN("this build has no Gloo process group: nothing to run");
-    return;
-  }
   const fs::path dir = scratch("likelihood");
   // The ODE with Hutchinson probes (row-keyed) at fixed steps, and the continuous bound.
   for (const std::string& spec :
@@ -362,21 +344,12 @@ TEST_CASE("likelihood over 2 and 3 processes gives the single-process per-row re
 
 TEST_CASE("a rank that hangs mid-cell stops the others within --dist-timeout, naming it",
           "[distributed]") {
-  if (!sdekit::dist::gloo_available()) {
-    WARN("this build has no Gloo process group: nothing to run");
-    return;
-  }
   const fs::path dir = scratch("hang");
   const std::string args =
       "fid-table --model gmm64 --samplers ddim,dpmpp-2m,euler-maruyama --nfe 10,20,40,80 --n 3000 "
       "--n-ref 2000 --kid-subsets 2 --kid-subset-size 100 --quiet --dist-timeout 4 --out " +
       (dir / "w2").string();
-  const int port = unused_port();
-  const pid_t r0 = start_rank(args, 0, 2, port, dir);
-  const pid_t r1 = start_rank(args, 1, 2, port, dir);
-  const auto until = std::chrono::steady_clock::now() + std::chrono::seconds(120);
-  while (results_lines(dir / "w2").empty() && std::chrono::steady_clock::now() < until)
-    std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  const auto [r0, r1] = start_two_until_a_cell(args, dir / "w2", dir);
   REQUIRE_FALSE(results_lines(dir / "w2").empty());
   // Rank 1 stops without closing anything: rank 0 can only wait, up to the timeout.
   ::kill(r1, SIGSTOP);
@@ -398,10 +371,6 @@ TEST_CASE("a rank that hangs mid-cell stops the others within --dist-timeout, na
 
 TEST_CASE("a missing rank or an unreachable store ends the run with the rank and the address",
           "[distributed]") {
-  if (!sdekit::dist::gloo_available()) {
-    WARN("this build has no Gloo process group: nothing to run");
-    return;
-  }
   const fs::path dir = scratch("faults");
   const std::string cmd = "sample --model gmm64 --n 10 --dist-timeout 3";
   // Rank 1 of 2 with nobody at the address.
