@@ -5,17 +5,33 @@
 #include <catch2/catch.hpp>
 #include <cmath>
 #include <cstdint>
+#include <string>
 #include <vector>
 
 #include "experiments/order_fit.hpp"
 #include "models/gaussian_mixture.hpp"
 #include "schedules/noise_schedule.hpp"
+#include "solvers/registry.hpp"
 
 namespace sdekit::test {
 
 /// The empirical order over all points (experiments/order_fit.hpp; NFE increasing).
 inline double fitted_order(const std::vector<double>& nfe, const std::vector<double>& err) {
   return fit_order(nfe, err, 0, nfe.size() - 1).order;
+}
+
+/// Runs sampler `name` with options `o` on `times` from `x`, its noise from a CPU generator seeded
+/// with `seed`.
+inline SampleResult run_named(const std::string& name, const SamplerOptions& o, ScoreModel& m,
+                              const SDE& sde, const std::vector<double>& times, const at::Tensor& x,
+                              uint64_t seed = 1) {
+  SampleRequest r;
+  r.model = &m;
+  r.sde = &sde;
+  r.times = times;
+  r.x_init = x;
+  r.generator = at::make_generator<at::CPUGeneratorImpl>(seed);
+  return make_sampler(name, o)->run(r);
 }
 
 /// Root mean square over all entries.

@@ -23,19 +23,9 @@ using sdekit::test::fitted_order;
 using sdekit::test::GaussianCase;
 using sdekit::test::make_gaussian;
 using sdekit::test::rms;
+using sdekit::test::run_named;
 
 namespace {
-SampleResult run_sampler(const std::string& name, const SamplerOptions& o, ScoreModel& m,
-                         const SDE& sde, const std::vector<double>& times, const at::Tensor& x,
-                         uint64_t seed = 1) {
-  SampleRequest r;
-  r.model = &m;
-  r.sde = &sde;
-  r.times = times;
-  r.x_init = x;
-  r.generator = at::make_generator<at::CPUGeneratorImpl>(seed);
-  return make_sampler(name, o)->run(r);
-}
 
 double max_rel(const at::Tensor& a, const at::Tensor& b) {
   return (a - b).abs().max().item<double>() / (1.0 + b.abs().max().item<double>());
@@ -56,13 +46,13 @@ TEST_CASE("er-sde: phi = u is DDIM, phi = u^2 is Euler ancestral (eta 1), stage 
     SamplerOptions o;
     o.er_sde_stages = 1;
     o.er_sde_noise = ErSdeNoise::Ode;
-    CHECK(max_rel(run_sampler("er-sde", o, model, *sde, times, xT).x,
-                  run_sampler("ddim", {}, model, *sde, times, xT).x) < 1e-12);
+    CHECK(max_rel(run_named("er-sde", o, model, *sde, times, xT).x,
+                  run_named("ddim", {}, model, *sde, times, xT).x) < 1e-12);
     o.er_sde_noise = ErSdeNoise::Sde;
     SamplerOptions ea;
     ea.ancestral_eta = 1.0;
-    CHECK(max_rel(run_sampler("er-sde", o, model, *sde, times, xT, 9).x,
-                  run_sampler("euler-ancestral", ea, model, *sde, times, xT, 9).x) < 1e-12);
+    CHECK(max_rel(run_named("er-sde", o, model, *sde, times, xT, 9).x,
+                  run_named("euler-ancestral", ea, model, *sde, times, xT, 9).x) < 1e-12);
     CHECK(make_sampler("er-sde", o)->uses_brownian_path());
     CHECK_FALSE(make_sampler("er-sde")->uses_brownian_path());
   }
@@ -84,7 +74,7 @@ TEST_CASE("er-sde: three stages as written from the published form (Riemann sums
   SamplerOptions o;
   o.s_noise = 0.0;
   o.er_sde_points = 200;
-  const at::Tensor got = run_sampler("er-sde", o, model, *sde, sig, xT).x;
+  const at::Tensor got = run_named("er-sde", o, model, *sde, sig, xT).x;
   auto phi = [](double u) { return u * (std::exp(std::pow(u, 0.3)) + 10.0); };
   at::Tensor x = xT.clone(), D1, d1_old;
   for (size_t i = 0; i + 1 < sig.size(); ++i) {
@@ -116,11 +106,11 @@ TEST_CASE("er-sde: three stages as written from the published form (Riemann sums
   // The exact integrals are what the Riemann sums converge to, at their first order.
   SamplerOptions exact = o;
   exact.er_sde_points = 0;
-  const at::Tensor ref = run_sampler("er-sde", exact, model, *sde, sig, xT).x;
+  const at::Tensor ref = run_named("er-sde", exact, model, *sde, sig, xT).x;
   std::vector<double> e;
   for (int n : {200, 400, 800}) {
     o.er_sde_points = n;
-    e.push_back(rms(run_sampler("er-sde", o, model, *sde, sig, xT).x - ref));
+    e.push_back(rms(run_named("er-sde", o, model, *sde, sig, xT).x - ref));
   }
   INFO("Riemann-sum errors " << e[0] << " " << e[1] << " " << e[2]);
   CHECK(e[0] / e[1] == Approx(2.0).epsilon(0.1));
@@ -166,8 +156,8 @@ TEST_CASE("sa-solver: order 1 is DPM-Solver++ 1, order 2 without corrector is 2M
     o.sa_predictor_order = 1;
     o.sa_corrector_order = 0;
     o.sa_tau = 0.0;
-    CHECK(max_rel(run_sampler("sa-solver", o, model, *sde, times, xT).x,
-                  run_sampler("dpmpp-1", {}, model, *sde, times, xT).x) < 1e-12);
+    CHECK(max_rel(run_named("sa-solver", o, model, *sde, times, xT).x,
+                  run_named("dpmpp-1", {}, model, *sde, times, xT).x) < 1e-12);
     // tau^2 = eta: the same exponential weights and the same noise.
     for (double eta : {0.0, 0.5, 1.0}) {
       o.sa_predictor_order = 2;
@@ -177,11 +167,11 @@ TEST_CASE("sa-solver: order 1 is DPM-Solver++ 1, order 2 without corrector is 2M
       m.ancestral_eta = eta;
       m.sde_solver_heun = true;
       INFO("eta = " << eta);
-      CHECK(max_rel(run_sampler("sa-solver", o, model, *sde, times, xT, 3).x,
-                    run_sampler("dpmpp-2m-sde", m, model, *sde, times, xT, 3).x) < 1e-12);
+      CHECK(max_rel(run_named("sa-solver", o, model, *sde, times, xT, 3).x,
+                    run_named("dpmpp-2m-sde", m, model, *sde, times, xT, 3).x) < 1e-12);
     }
     // The corrector spends no extra call: NFE = steps.
-    CHECK(run_sampler("sa-solver", {}, model, *sde, times, xT).nfe == 12);
+    CHECK(run_named("sa-solver", {}, model, *sde, times, xT).nfe == 12);
   }
 }
 
@@ -263,7 +253,7 @@ TEST_CASE("er-sde and sa-solver with noise sample the exact marginal's moments",
     const auto times = make_time_grid(GridKind::Karras, *k, 30, sde->domain().hi, t_end);
     for (const char* s : {"er-sde", "sa-solver"}) {
       REQUIRE(make_sampler(s)->stochastic());
-      const at::Tensor x = run_sampler(s, {}, model, *sde, times, xT, 7).x;
+      const at::Tensor x = run_named(s, {}, model, *sde, times, xT, 7).x;
       INFO(name << " " << s);
       check_moments(x, mix.mean(k->alpha(t_end)), mix.covariance(k->alpha(t_end), k->sigma(t_end)),
                     4.5, 2e-3);

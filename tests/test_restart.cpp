@@ -16,19 +16,7 @@ using namespace sdekit;
 using sdekit::test::check_moments;
 using sdekit::test::GaussianCase;
 using sdekit::test::make_gaussian;
-
-namespace {
-SampleResult run(const std::string& name, const SamplerOptions& o, ScoreModel& m, const SDE& sde,
-                 const std::vector<double>& times, const at::Tensor& x, uint64_t seed = 1) {
-  SampleRequest r;
-  r.model = &m;
-  r.sde = &sde;
-  r.times = times;
-  r.x_init = x;
-  r.generator = at::make_generator<at::CPUGeneratorImpl>(seed);
-  return make_sampler(name, o)->run(r);
-}
-}  // namespace
+using sdekit::test::run_named;
 
 TEST_CASE("restart without restarts is Heun in sigma~, its NFE with them", "[restart]") {
   const GaussianCase gc = make_gaussian();
@@ -42,14 +30,14 @@ TEST_CASE("restart without restarts is Heun in sigma~, its NFE with them", "[res
         make_time_grid(GridKind::Karras, *k, 12, sde->domain().hi, sde->default_t_end());
     SamplerOptions o;
     o.restart_k = 0;
-    const SampleResult a = run("restart", o, model, *sde, times, xT);
-    const SampleResult b = run("edm-heun", {}, model, *sde, times, xT);
+    const SampleResult a = run_named("restart", o, model, *sde, times, xT);
+    const SampleResult b = run_named("edm-heun", {}, model, *sde, times, xT);
     INFO(name);
     CHECK((a.x - b.x).abs().max().item<double>() < 1e-12 * (1 + b.x.abs().max().item<double>()));
     CHECK(a.nfe == 24);
     o.restart_k = 3;
     o.restart_steps = 4;
-    CHECK(run("restart", o, model, *sde, times, xT).nfe == 24 + 2 * 3 * 4);
+    CHECK(run_named("restart", o, model, *sde, times, xT).nfe == 24 + 2 * 3 * 4);
     CHECK(make_sampler("restart", o)->steps_for_nfe(24 + 24) == 12);
   }
 }
@@ -67,7 +55,7 @@ TEST_CASE("restart with the exact score samples the exact marginal's moments", "
     const auto times = make_time_grid(GridKind::Karras, *k, 30, sde->domain().hi, t_end);
     SamplerOptions o;
     o.restart_k = 4;
-    const at::Tensor x = run("restart", o, model, *sde, times, xT, 7).x;
+    const at::Tensor x = run_named("restart", o, model, *sde, times, xT, 7).x;
     INFO(name);
     check_moments(x, mix.mean(k->alpha(t_end)), mix.covariance(k->alpha(t_end), k->sigma(t_end)),
                   4.5, 2e-3);
@@ -84,7 +72,7 @@ TEST_CASE("restart refuses intervals it cannot use", "[restart]") {
   const SDEPtr sde = make_sde("edm");
   GaussianMixtureModel model(GaussianMixture::ring2d(), sde->schedule());
   const auto times = make_time_grid(GridKind::Karras, *sde->schedule(), 10, 80.0, 0.002);
-  CHECK_THROWS_WITH(run("restart", o, model, *sde, times, at::randn({4, 2}, at::kDouble)),
+  CHECK_THROWS_WITH(run_named("restart", o, model, *sde, times, at::randn({4, 2}, at::kDouble)),
                     Catch::Contains("restart-tmax"));
   o = {};
   CHECK_THROWS_WITH(make_sampler("restart", o)->steps_for_nfe(12), Catch::Contains("restarts"));
