@@ -119,7 +119,8 @@ class ERSDE final : public Sampler {
       at::Tensor& D = prev.fresh(x);
       detail::predict_into(ctx.predictor, Param::X0, x, s.t, D);
       at::Tensor& next = ctx.state(i, x);
-      const int stage = std::min(stages_, prev.size() + 1);
+      // A step to sigma~ = 0 returns D: no derivatives needed.
+      const int stage = t.sigma == 0.0 ? 1 : std::min(stages_, prev.size() + 1);
       at::Tensor d1, d2;
       if (stage >= 2) {
         d1 = ctx.buffer("er-d1", i % 2, x);
